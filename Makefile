@@ -1,0 +1,30 @@
+# Quick start (see README): `make app` runs the dashboard, `make test` runs the whole test suite.
+# Both create .venv on first use; everything installs from the package registries.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8501
+
+.PHONY: app test lint bench clean
+
+$(VENV)/.runtime: requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.runtime
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+app: $(VENV)/.runtime
+	$(PY) -m streamlit run app.py --server.port $(PORT)
+
+test: $(VENV)/.dev
+	bash scripts/ensure_chromium.sh
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.runtime
+	$(PY) bench/bench_engines.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

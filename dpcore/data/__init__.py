@@ -1,0 +1,52 @@
+"""The data layer: corpora (built-in or uploaded), canaries, tokenizers and LM training windows.
+
+Nothing here imports streamlit: the CLI, the worker and the dashboard all load data the same way.
+"""
+
+from dpcore.data.builtin import builtin_corpus
+from dpcore.data.corpus import Canary, Corpus, Record, add_canary, normalize_text
+from dpcore.data.dataset import LMData, build_lm_data, split_users
+from dpcore.data.tokenizer import (
+    EOS_ID,
+    PAD_ID,
+    UNK_ID,
+    CharTokenizer,
+    Tokenizer,
+    WordTokenizer,
+    make_tokenizer,
+    tokenizer_from_dict,
+)
+from dpcore.data.upload import (
+    EXTENSIONS,
+    MAX_UPLOAD_BYTES,
+    MIN_CORPUS_CHARS,
+    csv_columns,
+    load_corpus,
+    load_corpus_bytes,
+)
+
+__all__ = [
+    "EOS_ID",
+    "EXTENSIONS",
+    "MAX_UPLOAD_BYTES",
+    "MIN_CORPUS_CHARS",
+    "PAD_ID",
+    "UNK_ID",
+    "Canary",
+    "CharTokenizer",
+    "Corpus",
+    "LMData",
+    "Record",
+    "Tokenizer",
+    "WordTokenizer",
+    "add_canary",
+    "build_lm_data",
+    "builtin_corpus",
+    "csv_columns",
+    "load_corpus",
+    "load_corpus_bytes",
+    "make_tokenizer",
+    "normalize_text",
+    "split_users",
+    "tokenizer_from_dict",
+]

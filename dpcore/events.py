@@ -1,0 +1,134 @@
+"""Metrics events the trainer emits.
+
+The trainer knows nothing of storage or UI: it reports progress through a
+:class:`TrainCallbacks` object. The CLI prints a progress bar from these events, the worker
+writes them to the run store, tests collect them in lists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the trainer decided before the first step (sent once, by ``on_start``)."""
+
+    total_steps: int
+    num_train_examples: int
+    num_val_examples: int
+    vocab_size: int
+    num_parameters: int
+    sample_rate: float | None
+    noise_multiplier: float | None
+    delta: float | None
+    device: str
+    privacy_unit: str
+    guarantee: str  # "dp" | "none" (non-private baseline) | "no-guarantee" (naive recipe)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StepMetrics:
+    """One optimizer step. ``train_loss`` is None for an empty Poisson batch (noise still added)."""
+
+    step: int
+    train_loss: float | None
+    epsilon: float | None
+    batch_size: int
+    frac_clipped: float | None
+    median_grad_norm: float | None
+    step_time_s: float
+    elapsed_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EvalMetrics:
+    """A validation pass over the held-out users."""
+
+    step: int
+    val_loss: float
+    val_perplexity: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SampleEvent:
+    """Text generated from the model during or after training. Post-processing: costs no ε."""
+
+    step: int
+    kind: str  # "train" (periodic) | "final"
+    prompt: str
+    texts: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class TrainCallbacks:
+    """Override what you need; every hook is a no-op by default."""
+
+    def on_start(self, info: RunInfo) -> None:  # noqa: D401 - hook
+        pass
+
+    def on_step(self, metrics: StepMetrics) -> None:
+        pass
+
+    def on_eval(self, metrics: EvalMetrics) -> None:
+        pass
+
+    def on_samples(self, event: SampleEvent) -> None:
+        pass
+
+
+class CallbackList(TrainCallbacks):
+    """Fan one event out to several callbacks, in order."""
+
+    def __init__(self, *callbacks: TrainCallbacks) -> None:
+        self.callbacks = [c for c in callbacks if c is not None]
+
+    def on_start(self, info: RunInfo) -> None:
+        for c in self.callbacks:
+            c.on_start(info)
+
+    def on_step(self, metrics: StepMetrics) -> None:
+        for c in self.callbacks:
+            c.on_step(metrics)
+
+    def on_eval(self, metrics: EvalMetrics) -> None:
+        for c in self.callbacks:
+            c.on_eval(metrics)
+
+    def on_samples(self, event: SampleEvent) -> None:
+        for c in self.callbacks:
+            c.on_samples(event)
+
+
+class RecordingCallbacks(TrainCallbacks):
+    """Keeps every event in lists; handy in tests and notebooks."""
+
+    def __init__(self) -> None:
+        self.info: RunInfo | None = None
+        self.steps: list[StepMetrics] = []
+        self.evals: list[EvalMetrics] = []
+        self.samples: list[SampleEvent] = []
+
+    def on_start(self, info: RunInfo) -> None:
+        self.info = info
+
+    def on_step(self, metrics: StepMetrics) -> None:
+        self.steps.append(metrics)
+
+    def on_eval(self, metrics: EvalMetrics) -> None:
+        self.evals.append(metrics)
+
+    def on_samples(self, event: SampleEvent) -> None:
+        self.samples.append(event)

@@ -1,0 +1,1 @@
+"""Privacy: accountants and calibration (accounting.py) and the DP-SGD engines (engines/)."""

@@ -1,0 +1,101 @@
+"""Gaussian DP-SGD through Opacus: the reference implementation.
+
+The pieces are assembled by hand (as PrivacyEngine.make_private would) so that accounting stays
+ours (RDP, PRV or PLD from the run's history) and the optimizer can report clipping
+diagnostics. Order matters and is kept: DPGRU swapped in *before* the optimizer is built; a plain
+``DataLoader(dataset, batch_size=B)`` handed to ``DPDataLoader`` so q = 1/len(loader) = 1/ceil(N/B).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+
+import torch
+from opacus import GradSampleModule
+from opacus.data_loader import DPDataLoader
+from opacus.optimizers import DPOptimizer
+from torch.utils.data import DataLoader, TensorDataset
+
+from dpcore.model import to_dp_layers
+from dpcore.privacy.engines.base import Engine, EngineSetup, StepStats
+
+# Opacus's full backward hooks fire on the first layer, whose input (token ids) needs no gradient;
+# torch warns about it on every step. The per-sample gradients are unaffected.
+warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed")
+
+
+def per_sample_l2_norms(grad_samples: list[torch.Tensor]) -> torch.Tensor:
+    """The flat L2 norm of each example's whole gradient (what DPOptimizer clips)."""
+    per_param = [g.reshape(len(g), -1).norm(2, dim=-1) for g in grad_samples]
+    return torch.stack(per_param, dim=1).norm(2, dim=1)
+
+
+class DiagnosticDPOptimizer(DPOptimizer):
+    """Opacus's DPOptimizer, unchanged, that also remembers the last per-example norms."""
+
+    last_norms: torch.Tensor | None = None
+
+    def clip_and_accumulate(self) -> None:
+        if len(self.grad_samples[0]) == 0:
+            self.last_norms = torch.zeros(0)
+        else:
+            self.last_norms = per_sample_l2_norms(self.grad_samples).detach()
+        super().clip_and_accumulate()
+
+
+class OpacusGaussianEngine(Engine):
+    guarantee = "dp"
+    optimizer_class: type[DPOptimizer] = DiagnosticDPOptimizer
+
+    def __init__(self, setup: EngineSetup) -> None:
+        super().__init__(setup)
+        if setup.noise_multiplier is None or setup.sample_rate is None:
+            raise ValueError("DP engines need a noise multiplier and a sample rate")
+        dp_model = to_dp_layers(self.model).to(self.device)
+        self.gsm = GradSampleModule(dp_model, batch_first=True, loss_reduction="mean")
+        base_loader = DataLoader(TensorDataset(setup.train), batch_size=setup.batch_size)
+        self.loader = DPDataLoader.from_data_loader(base_loader, generator=self._sample_gen)
+        if abs(self.loader.sample_rate - setup.sample_rate) > 1e-12:
+            raise AssertionError(
+                f"Opacus sample rate {self.loader.sample_rate} differs from the accounted {setup.sample_rate}"
+            )
+        self.expected_batch_size = max(1, int(len(setup.train) * setup.sample_rate))
+        self.optimizer = self.optimizer_class(
+            self.make_optimizer(self.gsm.parameters()),
+            noise_multiplier=setup.noise_multiplier,
+            max_grad_norm=setup.clip,
+            expected_batch_size=self.expected_batch_size,
+            generator=self._noise_gen,
+        )
+
+    @property
+    def module(self) -> torch.nn.Module:
+        return self.gsm
+
+    def batches(self) -> Iterator[torch.Tensor]:
+        while True:
+            for (batch,) in self.loader:
+                yield batch
+
+    def step(self, batch: torch.Tensor) -> StepStats:
+        self.gsm.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        b = len(batch)
+        loss = self.batch_loss(self.gsm, batch)
+        if b == 0:
+            # An empty Poisson batch: the loss is NaN, but Opacus still needs a backward pass to
+            # set (empty) per-sample gradients; noise is added and the step is counted.
+            (loss.nan_to_num(0.0) * 0.0).backward()
+        else:
+            loss.backward()
+        self.optimizer.step()
+        norms = self.optimizer.last_norms
+        if b == 0 or norms is None or len(norms) == 0:
+            return StepStats(loss=None, batch_size=0)
+        return StepStats(
+            loss=float(loss.item()),
+            batch_size=b,
+            frac_clipped=float((norms > self.setup.clip).float().mean().item()),
+            median_grad_norm=float(norms.median().item()),
+        )

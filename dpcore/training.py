@@ -1,0 +1,235 @@
+"""The training loop: config in, checkpoint and result out, progress through callbacks.
+
+One function, :func:`run_training`, used by the CLI (``python -m dpcore train``), the background
+worker and the tests. It knows nothing of storage or UI: every step is reported to a
+:class:`~dpcore.events.TrainCallbacks`, and the caller decides what to do with it.
+
+Order of decisions (each one a place where DP trainers silently go wrong):
+1. data split by user, fixed-length windows; N = number of training windows (the privacy unit);
+2. q = 1/ceil(N/B) — what Opacus's Poisson loader really uses; steps from epochs or max steps;
+3. δ defaults to min(1e-5, 1/N^1.1) and δ ≥ 1/N is refused;
+4. σ calibrated with the run's own accountant for the planned steps; ε reported from the
+   steps actually run, never the target.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dpcore.checkpoint import save_checkpoint
+from dpcore.config import TrainConfig, check_delta, default_delta
+from dpcore.data import LMData, build_lm_data, load_corpus
+from dpcore.data.tokenizer import PAD_ID
+from dpcore.device import resolve_device
+from dpcore.errors import DPCoreError
+from dpcore.events import EvalMetrics, RunInfo, SampleEvent, StepMetrics, TrainCallbacks
+from dpcore.model import GRULanguageModel, ModelConfig, sequence_losses
+from dpcore.privacy.accounting import EpsilonCurve, calibrate_noise, sample_rate_for, steps_for_epochs
+from dpcore.privacy.engines import EngineSetup, build_engine
+from dpcore.sampling import sample_texts
+
+METRIC_COLUMNS = ["step", "train_loss", "epsilon", "batch_size", "frac_clipped", "median_grad_norm",
+                  "step_time_s", "elapsed_s", "val_loss", "val_perplexity"]
+
+
+class TrainingDiverged(DPCoreError):
+    """The loss became NaN or infinite on a non-empty batch."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def plan(config: TrainConfig, num_train: int) -> dict[str, Any]:
+    """Sample rate, steps, δ and noise for a config and a training-set size (no training)."""
+    config.validate()
+    q = sample_rate_for(num_train, config.batch_size)
+    steps = config.max_steps if config.max_steps is not None else steps_for_epochs(config.epochs, q)
+    out: dict[str, Any] = {"sample_rate": q, "steps": steps, "delta": None, "noise_multiplier": None,
+                           "expected_batch_size": max(1, int(num_train * q))}
+    if config.is_private:
+        delta = config.delta if config.delta is not None else default_delta(num_train)
+        check_delta(delta, num_train)
+        noise = config.noise_multiplier
+        if noise is None:
+            noise = calibrate_noise(config.mechanism, config.epsilon, delta, q, steps, config.accountant)
+        out.update(delta=delta, noise_multiplier=noise)
+    return out
+
+
+@torch.no_grad()
+def evaluate(model: GRULanguageModel, data: torch.Tensor, device: torch.device, batch_size: int = 256) -> float:
+    """Mean per-sequence loss on ``data`` (validation users); perplexity is its exp."""
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(data), batch_size):
+        batch = data[i : i + batch_size].to(device)
+        logits, _ = model(batch[:, :-1])
+        losses = sequence_losses(logits, batch[:, 1:], PAD_ID)
+        total += float(losses.sum())
+        count += len(batch)
+    return total / max(count, 1)
+
+
+def run_training(
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    callbacks: TrainCallbacks | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    data: LMData | None = None,
+) -> dict[str, Any]:
+    """Train, write ``result.json``, ``metrics.csv`` and ``model.pt`` in ``out_dir``, return the result.
+
+    ``should_stop`` is polled between steps; when it turns True the run finishes the current
+    step, evaluates, saves and returns with ``stopped=True`` (its ε covers the steps run).
+    """
+    config = config.validate()
+    callbacks = callbacks or TrainCallbacks()
+    should_stop = should_stop or (lambda: False)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(config.seed)
+    device = resolve_device(config.device)
+
+    if data is None:
+        corpus = load_corpus(config.corpus, text_column=config.text_column, user_column=config.user_column)
+        data = build_lm_data(corpus, tokenizer=config.tokenizer, seq_len=config.seq_len,
+                             val_fraction=config.val_fraction, max_vocab=config.max_vocab)
+    num_train = int(data.train.shape[0])
+    p = plan(config, num_train)
+    model_cfg = ModelConfig(data.tokenizer.vocab_size, config.embed_dim, config.hidden_size,
+                            config.num_layers, config.dropout)
+    engine = build_engine(config.mechanism, config.engine, EngineSetup(
+        train=data.train, model_config=model_cfg, pad_id=PAD_ID, batch_size=config.batch_size, lr=config.lr,
+        optimizer=config.optimizer, clip=config.clip, noise_multiplier=p["noise_multiplier"],
+        sample_rate=p["sample_rate"], seed=config.seed, device=device,
+        naive_sensitivity=config.naive_sensitivity, naive_epsilon=config.epsilon,
+    ))
+    curve = None
+    if config.is_private:
+        curve = EpsilonCurve(config.mechanism, p["noise_multiplier"], p["sample_rate"], p["delta"],
+                             config.accountant, p["steps"])
+    info = RunInfo(
+        total_steps=p["steps"], num_train_examples=num_train, num_val_examples=int(data.val.shape[0]),
+        vocab_size=data.tokenizer.vocab_size, num_parameters=engine.model.num_parameters(),
+        sample_rate=p["sample_rate"] if config.mechanism in ("gaussian", "laplace") else None,
+        noise_multiplier=p["noise_multiplier"], delta=p["delta"], device=str(device),
+        privacy_unit="one training sequence (example-level)", guarantee=engine.guarantee,
+    )
+    callbacks.on_start(info)
+
+    rows: list[dict[str, Any]] = []
+    step_times: list[float] = []
+    samples: list[str] = []
+    last_eval: EvalMetrics | None = None
+    started = time.perf_counter()
+    batches = engine.batches()
+    step = 0
+    stopped = False
+
+    def do_eval(step: int, kind: str) -> EvalMetrics:
+        nonlocal samples
+        plain = engine.plain_model()
+        val_loss = evaluate(plain, data.val, device)
+        ev = EvalMetrics(step=step, val_loss=val_loss, val_perplexity=math.exp(min(val_loss, 50.0)))
+        callbacks.on_eval(ev)
+        if config.num_samples > 0:
+            samples = sample_texts(plain, data.tokenizer, config.sample_prompt, n=config.num_samples,
+                                   max_tokens=config.sample_tokens, temperature=config.sample_temperature,
+                                   seed=config.seed)
+            callbacks.on_samples(SampleEvent(step=step, kind=kind, prompt=config.sample_prompt, texts=samples))
+        return ev
+
+    while step < p["steps"]:
+        if should_stop():
+            stopped = True
+            break
+        batch = next(batches)
+        t0 = time.perf_counter()
+        stats = engine.step(batch)
+        dt = time.perf_counter() - t0
+        step += 1
+        if stats.loss is not None and not math.isfinite(stats.loss):
+            raise TrainingDiverged(
+                f"the training loss became {stats.loss} at step {step}: lower the learning rate "
+                f"(now {config.lr:g}) or raise the clipping norm"
+            )
+        step_times.append(dt)
+        eps = curve.at(step) if curve is not None else None
+        m = StepMetrics(step=step, train_loss=stats.loss, epsilon=eps, batch_size=stats.batch_size,
+                        frac_clipped=stats.frac_clipped, median_grad_norm=stats.median_grad_norm,
+                        step_time_s=dt, elapsed_s=time.perf_counter() - started)
+        callbacks.on_step(m)
+        row = m.to_dict()
+        if step % config.eval_every == 0 and step < p["steps"]:
+            last_eval = do_eval(step, "train")
+            row.update(val_loss=last_eval.val_loss, val_perplexity=last_eval.val_perplexity)
+        rows.append(row)
+
+    last_eval = do_eval(step, "final")
+    if rows:
+        rows[-1].update(val_loss=last_eval.val_loss, val_perplexity=last_eval.val_perplexity)
+
+    epsilon, accountant_used, note = None, config.accountant if config.is_private else None, ""
+    if curve is not None:
+        final = curve.final(step)
+        epsilon, accountant_used, note = final.epsilon, final.accountant, final.note
+    losses = [r["train_loss"] for r in rows[-20:] if r["train_loss"] is not None]
+    result: dict[str, Any] = {
+        "mechanism": config.mechanism,
+        "guarantee": engine.guarantee,
+        "epsilon": epsilon,
+        "target_epsilon": config.epsilon if config.is_private and config.noise_multiplier is None else None,
+        "delta": p["delta"],
+        "accountant": accountant_used,
+        "accountant_note": note,
+        "noise_multiplier": p["noise_multiplier"],
+        "sample_rate": info.sample_rate,
+        "expected_batch_size": p["expected_batch_size"],
+        "steps": step,
+        "planned_steps": p["steps"],
+        "stopped": stopped,
+        "clip": config.clip if config.is_private else None,
+        "engine": config.engine if config.mechanism == "gaussian" else "opacus" if config.is_private else "torch",
+        "privacy_unit": info.privacy_unit,
+        "num_train_examples": num_train,
+        "num_val_examples": info.num_val_examples,
+        "num_parameters": info.num_parameters,
+        "vocab_size": info.vocab_size,
+        "train_loss": statistics.fmean(losses) if losses else None,
+        "val_loss": last_eval.val_loss,
+        "val_perplexity": last_eval.val_perplexity,
+        "step_time_median_s": statistics.median(step_times) if step_times else None,
+        "wall_time_s": time.perf_counter() - started,
+        "device": str(device),
+        "seed": config.seed,
+        "samples": samples,
+        "config": config.to_dict(),
+    }
+    save_checkpoint(out / "model.pt", engine.plain_model().state_dict(), model_cfg, data.tokenizer,
+                    config.to_dict(), {k: v for k, v in result.items() if k != "config"})
+    write_metrics_csv(out / "metrics.csv", rows)
+    (out / "result.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return result
+
+
+def write_metrics_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in METRIC_COLUMNS})

@@ -1,0 +1,32 @@
+"""Shared fixtures: tiny data and configs so every dpcore test runs in seconds on CPU."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def tiny_data():
+    """The built-in corpus cut into short windows (seq_len 16): ~10k training examples."""
+    from dpcore.data import build_lm_data, builtin_corpus
+
+    return build_lm_data(builtin_corpus(seed=0, num_users=60), seq_len=16)
+
+
+@pytest.fixture()
+def tiny_config():
+    from dpcore.config import TrainConfig
+
+    return TrainConfig(seq_len=16, embed_dim=8, hidden_size=16, batch_size=32, max_steps=6, eval_every=3,
+                       num_samples=1, sample_tokens=10, lr=0.01)

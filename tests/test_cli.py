@@ -1,0 +1,67 @@
+"""The CLI contract: last lines, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def dpcore(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dpcore", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=timeout)
+
+
+def test_epsilon_prints_epsilon_last():
+    out = dpcore("epsilon", "--mechanism", "gaussian", "--noise-multiplier", "1.0", "--sample-rate", "0.01",
+                 "--steps", "1000", "--delta", "1e-5", "--accountant", "prv")
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout.strip().splitlines()[-1]) == pytest.approx(1.838, abs=0.01)
+
+
+def test_calibrate_prints_noise_last():
+    out = dpcore("calibrate", "--mechanism", "gaussian", "--epsilon", "3", "--delta", "1e-5",
+                 "--sample-rate", "0.01", "--steps", "1000")
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout.strip().splitlines()[-1]) == pytest.approx(0.865, abs=0.01)
+
+
+@pytest.mark.parametrize("args", [
+    ["epsilon", "--noise-multiplier", "-1", "--sample-rate", "0.01", "--steps", "10", "--delta", "1e-5"],
+    ["epsilon", "--noise-multiplier", "1", "--sample-rate", "2", "--steps", "10", "--delta", "1e-5"],
+    ["calibrate", "--epsilon", "0", "--sample-rate", "0.01", "--steps", "10", "--delta", "1e-5"],
+    ["train", "--epsilon", "0", "--out", "x"],
+    ["train", "--delta", "0.5", "--max-steps", "1", "--out", "x"],
+    ["train", "--corpus", "/nonexistent/file.txt", "--max-steps", "1", "--out", "x"],
+    ["generate", "--checkpoint", "/nonexistent/model.pt"],
+    ["nonsense"],
+    [],
+])
+def test_bad_arguments_give_one_line_and_exit_2(args, tmp_path):
+    out = dpcore(*[a if a != "x" else str(tmp_path / "out") for a in args])
+    assert out.returncode == 2
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("dpcore: error:"), out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_train_then_generate(tmp_path):
+    out = dpcore("train", "--corpus", "builtin", "--mechanism", "gaussian", "--epsilon", "8", "--clip", "1",
+                 "--max-steps", "3", "--batch-size", "64", "--lr", "0.01", "--seed", "1", "--accountant", "rdp",
+                 "--device", "cpu", "--hidden-size", "16", "--embed-dim", "8", "--seq-len", "16",
+                 "--out", str(tmp_path), "--quiet")
+    assert out.returncode == 0, out.stderr
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["steps"] == 3 and result["epsilon"] <= 8 and result["device"] == "cpu"
+    assert (tmp_path / "metrics.csv").read_text().count("\n") == 4
+    gen = dpcore("generate", "--checkpoint", str(tmp_path / "model.pt"), "--prompt", "my ", "--tokens", "20",
+                 "--seed", "3")
+    assert gen.returncode == 0, gen.stderr
+    assert gen.stdout.startswith("my ")
+    again = dpcore("generate", "--checkpoint", str(tmp_path / "model.pt"), "--prompt", "my ", "--tokens", "20",
+                   "--seed", "3")
+    assert again.stdout == gen.stdout

@@ -1,0 +1,156 @@
+"""Uploads parse into corpora, and every bad file fails with a message naming the problem."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+
+from dpcore.data import upload as upload_mod
+from dpcore.data.builtin import builtin_corpus
+from dpcore.data.dataset import build_lm_data
+from dpcore.data.upload import csv_columns, load_corpus, load_corpus_bytes
+from dpcore.errors import CorpusError
+
+SECRET_WORD = "zebrafish"  # appears in uploaded text; must never appear in an error message
+
+
+def _lines(n: int, width: int = 60) -> list[str]:
+    return [f"line {i} says {SECRET_WORD} things ".ljust(width, "x") for i in range(n)]
+
+
+def _txt(n: int = 100) -> bytes:
+    return "\n".join(_lines(n)).encode()
+
+
+def _csv(rows: list[list[str]]) -> bytes:
+    buf = io.StringIO()
+    csv.writer(buf).writerows(rows)
+    return buf.getvalue().encode()
+
+
+def test_txt_one_record_per_line_in_blocks_of_20() -> None:
+    data = b"\xef\xbb\xbf" + "\n\n".join(_lines(240)).encode() + b"\r\n   \n"
+    corpus = load_corpus_bytes(data, "notes.TXT")
+    assert len(corpus.records) == 240
+    assert not corpus.records[0].text.startswith("\ufeff")
+    assert corpus.users() == [f"block-{i:05d}" for i in range(12)]
+    assert corpus.records[19].user_id == "block-00000" and corpus.records[20].user_id == "block-00001"
+    assert corpus.metadata["format"] == "txt" and corpus.name == "notes.TXT"
+
+
+def test_short_txt_uses_smaller_blocks() -> None:
+    corpus = load_corpus_bytes("\n".join(_lines(30, 100)).encode(), "short.txt")
+    assert len(corpus.users()) == 10
+    assert len(load_corpus_bytes(_txt(100), "a.txt").users()) == 10
+
+
+@pytest.mark.parametrize(
+    ("data", "filename", "match"),
+    [
+        (b"", "a.txt", "empty"),
+        (b"  \n\n \t\n", "a.txt", "empty"),
+        (b"\xef\xbb\xbf\n\n", "a.txt", "no text records"),
+        (b"text\n\n,\n", "a.csv", "no text records"),
+        (_txt()[:500] + b"\x00\x01\x02" + _txt()[500:], "a.txt", "binary.*NUL"),
+        (bytes(range(1, 32)) * 200, "a.txt", "binary.*control"),
+        (_txt()[:123] + b"\xff\xfe" + _txt()[123:], "a.txt", r"not valid UTF-8.*offset 123.*re-save"),
+        (b"\xef\xbb\xbf" + _txt()[:10] + b"\xc3(" + _txt(), "a.txt", r"UTF-8.*offset 13\b"),
+        ("\n".join(_lines(100)).encode("utf-16"), "a.txt", "UTF-16.*re-save"),
+        (_txt(), "a.pdf", r"unsupported file type '\.pdf'"),
+        (_txt(), "README", "unsupported file type without an extension"),
+        (_txt(10), "a.txt", r"too little text.*600 characters.*2,000"),
+        (_csv([["user", "text"], *[["u1", s] for s in _lines(100)]]), "a.csv", "too few users: 1"),
+        (
+            _csv([["id", "body", "when"], ["1", "hi", "now"]]),
+            "a.csv",
+            "choose the text column.*'id', 'body', 'when'",
+        ),
+    ],
+)
+def test_bad_uploads_are_named(data: bytes, filename: str, match: str) -> None:
+    kwargs = {"user_column": "user"} if b"user," in data[:20] else {}
+    with pytest.raises(CorpusError, match=match) as info:
+        load_corpus_bytes(data, filename, **kwargs)
+    assert SECRET_WORD not in str(info.value)
+
+
+def test_oversized_upload_names_size_and_limit() -> None:
+    with pytest.raises(CorpusError, match=r"6\.[0-9] KB, over the 5\.0 KB upload limit"):
+        load_corpus_bytes(_txt(), "a.txt", max_bytes=5 * 1024)
+
+
+def test_oversized_file_on_disk_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "big.txt"
+    path.write_bytes(_txt())
+    monkeypatch.setattr(upload_mod, "MAX_UPLOAD_BYTES", 1024)
+    with pytest.raises(CorpusError, match=r"over the 1\.0 KB upload limit"):
+        load_corpus(str(path))
+
+
+def test_csv_columns_and_default_text_column() -> None:
+    rows = [["Author", " Text "], *[[f"u{i % 4}", s] for i, s in enumerate(_lines(60))]]
+    data = b"\xef\xbb\xbf" + _csv(rows)
+    assert csv_columns(data) == ["Author", "Text"]
+    corpus = load_corpus_bytes(data, "posts.csv")
+    assert corpus.metadata["text_column"] == "Text"
+    assert corpus.metadata["user_grouping"] == "blocks of consecutive rows"
+    assert all(r.user_id.startswith("block-") for r in corpus.records)
+    by_user = load_corpus_bytes(data, "posts.csv", user_column="author")
+    assert by_user.users() == ["u0", "u1", "u2", "u3"]
+    assert by_user.records[0].text == _lines(1)[0].strip()
+
+
+def test_csv_explicit_and_single_column() -> None:
+    rows = [["id", "body"], *[[str(i), s] for i, s in enumerate(_lines(50))]]
+    corpus = load_corpus_bytes(_csv(rows), "a.csv", text_column="body")
+    assert len(corpus.records) == 50 and corpus.records[0].text.startswith("line 0")
+    single = load_corpus_bytes(_csv([["message"], *[[s] for s in _lines(50)]]), "a.csv")
+    assert len(single.records) == 50
+    lines = ["id;text", *[f"{i};{s}" for i, s in enumerate(_lines(50))]]
+    semicolon = load_corpus_bytes("\n".join(lines).encode(), "a.csv")
+    assert semicolon.records[3].text.startswith("line 3")
+
+
+def test_csv_unknown_column_lists_columns() -> None:
+    rows = [["id", "body"], *[[str(i), s] for i, s in enumerate(_lines(50))]]
+    with pytest.raises(CorpusError, match=r"no text column named 'message'.*'id', 'body'"):
+        load_corpus_bytes(_csv(rows), "a.csv", text_column="message")
+    with pytest.raises(CorpusError, match=r"no user column named 'user'.*'id', 'body'"):
+        load_corpus_bytes(_csv(rows), "a.csv", text_column="body", user_column="user")
+    with pytest.raises(CorpusError, match="must be different"):
+        load_corpus_bytes(_csv(rows), "a.csv", text_column="body", user_column="body")
+
+
+def test_csv_multiline_field_becomes_one_record() -> None:
+    rows = [["text"], *[[s + "\nsecond line"] for s in _lines(50)]]
+    corpus = load_corpus_bytes(_csv(rows), "a.csv")
+    assert len(corpus.records) == 50 and all("\n" not in r.text for r in corpus.records)
+
+
+def test_chinese_text_round_trips_through_char_tokens() -> None:
+    diary = "今天天气很好 我们去公园散步 然后吃了饺子。电话号码是一三八零零"
+    lines = [f"第{i}天 {diary}{i:04d}。" for i in range(90)]
+    corpus = load_corpus_bytes("\n".join(lines).encode(), "日记.txt")
+    assert corpus.num_chars() >= 2000 and corpus.records[5].text == lines[5]
+    data = build_lm_data(corpus, seq_len=32, val_fraction=0.2)
+    tok = data.tokenizer
+    assert tok.decode(tok.encode(lines[0])) == lines[0]
+    assert "\ufffd" not in tok.decode(data.train[0].tolist())
+
+
+def test_load_corpus_builtin_ignores_training_seed() -> None:
+    assert load_corpus("builtin", seed=5).records == builtin_corpus(seed=0).records
+
+
+def test_load_corpus_from_path(tmp_path: Path) -> None:
+    path = tmp_path / "mine.txt"
+    path.write_bytes(_txt())
+    assert len(load_corpus(str(path)).records) == 100
+    with pytest.raises(CorpusError, match="no such corpus file"):
+        load_corpus(str(tmp_path / "missing.txt"))
+    with pytest.raises(CorpusError, match="unsupported file type"):
+        (tmp_path / "x.json").write_text("{}")
+        load_corpus(str(tmp_path / "x.json"))
