@@ -1,0 +1,700 @@
+"""The run store: one SQLite file that outlives the dashboard, the CLI and every worker.
+
+Streamlit reruns (and kills) its script at will, so a run can never live in a session: it is a
+row here that any session, CLI call or worker can find again. The store holds
+
+* ``runs`` - id, owner key, config (JSON), status, timestamps, pid/host/heartbeat of the worker,
+  device, error message, the trainer's RunInfo and result (JSON);
+* ``metrics`` (one row per optimizer step), ``evals``, ``samples`` and ``artifacts`` of each run;
+* ``uploads`` - corpora uploaded by an owner, stored under ``uploads/<hash of owner>/``.
+
+Design notes:
+
+* WAL journal mode, so readers (30 dashboard sessions polling) never block the one writer per run
+  and never see half a transaction; :meth:`RunStore.snapshot` reads a run and its new metrics in
+  one read transaction, so the two always agree.
+* Every write is a short ``BEGIN IMMEDIATE`` transaction; ``busy_timeout`` makes concurrent writers
+  queue instead of failing. The executor's dispatcher claims queued runs inside such a transaction,
+  so two processes never launch the same run.
+* ``PRAGMA user_version`` is the schema version; :data:`_MIGRATIONS` upgrades older files in place
+  and a file from a newer release is refused with a clear message instead of being damaged.
+* WAL needs a local file system (not NFS): keep the data folder on a local disk.
+* Connections are pooled and never shared between threads at the same time (Streamlit runs each
+  script run in a fresh thread); a forked child drops the parent's pool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import re
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from dpcore.config import TrainConfig
+from dpcore.errors import DPCoreError
+from dpcore.paths import STORE_FILENAME, resolve_data_dir
+
+SCHEMA_VERSION = 1
+STATUSES = ("queued", "running", "finished", "failed", "cancelled")
+TERMINAL_STATUSES = ("finished", "failed", "cancelled")
+METRIC_COLUMNS = (
+    "step", "train_loss", "epsilon", "batch_size", "frac_clipped", "median_grad_norm",
+    "step_time_s", "elapsed_s",
+)
+EVAL_COLUMNS = ("step", "val_loss", "val_perplexity")
+BUSY_TIMEOUT_S = 30.0
+_POOL_SIZE = 8
+_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+_SCHEMA_V1 = [
+    """CREATE TABLE IF NOT EXISTS runs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        owner TEXT NOT NULL,
+        config TEXT NOT NULL,
+        status TEXT NOT NULL
+            CHECK (status IN ('queued', 'running', 'finished', 'failed', 'cancelled')),
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        heartbeat_at REAL,
+        cancel_requested_at REAL,
+        host TEXT,
+        pid INTEGER,
+        pid_ident TEXT,
+        gpu TEXT,
+        device TEXT,
+        error TEXT,
+        last_step INTEGER,
+        info TEXT,
+        result TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS runs_owner ON runs (owner, seq)",
+    "CREATE INDEX IF NOT EXISTS runs_status ON runs (status, seq)",
+    """CREATE TABLE IF NOT EXISTS metrics (
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        step INTEGER NOT NULL,
+        train_loss REAL, epsilon REAL, batch_size INTEGER, frac_clipped REAL,
+        median_grad_norm REAL, step_time_s REAL, elapsed_s REAL,
+        ts REAL NOT NULL,
+        PRIMARY KEY (run_id, step)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS evals (
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        step INTEGER NOT NULL,
+        val_loss REAL, val_perplexity REAL,
+        ts REAL NOT NULL,
+        PRIMARY KEY (run_id, step)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS samples (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        step INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        prompt TEXT NOT NULL,
+        text TEXT NOT NULL,
+        ts REAL NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS samples_run ON samples (run_id, id)",
+    """CREATE TABLE IF NOT EXISTS artifacts (
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        path TEXT NOT NULL,
+        ts REAL NOT NULL,
+        PRIMARY KEY (run_id, name)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS uploads (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        filename TEXT NOT NULL,
+        path TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        created_at REAL NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS uploads_owner ON uploads (owner, created_at)",
+]
+
+#: version -> statements that bring a file from version-1 to version. Append, never edit.
+_MIGRATIONS: dict[int, list[str]] = {1: _SCHEMA_V1}
+
+
+class RunNotFound(DPCoreError):
+    """No run with that id (or not one of the caller's runs: the message is the same)."""
+
+
+class UploadNotFound(DPCoreError):
+    """No upload with that id among the caller's uploads."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One row of ``runs``, decoded. Timestamps are seconds since the epoch (``time.time()``)."""
+
+    id: str
+    owner: str
+    status: str
+    config: dict[str, Any]
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    heartbeat_at: float | None = None
+    cancel_requested_at: float | None = None
+    host: str | None = None
+    pid: int | None = None
+    pid_ident: str | None = None
+    gpu: str | None = None
+    device: str | None = None
+    error: str | None = None
+    last_step: int | None = None
+    info: dict[str, Any] | None = None  # the trainer's RunInfo, once it has started
+    result: dict[str, Any] | None = None  # the trainer's result dict, once it has returned
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def total_steps(self) -> int | None:
+        return (self.info or {}).get("total_steps") or self.config.get("max_steps")
+
+    @property
+    def progress(self) -> float | None:
+        """Fraction of steps done (0..1), or None before the total is known."""
+        total = self.total_steps
+        if not total:
+            return None
+        return min(1.0, (self.last_step or 0) / total)
+
+    def train_config(self) -> TrainConfig:
+        """The run's :class:`~dpcore.config.TrainConfig` (validated)."""
+        return TrainConfig.from_dict(self.config)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunSnapshot:
+    """A run and its metrics read in one transaction, so they always agree."""
+
+    run: Run
+    metrics: list[dict[str, Any]]  # rows with step > since_step, by step
+    evals: list[dict[str, Any]]
+    metric_count: int
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A corpus file uploaded by one owner. ``path`` is what a run's ``corpus`` points at."""
+
+    id: str
+    owner: str
+    filename: str
+    path: str
+    size: int
+    sha256: str
+    created_at: float
+
+
+class RunStore:
+    """Runs, metrics, samples, artifacts and uploads in ``<data_dir>/runs.sqlite3``.
+
+    ``path`` is the data folder (default: :func:`dpcore.paths.resolve_data_dir`), or a ``.sqlite3``
+    / ``.db`` file whose folder then is the data folder. Safe to share between threads.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        target = resolve_data_dir(path)
+        if target.suffix in (".sqlite3", ".sqlite", ".db"):
+            self.data_dir, self.db_path = target.parent, target
+        else:
+            self.data_dir, self.db_path = target, target / STORE_FILENAME
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as err:
+            raise DPCoreError(f"cannot create the data folder {self.data_dir}: {err.strerror}") from err
+        self.runs_dir = self.data_dir / "runs"
+        self.uploads_dir = self.data_dir / "uploads"
+        self._lock = threading.Lock()
+        self._idle: list[sqlite3.Connection] = []
+        self._pid = os.getpid()
+        self._init_schema()
+
+    # ------------------------------------------------------------------ connections
+    def _open(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as err:
+            raise DPCoreError(f"cannot open the run store {self.db_path}: {err}") from err
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across crashes of any process
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    @contextlib.contextmanager
+    def _pooled(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's connections must not be used
+                self._idle, self._pid = [], os.getpid()
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = self._open()
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                conn.rollback()
+            with self._lock:
+                keep = len(self._idle) < _POOL_SIZE and self._pid == os.getpid()
+                if keep:
+                    self._idle.append(conn)
+            if not keep:
+                conn.close()
+
+    @contextlib.contextmanager
+    def transaction(
+        self, conn: sqlite3.Connection | None = None, *, write: bool = True
+    ) -> Iterator[sqlite3.Connection]:
+        """A write (``BEGIN IMMEDIATE``) or read (snapshot) transaction.
+
+        Given ``conn`` (already inside a transaction), runs in that transaction instead, so
+        store methods compose into one atomic step (the dispatcher uses this).
+        """
+        if conn is not None:
+            yield conn
+            return
+        with self._pooled() as own:
+            own.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield own
+            except BaseException:
+                own.rollback()
+                raise
+            own.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close idle connections; the store stays usable (new ones are opened on demand)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def _init_schema(self) -> None:
+        with self._pooled() as conn:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise DPCoreError(
+                    f"the run store {self.db_path} cannot use write-ahead logging (journal mode "
+                    f"{mode!r}); put the data folder on a local disk"
+                )
+        with self.transaction() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise DPCoreError(
+                    f"the run store {self.db_path} was written by a newer dp-rnn-lab (schema "
+                    f"v{version}, this one knows v{SCHEMA_VERSION}); upgrade dp-rnn-lab or use "
+                    f"another data folder"
+                )
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[target]:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {target}")
+
+    def schema_version(self) -> int:
+        with self._pooled() as conn:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def integrity_check(self) -> str:
+        """SQLite's own check of the file: ``"ok"`` when intact."""
+        with self._pooled() as conn:
+            return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+    # ------------------------------------------------------------------ runs
+    def run_dir(self, run_id: str) -> Path:
+        """The folder for a run's checkpoint, result files and worker log."""
+        if not _ID_RE.match(run_id):
+            raise RunNotFound(f"{run_id!r} is not a valid run id")
+        return self.runs_dir / run_id
+
+    def create_run(self, owner: str, config: Mapping[str, Any] | TrainConfig) -> str:
+        """Queue a new run for ``owner`` and return its id. ``config``: a dict or a TrainConfig."""
+        owner = _check_owner(owner)
+        data = config.to_dict() if isinstance(config, TrainConfig) else dict(config)
+        text = json.dumps(data, sort_keys=True)
+        for _ in range(5):
+            run_id = secrets.token_hex(6)
+            try:
+                with self.transaction() as conn:
+                    conn.execute(
+                        "INSERT INTO runs (id, owner, config, status, created_at) "
+                        "VALUES (?, ?, ?, 'queued', ?)",
+                        (run_id, owner, text, time.time()),
+                    )
+                return run_id
+            except sqlite3.IntegrityError:  # id collision: astronomically rare, retry
+                continue
+        raise RuntimeError("could not allocate a unique run id")
+
+    def get_run(
+        self, run_id: str, owner: str | None = None, *, conn: sqlite3.Connection | None = None
+    ) -> Run:
+        """The run ``run_id``; with ``owner``, only if it is theirs (else :class:`RunNotFound`)."""
+        with self._reader(conn) as c:
+            row = c.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None or (owner is not None and row["owner"] != owner):
+            raise RunNotFound(f"no run with id {run_id!r} in {self.data_dir}")
+        return _run_from_row(row)
+
+    def list_runs(
+        self,
+        owner: str | None = None,
+        *,
+        status: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        oldest_first: bool = False,
+        conn: sqlite3.Connection | None = None,
+    ) -> list[Run]:
+        """Runs, newest first (or oldest first: queue order), filtered by owner and status."""
+        sql, params = "SELECT * FROM runs WHERE 1=1", []
+        if owner is not None:
+            sql += " AND owner = ?"
+            params.append(owner)
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            sql += f" AND status IN ({','.join('?' * len(statuses))})"
+            params.extend(statuses)
+        sql += " ORDER BY seq" + ("" if oldest_first else " DESC")
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        with self._reader(conn) as c:
+            rows = c.execute(sql, params).fetchall()
+        return [_run_from_row(r) for r in rows]
+
+    def queue_position(self, run_id: str) -> int | None:
+        """1 for the next run to start, 2 for the one after...; None unless the run is queued."""
+        with self._reader(None) as c:
+            row = c.execute(
+                "SELECT (SELECT COUNT(*) FROM runs q WHERE q.status = 'queued' AND q.seq <= r.seq) "
+                "FROM runs r WHERE r.id = ? AND r.status = 'queued'",
+                (run_id,),
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    @contextlib.contextmanager
+    def _reader(self, conn: sqlite3.Connection | None) -> Iterator[sqlite3.Connection]:
+        if conn is not None:
+            yield conn
+        else:
+            with self._pooled() as own:
+                yield own
+
+    # ------------------------------------------------------- lifecycle (executor & worker)
+    def claim_run(
+        self,
+        conn: sqlite3.Connection,
+        run_id: str,
+        *,
+        host: str,
+        pid: int,
+        pid_ident: str | None,
+        gpu: str | None = None,
+    ) -> bool:
+        """Mark a queued run as running in process ``pid``; False if it was not queued any more."""
+        now = time.time()
+        cur = conn.execute(
+            "UPDATE runs SET status = 'running', started_at = ?, heartbeat_at = ?, host = ?, "
+            "pid = ?, pid_ident = ?, gpu = ? WHERE id = ? AND status = 'queued'",
+            (now, now, host, pid, pid_ident, gpu, run_id),
+        )
+        return cur.rowcount == 1
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        error: str | None = None,
+        result: Mapping[str, Any] | None = None,
+        only_if_running: bool = True,
+        conn: sqlite3.Connection | None = None,
+    ) -> bool:
+        """Give a run its final status. By default only a running run: never overwrite a verdict."""
+        if status not in TERMINAL_STATUSES:
+            raise ValueError(f"not a final status: {status!r}")
+        sql = (
+            "UPDATE runs SET status = ?, error = ?, finished_at = ?, "
+            "result = COALESCE(?, result) WHERE id = ?"
+        )
+        if only_if_running:
+            sql += " AND status = 'running'"
+        else:
+            sql += " AND status IN ('queued', 'running')"
+        blob = None if result is None else json.dumps(dict(result), default=str)
+        with self.transaction(conn) as c:
+            cur = c.execute(sql, (status, error, time.time(), blob, run_id))
+        return cur.rowcount == 1
+
+    def request_cancel(self, run_id: str, owner: str | None = None) -> Run:
+        """Cancel a queued run at once; flag a running one (the executor then signals it)."""
+        with self.transaction() as conn:
+            run = self.get_run(run_id, owner, conn=conn)
+            now = time.time()
+            if run.status == "queued":
+                conn.execute(
+                    "UPDATE runs SET status = 'cancelled', finished_at = ?, cancel_requested_at = ? "
+                    "WHERE id = ?",
+                    (now, now, run_id),
+                )
+            elif run.status == "running" and run.cancel_requested_at is None:
+                conn.execute("UPDATE runs SET cancel_requested_at = ? WHERE id = ?", (now, run_id))
+            return self.get_run(run_id, conn=conn)
+
+    def heartbeat(self, run_id: str) -> bool:
+        """Record that the worker is alive; returns True when a cancel has been requested."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "UPDATE runs SET heartbeat_at = ? WHERE id = ? RETURNING cancel_requested_at, status",
+                (time.time(), run_id),
+            ).fetchone()
+        return row is None or row[0] is not None or row[1] != "running"
+
+    def set_run_info(self, run_id: str, info: Mapping[str, Any], device: str | None = None) -> None:
+        """Store the trainer's RunInfo (total steps, device, ...) when training starts."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE runs SET info = ?, device = COALESCE(?, device), heartbeat_at = ? WHERE id = ?",
+                (json.dumps(dict(info), default=str), device, time.time(), run_id),
+            )
+
+    # ------------------------------------------------------------------ metrics
+    def add_metrics(self, run_id: str, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Append step metrics (StepMetrics dicts) in one transaction; returns rows written."""
+        now = time.time()
+        values = [tuple(_num(r.get(c)) for c in METRIC_COLUMNS) + (now,) for r in rows]
+        if not values:
+            return 0
+        cols = ", ".join(METRIC_COLUMNS)
+        with self.transaction() as conn:
+            conn.executemany(
+                f"INSERT OR REPLACE INTO metrics (run_id, {cols}, ts) "
+                f"VALUES (?, {', '.join('?' * (len(METRIC_COLUMNS) + 1))})",
+                [(run_id, *v) for v in values],
+            )
+            conn.execute(
+                "UPDATE runs SET last_step = MAX(COALESCE(last_step, -1), ?), heartbeat_at = ? "
+                "WHERE id = ?",
+                (max(v[0] for v in values), now, run_id),
+            )
+        return len(values)
+
+    def add_eval(self, run_id: str, row: Mapping[str, Any]) -> None:
+        """Append one validation pass (EvalMetrics dict)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO evals (run_id, step, val_loss, val_perplexity, ts) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (run_id, *(_num(row.get(c)) for c in EVAL_COLUMNS), time.time()),
+            )
+
+    def add_samples(self, run_id: str, step: int, kind: str, prompt: str, texts: Sequence[str]) -> None:
+        """Append generated texts (one row each)."""
+        now = time.time()
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO samples (run_id, step, kind, prompt, text, ts) VALUES (?, ?, ?, ?, ?, ?)",
+                [(run_id, step, kind, prompt, text, now) for text in texts],
+            )
+
+    def add_artifact(self, run_id: str, name: str, path: str | os.PathLike[str]) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO artifacts (run_id, name, path, ts) VALUES (?, ?, ?, ?)",
+                (run_id, name, str(path), time.time()),
+            )
+
+    def metrics(
+        self, run_id: str, since_step: int = -1, *, conn: sqlite3.Connection | None = None
+    ) -> list[dict[str, Any]]:
+        """Step metrics with ``step > since_step``, by step: poll with the last step you have."""
+        with self._reader(conn) as c:
+            rows = c.execute(
+                f"SELECT {', '.join(METRIC_COLUMNS)}, ts FROM metrics "
+                "WHERE run_id = ? AND step > ? ORDER BY step",
+                (run_id, since_step),
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def metric_count(self, run_id: str, *, conn: sqlite3.Connection | None = None) -> int:
+        with self._reader(conn) as c:
+            return int(c.execute("SELECT COUNT(*) FROM metrics WHERE run_id = ?", (run_id,)).fetchone()[0])
+
+    def latest_metrics(
+        self, run_id: str, *, conn: sqlite3.Connection | None = None
+    ) -> dict[str, Any] | None:
+        with self._reader(conn) as c:
+            row = c.execute(
+                f"SELECT {', '.join(METRIC_COLUMNS)}, ts FROM metrics WHERE run_id = ? "
+                "ORDER BY step DESC LIMIT 1",
+                (run_id,),
+            ).fetchone()
+        return None if row is None else dict(row)
+
+    def evals(
+        self, run_id: str, since_step: int = -1, *, conn: sqlite3.Connection | None = None
+    ) -> list[dict[str, Any]]:
+        with self._reader(conn) as c:
+            rows = c.execute(
+                "SELECT step, val_loss, val_perplexity, ts FROM evals "
+                "WHERE run_id = ? AND step > ? ORDER BY step",
+                (run_id, since_step),
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def samples(self, run_id: str, since_id: int = 0) -> list[dict[str, Any]]:
+        """Generated texts (id, step, kind, prompt, text, ts), oldest first."""
+        with self._reader(None) as c:
+            rows = c.execute(
+                "SELECT id, step, kind, prompt, text, ts FROM samples "
+                "WHERE run_id = ? AND id > ? ORDER BY id",
+                (run_id, since_id),
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def artifacts(self, run_id: str) -> dict[str, str]:
+        """Artifact name -> path (``checkpoint``, ``result``, ``metrics_csv``, ``log``)."""
+        with self._reader(None) as c:
+            rows = c.execute("SELECT name, path FROM artifacts WHERE run_id = ?", (run_id,)).fetchall()
+        return {r["name"]: r["path"] for r in rows}
+
+    def snapshot(self, run_id: str, since_step: int = -1, owner: str | None = None) -> RunSnapshot:
+        """The run, its metrics after ``since_step`` and its evals, read as one consistent view."""
+        with self.transaction(write=False) as conn:
+            run = self.get_run(run_id, owner, conn=conn)
+            return RunSnapshot(
+                run=run,
+                metrics=self.metrics(run_id, since_step, conn=conn),
+                evals=self.evals(run_id, conn=conn),
+                metric_count=self.metric_count(run_id, conn=conn),
+            )
+
+    # ------------------------------------------------------------------ uploads
+    def save_upload(self, owner: str, filename: str, data: bytes) -> Upload:
+        """Store an uploaded corpus privately for ``owner``; the returned ``path`` goes in a config."""
+        from dpcore.data.upload import MAX_UPLOAD_BYTES  # the data layer owns the limit
+
+        owner = _check_owner(owner)
+        if not data:
+            raise DPCoreError(f"the uploaded file {filename!r} is empty")
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise DPCoreError(
+                f"the uploaded file {filename!r} is {len(data) / 2**20:.1f} MiB; the limit is "
+                f"{MAX_UPLOAD_BYTES // 2**20} MiB"
+            )
+        upload_id = secrets.token_hex(8)
+        folder = self.uploads_dir / _owner_folder(owner) / upload_id
+        folder.mkdir(parents=True, mode=0o700)
+        path = folder / _safe_filename(filename)
+        tmp = path.with_name(path.name + ".part")
+        with open(tmp, "wb") as fh:
+            os.chmod(tmp, 0o600)
+            fh.write(data)
+        os.replace(tmp, path)
+        upload = Upload(
+            id=upload_id, owner=owner, filename=str(filename), path=str(path), size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(), created_at=time.time(),
+        )
+        try:
+            with self.transaction() as conn:
+                conn.execute(
+                    "INSERT INTO uploads (id, owner, filename, path, size, sha256, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    tuple(asdict(upload).values()),
+                )
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return upload
+
+    def list_uploads(self, owner: str) -> list[Upload]:
+        """``owner``'s uploads, newest first. Nobody else's, ever."""
+        with self._reader(None) as c:
+            rows = c.execute(
+                "SELECT * FROM uploads WHERE owner = ? ORDER BY created_at DESC", (owner,)
+            ).fetchall()
+        return [Upload(**dict(r)) for r in rows]
+
+    def get_upload(self, owner: str, upload_id: str) -> Upload:
+        """One of ``owner``'s uploads; another owner's id is reported as unknown."""
+        with self._reader(None) as c:
+            row = c.execute(
+                "SELECT * FROM uploads WHERE id = ? AND owner = ?", (upload_id, owner)
+            ).fetchone()
+        if row is None:
+            raise UploadNotFound(f"no uploaded corpus with id {upload_id!r}")
+        return Upload(**dict(row))
+
+    def find_upload_by_path(self, owner: str, path: str | os.PathLike[str]) -> Upload | None:
+        """The upload of ``owner`` stored at ``path``, if any (used to vet a run's corpus)."""
+        wanted = os.path.realpath(path)
+        for upload in self.list_uploads(owner):
+            if os.path.realpath(upload.path) == wanted:
+                return upload
+        return None
+
+    def delete_upload(self, owner: str, upload_id: str) -> None:
+        upload = self.get_upload(owner, upload_id)
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM uploads WHERE id = ? AND owner = ?", (upload_id, owner))
+        Path(upload.path).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            Path(upload.path).parent.rmdir()
+
+
+# ---------------------------------------------------------------------- helpers
+def _run_from_row(row: sqlite3.Row) -> Run:
+    data = dict(row)
+    data.pop("seq", None)
+    data["config"] = json.loads(data["config"])
+    for key in ("info", "result"):
+        data[key] = None if data[key] is None else json.loads(data[key])
+    return Run(**data)
+
+
+def _num(value: Any) -> Any:
+    """NaN is stored as NULL by SQLite anyway; say so explicitly and keep ints as ints."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _check_owner(owner: str) -> str:
+    if not isinstance(owner, str) or not owner.strip() or len(owner) > 200:
+        raise DPCoreError("a run or upload needs an owner key (1 to 200 characters)")
+    return owner
+
+
+def _owner_folder(owner: str) -> str:
+    """A folder name for an owner that cannot escape ``uploads/`` nor reveal the key."""
+    return hashlib.sha256(owner.encode()).hexdigest()[:20]
+
+
+def _safe_filename(filename: str) -> str:
+    name = str(filename).replace("\\", "/").rsplit("/", 1)[-1]
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")[:120]
+    if not name or name.startswith("."):
+        name = "upload" + (name if name.startswith(".") else "")
+    return name
