@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dpcore.config import ACCOUNTANTS, DEVICES, ENGINES, MECHANISMS, OPTIMIZERS, TOKENIZERS, TrainConfig
+from dpcore.decoding import DECODERS
 from dpcore.errors import DPCoreError
 
 
@@ -160,13 +161,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from dpcore.checkpoint import load_checkpoint
-    from dpcore.sampling import sample_texts
+    from dpcore.decoding import DecoderSpec, decode, text_guarantee
 
     ckpt = load_checkpoint(args.checkpoint)
-    texts = sample_texts(ckpt.model, ckpt.tokenizer, args.prompt, n=args.num, max_tokens=args.tokens,
-                         temperature=args.temperature, top_k=args.top_k, seed=args.seed)
-    for text in texts:
-        print(text)
+    spec = DecoderSpec(args.decoder, logit_bound=args.logit_bound, temperature=args.temperature,
+                       noise_scale=args.noise_scale, mix=args.mix).validate()
+    out = decode(ckpt.model, ckpt.tokenizer, args.prompt, spec, max_tokens=args.tokens, seed=args.seed,
+                 delta_prime=args.delta_prime)
+    print(out.text)
+    guarantee = text_guarantee(out, spec, ckpt.result)
+    print(guarantee.explanation)
+    print(f"epsilon={'null' if guarantee.epsilon is None else f'{guarantee.epsilon:.6g}'}")
     return 0
 
 
@@ -195,13 +200,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--accountant", choices=ACCOUNTANTS, default=None)
         p.set_defaults(func=func)
 
-    p = sub.add_parser("generate", help="sample text from a checkpoint")
+    p = sub.add_parser("generate", help="sample text from a checkpoint, optionally with a private decoder")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--prompt", default="")
     p.add_argument("--tokens", type=_positive_int, default=80)
-    p.add_argument("--temperature", type=_positive_float, default=0.8)
-    p.add_argument("--top-k", type=_positive_int, default=None)
-    p.add_argument("--num", type=_positive_int, default=1, help="number of samples")
+    p.add_argument("--decoder", choices=DECODERS, default="plain")
+    p.add_argument("--temperature", type=_positive_float, default=0.8, help="T (exponential: ε/token = 4B/T)")
+    p.add_argument("--logit-bound", type=_positive_float, default=4.0, help="B: logits clipped to [-B, B]")
+    p.add_argument("--noise-scale", type=_positive_float, default=1.0, help="b: Laplace scale (noisy-max)")
+    p.add_argument("--mix", type=_mix_weight, default=0.5, help="λ: weight of the model vs uniform (mix)")
+    p.add_argument("--delta-prime", type=_unit_float, default=1e-6, help="δ′ for advanced composition")
     p.add_argument("--seed", type=_nonneg_int, default=0)
     p.set_defaults(func=cmd_generate)
 
@@ -212,6 +220,16 @@ def build_parser() -> argparse.ArgumentParser:
     if runs_cli is not None:
         runs_cli.register(sub)
     return parser
+
+
+def _mix_weight(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (0.0 <= value < 1.0):
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
 
 
 def _unit_or_one(text: str) -> float:

@@ -62,6 +62,33 @@ def test_train_then_generate(tmp_path):
                  "--seed", "3")
     assert gen.returncode == 0, gen.stderr
     assert gen.stdout.startswith("my ")
+    # plain sampling from a DP-trained model is post-processing: the training ε covers it
+    assert float(gen.stdout.strip().splitlines()[-1].split("=")[1]) == pytest.approx(result["epsilon"], rel=1e-4)
     again = dpcore("generate", "--checkpoint", str(tmp_path / "model.pt"), "--prompt", "my ", "--tokens", "20",
                    "--seed", "3")
     assert again.stdout == gen.stdout
+
+
+def test_laplace_and_naive_from_the_cli(tmp_path):
+    eps = dpcore("epsilon", "--mechanism", "laplace", "--noise-multiplier", "1.0", "--sample-rate", "0.01",
+                 "--steps", "1000", "--delta", "1e-5")
+    assert eps.returncode == 0 and float(eps.stdout.split()[-1]) == pytest.approx(1.124, abs=0.01)
+    cal = dpcore("calibrate", "--mechanism", "laplace", "--epsilon", "3", "--delta", "1e-5", "--sample-rate", "0.01",
+                 "--steps", "1000")
+    assert cal.returncode == 0 and float(cal.stdout.split()[-1]) == pytest.approx(0.464, abs=0.01)
+    bad = dpcore("epsilon", "--mechanism", "laplace", "--noise-multiplier", "1.0", "--sample-rate", "0.01",
+                 "--steps", "10", "--delta", "1e-5", "--accountant", "rdp")
+    assert bad.returncode == 2 and "PLD" in bad.stderr
+    small = ["--max-steps", "2", "--batch-size", "64", "--hidden-size", "8", "--embed-dim", "4", "--seq-len", "16",
+             "--num-samples", "1", "--quiet"]
+    out = dpcore("train", "--mechanism", "naive", "--epsilon", "1", *small, "--out", str(tmp_path / "naive"))
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "naive" / "result.json").read_text())["epsilon"] is None
+    for decoder, claims in (("plain", False), ("naive-logits", False), ("exponential", True), ("noisy-max", True),
+                            ("mix", True)):
+        gen = dpcore("generate", "--checkpoint", str(tmp_path / "naive" / "model.pt"), "--decoder", decoder,
+                     "--logit-bound", "1", "--temperature", "2", "--noise-scale", "2", "--mix", "0.2", "--tokens", "5")
+        assert gen.returncode == 0, gen.stderr
+        last = gen.stdout.strip().splitlines()[-1]
+        assert last.startswith("epsilon=")
+        assert (last != "epsilon=null") == claims, (decoder, last)
