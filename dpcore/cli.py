@@ -219,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
         runs_cli = None
     if runs_cli is not None:
         runs_cli.register(sub)
+    from dpcore.audit.cli import register as register_audit
+
+    register_audit(sub)
     return parser
 
 

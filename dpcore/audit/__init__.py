@@ -1,0 +1,43 @@
+"""Privacy audits of trained runs: what an attacker actually gets, beside the claimed ε.
+
+* :mod:`dpcore.audit.exposure` — canary exposure (the "secret sharer" test);
+* :mod:`dpcore.audit.membership` — membership inference, ROC/AUC, TPR at low FPR and the empirical
+  ε lower bound with Clopper–Pearson confidence;
+* :mod:`dpcore.audit.reference` — the reference model of the calibrated attack;
+* :mod:`dpcore.audit.run` — :func:`run_audit`: a checkpoint in, ``audit.json`` out;
+* :mod:`dpcore.audit.cli` — ``python -m dpcore audit``.
+
+The names below load their module on first use (PEP 562), so registering the CLI command does not
+import scipy and the trainer into every ``python -m dpcore`` call.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ExposureResult": "exposure",
+    "NoCanariesError": "exposure",
+    "canary_exposure": "exposure",
+    "canary_exposures": "exposure",
+    "exposure_by_insertions": "exposure",
+    "Roc": "membership",
+    "attack_report": "membership",
+    "clopper_pearson": "membership",
+    "empirical_epsilon": "membership",
+    "epsilon_from_rates": "membership",
+    "epsilon_lower_bound": "membership",
+    "per_sequence_losses": "membership",
+    "roc_curve": "membership",
+    "AUDIT_FILE": "run",
+    "run_audit": "run",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'dpcore.audit' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"dpcore.audit.{_EXPORTS[name]}"), name)

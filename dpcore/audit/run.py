@@ -1,0 +1,246 @@
+"""One audit of one trained run: checkpoint in, ``audit.json`` out.
+
+The audit rebuilds the run's exact training data from the checkpoint's config (the same corpus,
+tokenizer, window length and user split, ``split_seed=0`` as training uses) and refuses to go on if
+the rebuilt vocabulary or training-set size differs from the checkpoint's: the corpus has changed,
+and "members" would no longer be what the model trained on. It then measures
+
+* canary exposure for every planted canary (:mod:`dpcore.audit.exposure`); a corpus without
+  canaries (an upload) still gets membership inference, and the exposure part says why it is
+  empty (``exposure_note``) instead of failing the whole audit;
+* membership inference on ordinary training windows vs held-out users' windows, with the
+  loss-threshold attack and the reference-calibrated attack (:mod:`dpcore.audit.membership`).
+
+Each attack's ε lower bound is computed at confidence 1 − (1 − c)/(number of attacks), so the
+largest of them, reported at the top level, holds at confidence c (union bound).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from dpcore.audit.defaults import CONFIDENCE, MAX_EXAMPLES, MAX_REFERENCE_STEPS, MIN_EXAMPLES, REFERENCES
+from dpcore.audit.exposure import NO_CANARIES_MESSAGE, canary_exposures, exposure_by_insertions
+from dpcore.audit.membership import LOW_FPRS, attack_report, auc_plain, epsilon_plain, per_sequence_losses
+from dpcore.audit.reference import train_reference
+from dpcore.checkpoint import Checkpoint, load_checkpoint
+from dpcore.config import TrainConfig, default_delta
+from dpcore.data import LMData, build_lm_data, load_corpus
+from dpcore.errors import CheckpointError, ConfigError, DPCoreError
+
+FORMAT = "dpcore-audit"
+VERSION = 1
+AUDIT_FILE = "audit.json"
+
+CAVEAT = (
+    "An audit gives a lower bound on leakage from one trained model, treating its examples as independent "
+    "trials (windows of one user are not); DP's ε is an upper bound over all pairs of datasets. A lower bound "
+    "far below ε is expected and does not make ε smaller; one above ε beyond its confidence interval would "
+    "point to a bug."
+)
+
+
+def config_of(ckpt: Checkpoint, path: str | Path) -> TrainConfig:
+    """The run's TrainConfig from a checkpoint, as a CheckpointError if it is missing or malformed."""
+    if not ckpt.config:
+        raise CheckpointError(f"{path} holds no training config, so its training data cannot be rebuilt")
+    try:
+        return TrainConfig.from_dict(ckpt.config)
+    except ConfigError as err:
+        raise CheckpointError(f"{path} holds an unusable training config ({err})") from err
+
+
+def rebuild_data(config: TrainConfig) -> LMData:
+    """The run's LMData, rebuilt exactly as :func:`dpcore.training.run_training` builds it."""
+    try:
+        corpus = load_corpus(config.corpus, text_column=config.text_column, user_column=config.user_column)
+    except DPCoreError as err:
+        raise DPCoreError(f"cannot rebuild the run's training data: {err}") from err
+    return build_lm_data(corpus, tokenizer=config.tokenizer, seq_len=config.seq_len,
+                         val_fraction=config.val_fraction, max_vocab=config.max_vocab, split_seed=0)
+
+
+def check_same_data(ckpt: Checkpoint, data: LMData) -> None:
+    """Refuse data that is not what the checkpoint was trained on."""
+    if data.tokenizer != ckpt.tokenizer:
+        raise DPCoreError(
+            "the corpus differs from the one this run was trained on (its vocabulary changed), so the audit "
+            "cannot tell members from non-members; audit with the original corpus"
+        )
+    expected = ckpt.result.get("num_train_examples")
+    if expected is not None and int(expected) != int(data.train.shape[0]):
+        raise DPCoreError(
+            f"the corpus differs from the one this run was trained on ({data.train.shape[0]} training windows "
+            f"now, {expected} then); audit with the original corpus"
+        )
+
+
+def _exposure_part(ckpt: Checkpoint, data: LMData, seed: int) -> dict[str, Any]:
+    if not data.corpus.canaries:
+        return {"exposure": [], "exposure_by_insertions": [], "exposure_note": NO_CANARIES_MESSAGE}
+    results = canary_exposures(ckpt.model, ckpt.tokenizer, data.corpus.canaries, seed=seed)
+    return {"exposure": [r.to_dict() for r in results], "exposure_by_insertions": exposure_by_insertions(results),
+            "exposure_note": ""}
+
+
+class Targets(NamedTuple):
+    members: np.ndarray  # train row indices attacked as members
+    nonmembers: np.ndarray  # val row indices attacked as non-members
+    target_user_rows: np.ndarray  # every train row of the users the members were drawn from
+    num_target_users: int
+
+
+def _targets(data: LMData, max_examples: int, seed: int) -> Targets:
+    """Members from a random half of the training users, as many non-members, drawn with a seeded generator.
+
+    Members come from half of the training users so that the reference model can train on the other
+    half and see no window of any attacked user: one user's windows share their persona (name, phone,
+    doctor), and a reference that saw a member's neighbours would find the member easy and cancel its
+    signal. Canary windows are left out of the members: they are duplicates planted on purpose and
+    are measured by exposure; membership inference is about ordinary sequences.
+    """
+    rng = np.random.default_rng(seed)
+    users = list(data.train_users)
+    chosen = {users[i] for i in rng.permutation(len(users))[: max(1, len(users) // 2)]}
+    owners = data.train_example_users
+    user_rows = np.array([i for i, u in enumerate(owners) if u in chosen], dtype=np.int64)
+    canary = {i for rows in data.canary_rows.values() for i in rows}
+    pool = np.array([i for i in user_rows if i not in canary], dtype=np.int64)
+    n = min(len(pool), int(data.val.shape[0]), max_examples)
+    members = np.sort(rng.choice(pool, size=n, replace=False))
+    nonmembers = np.sort(rng.choice(int(data.val.shape[0]), size=n, replace=False))
+    return Targets(members, nonmembers, user_rows, len(chosen))
+
+
+def _membership_part(ckpt: Checkpoint, config: TrainConfig, data: LMData, *, delta: float, seed: int,
+                     max_examples: int, reference: str, reference_steps: int, confidence: float,
+                     device: str) -> dict[str, Any]:
+    members, nonmembers, user_rows, num_users = _targets(data, max_examples, seed)
+    if len(members) < MIN_EXAMPLES:
+        return {"skipped": (f"only {len(members)} held-out windows: membership inference needs at least "
+                            f"{MIN_EXAMPLES}; raise the validation fraction or lower the sequence length")}
+    loss_in = per_sequence_losses(ckpt.model, data.train[members])
+    loss_out = per_sequence_losses(ckpt.model, data.val[nonmembers])
+    n_attacks = 2 if reference == "model" else 1
+    each = 1.0 - (1.0 - confidence) / n_attacks
+    attacks = {"loss": attack_report(
+        "loss", "member if the sequence's loss under the model is low (Yeom et al. 2018)",
+        -loss_in, -loss_out, delta, confidence=each, seed=seed)}
+    calibration: dict[str, Any] = {"kind": "none"}
+    if reference == "model":
+        ref = train_reference(config, data, user_rows, steps=reference_steps, device=device)
+        ref_in = per_sequence_losses(ref, data.train[members])
+        ref_out = per_sequence_losses(ref, data.val[nonmembers])
+        attacks["calibrated"] = attack_report(
+            "calibrated", "member if the model's loss is low compared with a reference model's that saw "
+            "neither the attacked users nor the held-out users (Watson et al. 2022)",
+            ref_in - loss_in, ref_out - loss_out, delta, confidence=each, seed=seed)
+        calibration = {"kind": "reference model", "steps": reference_steps, "mechanism": "none",
+                       "trained_on": f"the training windows of the {len(data.train_users) - num_users} training "
+                                     f"users the members were not drawn from ({len(data.train) - len(user_rows)} "
+                                     f"windows)"}
+    return {
+        "members": f"{len(members)} ordinary training windows (canary windows left out), drawn at random from "
+                   f"{num_users} randomly chosen training users",
+        "nonmembers": f"{len(nonmembers)} windows of held-out users, drawn at random",
+        "num_members": len(members),
+        "num_nonmembers": len(nonmembers),
+        "attacks": attacks,
+        "calibration": calibration,
+        "confidence_per_attack": each,
+    }
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
+
+
+def _summary(membership: dict[str, Any], exposure: dict[str, Any], claimed: float | None,
+             confidence: float) -> dict[str, Any]:
+    """Top-level numbers: best AUC and TPRs, the largest ε lower bound (joint confidence), plain words."""
+    plain = [f"Canaries planted {g['insertions']} time(s): mean exposure {g['mean_exposure']:.1f} of "
+             f"{g['max_possible']:.1f} bits; guessing such a secret would take about "
+             f"2^{g['max_possible'] - g['mean_exposure']:.1f} tries" for g in exposure["exposure_by_insertions"]]
+    if exposure["exposure_note"]:
+        plain.append(_sentence(exposure["exposure_note"]))
+    attacks = membership.get("attacks")
+    if not attacks:
+        plain.append(_sentence(membership["skipped"]))
+        return {"auc": None, "tpr_at_fpr": None, "empirical_epsilon": None, "plain": plain}
+    best = max(attacks.values(), key=lambda a: (a["epsilon_lower_bound"]["value"], a["auc"]))
+    auc = max(a["auc"] for a in attacks.values())
+    bound = {**best["epsilon_lower_bound"], "confidence": confidence, "attack": best["name"]}
+    plain += [auc_plain(auc), epsilon_plain(bound, claimed)]
+    return {
+        "auc": auc,
+        "tpr_at_fpr": {f"{f:g}": max(a["tpr_at_fpr"][f"{f:g}"] for a in attacks.values()) for f in LOW_FPRS},
+        "empirical_epsilon": {"value": bound["value"], "confidence": confidence, "attack": best["name"],
+                              "max_certifiable": bound["max_certifiable"]},
+        "plain": plain,
+    }
+
+
+def run_audit(checkpoint_path: str | Path, out_dir: str | Path, *, seed: int = 0, max_examples: int = MAX_EXAMPLES,
+              reference: str = "model", reference_steps: int | None = None, confidence: float = CONFIDENCE,
+              device: str = "cpu", data: LMData | None = None) -> dict[str, Any]:
+    """Audit a checkpoint, write ``out_dir/audit.json`` and return its content.
+
+    ``data`` overrides the rebuilt training data (for runs trained on a corpus the config cannot
+    name, e.g. an upload with a user's own canary); it must match the checkpoint all the same.
+    ``reference`` is "model" (train the calibration reference, see :mod:`dpcore.audit.reference`)
+    or "none" (loss-threshold attack only).
+    """
+    if reference not in REFERENCES:
+        raise ConfigError(f"reference must be one of {', '.join(REFERENCES)}; got {reference!r}")
+    if not 0.5 <= confidence < 1.0:
+        raise ConfigError(f"the confidence level must be in [0.5, 1), got {confidence!r}")
+    if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < MIN_EXAMPLES:
+        raise ConfigError(f"max examples must be a whole number of at least {MIN_EXAMPLES}, got {max_examples!r}")
+    started = time.perf_counter()
+    ckpt = load_checkpoint(checkpoint_path, device=device)
+    config = config_of(ckpt, checkpoint_path)
+    data = data if data is not None else rebuild_data(config)
+    check_same_data(ckpt, data)
+    result = ckpt.result
+    num_train = int(data.train.shape[0])
+    delta = result.get("delta")
+    delta_source = "the run's δ"
+    if delta is None:
+        delta, delta_source = default_delta(num_train), "min(1e-5, 1/N^1.1): the run claims no δ"
+    steps = int(result.get("steps") or config.max_steps or MAX_REFERENCE_STEPS)
+    ref_steps = reference_steps if reference_steps is not None else max(1, min(steps, MAX_REFERENCE_STEPS))
+    claimed = result.get("epsilon")
+
+    exposure = _exposure_part(ckpt, data, seed)
+    membership = _membership_part(ckpt, config, data, delta=delta, seed=seed, max_examples=max_examples,
+                                  reference=reference, reference_steps=ref_steps, confidence=confidence,
+                                  device=device)
+    audit: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "checkpoint": str(checkpoint_path),
+        "seed": seed,
+        "mechanism": result.get("mechanism", config.mechanism),
+        "guarantee": result.get("guarantee"),
+        "privacy_unit": result.get("privacy_unit"),
+        "claimed_epsilon": claimed if claimed is not None and math.isfinite(claimed) else None,
+        "delta": delta,
+        "delta_source": delta_source,
+        **_summary(membership, exposure, claimed, confidence),
+        **exposure,
+        "membership": membership,
+        "caveat": CAVEAT,
+        "wall_time_s": time.perf_counter() - started,
+    }
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / (AUDIT_FILE + ".tmp")
+    tmp.write_text(json.dumps(audit, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
+    tmp.replace(out / AUDIT_FILE)
+    return audit
