@@ -97,6 +97,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--eval-every", type=_positive_int, default=d.eval_every)
     g.add_argument("--num-samples", type=_nonneg_int, default=d.num_samples)
     g.add_argument("--sample-prompt", default=d.sample_prompt)
+    g.add_argument("--audit", action="store_true",
+                   help="audit the model when training ends (canary exposure, membership inference)")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -111,7 +113,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         engine=args.engine, epochs=args.epochs, max_steps=max_steps, batch_size=args.batch_size, lr=args.lr,
         optimizer=args.optimizer, embed_dim=args.embed_dim, hidden_size=args.hidden_size,
         num_layers=args.num_layers, seed=args.seed, device=args.device, eval_every=args.eval_every,
-        num_samples=args.num_samples, sample_prompt=args.sample_prompt,
+        num_samples=args.num_samples, sample_prompt=args.sample_prompt, audit=args.audit,
     ).validate()
 
 

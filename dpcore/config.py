@@ -64,6 +64,8 @@ class TrainConfig:
     sample_tokens: int = 80
     sample_prompt: str = ""
     sample_temperature: float = 0.8
+    # privacy audit (canary exposure + membership inference) once training ends
+    audit: bool = False
 
     # ------------------------------------------------------------------ helpers
     @property

@@ -223,6 +223,11 @@ def run_training(
     save_checkpoint(out / "model.pt", engine.plain_model().state_dict(), model_cfg, data.tokenizer,
                     config.to_dict(), {k: v for k, v in result.items() if k != "config"})
     write_metrics_csv(out / "metrics.csv", rows)
+    if config.audit and not stopped:
+        from dpcore.audit.run import run_audit  # the audit is optional and pulls in scipy
+
+        report = run_audit(out / "model.pt", out, seed=config.seed, data=data, device=str(device))
+        result["audit"] = {k: report.get(k) for k in ("auc", "empirical_epsilon", "exposure_by_insertions", "plain")}
     (out / "result.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return result
 

@@ -39,7 +39,7 @@ DEFAULT_TRAIN_FN = "dpcore.training:run_training"
 ENV_HEARTBEAT_S = "DPCORE_HEARTBEAT_S"
 FLUSH_S = 0.5  # buffered metrics reach the store at most this late (plus one step)
 ARTIFACT_FILES = {"checkpoint": "model.pt", "result": "result.json", "metrics_csv": "metrics.csv",
-                  "log": "worker.log"}
+                  "log": "worker.log", "audit": "audit.json"}
 
 
 class StoreCallbacks(TrainCallbacks):

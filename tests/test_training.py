@@ -126,3 +126,11 @@ def test_config_round_trips_through_a_dict(tiny_config):
     assert TrainConfig.from_dict(tiny_config.to_dict()) == tiny_config
     with pytest.raises(ConfigError, match="unknown"):
         TrainConfig.from_dict({**tiny_config.to_dict(), "bogus": 1})
+
+
+def test_a_run_can_ask_for_an_audit_at_its_end(tiny_data, tiny_config, tmp_path):
+    result = run_training(tiny_config.replace(audit=True, max_steps=4), tmp_path, data=tiny_data)
+    audit = json.loads((tmp_path / "audit.json").read_text())
+    assert audit["claimed_epsilon"] == pytest.approx(result["epsilon"])
+    assert result["audit"]["auc"] == audit["auc"]
+    assert json.loads((tmp_path / "result.json").read_text())["audit"]["exposure_by_insertions"]
