@@ -44,7 +44,7 @@ class TrainConfig:
     clip: float = 1.0
     noise_multiplier: float | None = None  # set to skip calibration (ε is still accounted)
     accountant: str = "rdp"
-    engine: str = "opacus"
+    engine: str = "fast"
     naive_sensitivity: float = 1.0  # the naive recipe's *assumed* sensitivity (no guarantee)
     # training
     epochs: float | None = None

@@ -1,7 +1,11 @@
 """Training engines: one object per way of turning a batch into a parameter update.
 
+* :class:`~dpcore.privacy.engines.fast_gaussian.FastGaussianEngine` — the default Gaussian DP-SGD:
+  the same sampling, clipping and noise, with per-example norms from Gram matrices after one
+  backward pass (ghost clipping adapted to the GRU), at close to non-private cost.
 * :class:`~dpcore.privacy.engines.opacus_gaussian.OpacusGaussianEngine` — DP-SGD through Opacus
-  (Poisson sampling, per-example L2 clipping, Gaussian noise σ·C).
+  (Poisson sampling, per-example L2 clipping, Gaussian noise σ·C): the reference.
+* :class:`~dpcore.privacy.engines.opacus_laplace.OpacusLaplaceEngine` — L1 clipping, Laplace noise.
 * :class:`~dpcore.privacy.engines.nonprivate.NonPrivateEngine` — the honest baseline (fused nn.GRU).
 * :class:`~dpcore.privacy.engines.nonprivate.NaiveNoiseEngine` — the blog post's recipe, kept as a
   labelled counterexample: noise on the batch gradient, no clipping, no guarantee.

@@ -1,0 +1,207 @@
+"""Seconds per step, tokens/s and peak memory of the training engines, as a markdown table.
+
+    python bench/bench_engines.py [--device cpu|cuda] [--steps N] [--quick]
+
+Each (engine, size) runs in its own subprocess, so that its peak RSS (VmHWM, else ``ru_maxrss``) is its own;
+every child imports the same libraries, so the ratios compare training work, not imports. All
+engines take full steps (forward, backward, clipping, noise, optimizer) on the same fixed random
+batch of B sequences, so batch-size variation under Poisson sampling does not blur the timing.
+Ratios are to the non-private fused ``nn.GRU`` step measured in the same invocation; children
+are run in rounds, interleaved, so a change in machine load hits every engine alike.
+
+On a machine shared with other work, two-thread wall-clock timings swing by 10× (OpenMP threads
+wait for a core at every parallel region); ``--threads 1 --clock cpu`` (each child's own CPU time,
+page-fault time included) gives steady ratios there. Peak RSS varies by about ±5% from run to run
+with the allocator's heap state, hence the median over rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+ENGINES = {"none": "non-private nn.GRU", "opacus": "Opacus DP-SGD (hooks)", "fast": "fast DP-SGD (ghost)"}
+
+
+@dataclass(frozen=True)
+class Size:
+    name: str
+    vocab: int
+    embed: int
+    hidden: int
+    seq: int
+    batch: int
+
+
+SIZES = [
+    Size("word h128 T35", vocab=2000, embed=64, hidden=128, seq=35, batch=64),
+    Size("word h256 T64", vocab=2000, embed=64, hidden=256, seq=64, batch=64),
+    Size("char h128 T64", vocab=80, embed=32, hidden=128, seq=64, batch=256),
+]
+
+
+def run_child(engine: str, size: Size, device: str, steps: int, warmup: int, threads: int,
+              clock: str) -> dict:
+    """In the child process: build the engine, time ``steps`` steps after ``warmup``, report JSON."""
+    import torch
+
+    # Import every engine whatever is measured, so each child carries the same libraries.
+    from dpcore.model import ModelConfig
+    from dpcore.privacy.engines import fast_gaussian, nonprivate, opacus_gaussian
+    from dpcore.privacy.engines.base import EngineSetup
+
+    if threads:
+        torch.set_num_threads(threads)
+    classes = {"none": nonprivate.NonPrivateEngine, "opacus": opacus_gaussian.OpacusGaussianEngine,
+               "fast": fast_gaussian.FastGaussianEngine}
+    dev = torch.device(device)
+    gen = torch.Generator().manual_seed(0)
+    n = 50 * size.batch
+    train = torch.randint(1, size.vocab, (n, size.seq + 1), generator=gen)
+    setup = EngineSetup(
+        train=train, model_config=ModelConfig(size.vocab, size.embed, size.hidden), pad_id=0,
+        batch_size=size.batch, lr=1e-3, optimizer="adam", clip=1.0, noise_multiplier=1.0,
+        sample_rate=1 / math.ceil(n / size.batch), seed=0, device=dev,
+    )
+    engine = classes[engine](setup)
+    batch = train[: size.batch]
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    now = time.process_time if clock == "cpu" else time.perf_counter
+    rss_setup = _current_rss_mib()
+    times = []
+    for i in range(warmup + steps):
+        sync()
+        start = now()
+        engine.step(batch)
+        sync()
+        if i >= warmup:
+            times.append(now() - start)
+    gpu = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None
+    return {"times": times, "rss_mib": _peak_rss_mib(), "rss_setup_mib": rss_setup, "gpu_mib": gpu,
+            "threads": torch.get_num_threads()}
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak RSS. Linux's ``ru_maxrss`` survives exec, so a child forked from a big
+    parent (gpu_check.py) would report at least the parent's size; VmHWM belongs to the new image."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _current_rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def measure(engine: str, size: Size, args: argparse.Namespace, steps: int, warmup: int) -> dict:
+    """Run one child and parse its report."""
+    spec = json.dumps({"engine": engine, "size": size.name, "device": args.device, "steps": steps,
+                       "warmup": warmup, "threads": args.threads, "clock": args.clock})
+    proc = subprocess.run([sys.executable, __file__, "--child", spec], capture_output=True, text=True,
+                          cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{engine} / {size.name} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def table(runs: dict[tuple[str, str], list[dict]], sizes: list[Size], engines: list[str], device: str) -> str:
+    """Median s/step over all pooled steps; median peak RSS over the children (it varies by ±5% from
+    run to run with the allocator's heap state); the largest peak GPU memory."""
+    gpu = device == "cuda"
+    head = "| size | engine | s/step | tokens/s | × non-private | peak RSS MiB | × RSS | RSS − setup MiB |"
+    head += " peak GPU MiB | × GPU |" if gpu else ""
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+
+    def summary(key: tuple[str, str]) -> dict | None:
+        if key not in runs:
+            return None
+        rs = runs[key]
+        return {"s": statistics.median(t for r in rs for t in r["times"]),
+                "rss": statistics.median(r["rss_mib"] for r in rs),
+                "setup": statistics.median(r["rss_setup_mib"] for r in rs),
+                "gpu": max(r["gpu_mib"] or 0.0 for r in rs)}
+
+    for size in sizes:
+        base = summary((size.name, "none"))
+        for engine in engines:
+            r = summary((size.name, engine))
+            if r is None:
+                continue
+            ratio = r["s"] / base["s"] if base else float("nan")
+            rss_ratio = r["rss"] / base["rss"] if base else float("nan")
+            tokens = size.batch * size.seq / r["s"]
+            row = (f"| {size.name} | {ENGINES[engine]} | {r['s']:.4f} | {tokens:,.0f} | {ratio:.2f} "
+                   f"| {r['rss']:.0f} | {rss_ratio:.2f} | {r['rss'] - r['setup']:.0f} |")
+            if gpu:
+                g_ratio = r["gpu"] / base["gpu"] if base else float("nan")
+                row += f" {r['gpu']:.0f} | {g_ratio:.2f} |"
+            lines.append(row)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> str:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per child (default 10; quick 4)")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="children per (engine, size), interleaved; steps pooled (default 2; quick 1)")
+    ap.add_argument("--quick", action="store_true", help="fewer steps, one round")
+    ap.add_argument("--engines", default="none,opacus,fast")
+    ap.add_argument("--sizes", default=None, help="comma-separated indices into the size list (default all)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads per child (default: torch's)")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall time, or the child's CPU time (steadier on a shared machine; use one thread)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        spec = json.loads(args.child)
+        size = next(s for s in SIZES if s.name == spec["size"])
+        print(json.dumps(run_child(spec["engine"], size, spec["device"], spec["steps"], spec["warmup"],
+                                   spec["threads"], spec["clock"])))
+        return ""
+    steps = args.steps or (4 if args.quick else 10)
+    rounds = args.rounds or (1 if args.quick else 2)
+    warmup = 2
+    engines = args.engines.split(",")
+    sizes = [SIZES[int(i)] for i in args.sizes.split(",")] if args.sizes else SIZES
+    runs: dict[tuple[str, str], list[dict]] = {}
+    threads = 0
+    for _ in range(rounds):
+        for size in sizes:
+            for engine in engines:
+                r = measure(engine, size, args, steps, warmup)
+                threads = r["threads"]
+                runs.setdefault((size.name, engine), []).append(r)
+                print(f"  {size.name:14s} {engine:7s} {statistics.median(r['times']):.4f} s/step "
+                      f"{r['rss_mib']:.0f} MiB", file=sys.stderr, flush=True)
+    import torch
+
+    out = table(runs, sizes, engines, args.device)
+    print(f"\ndevice {args.device}, torch {torch.__version__}, {threads} thread(s), {args.clock} clock, "
+          f"{steps} steps × {rounds} round(s) after {warmup} warm-up; median s/step; "
+          "batches of B sequences of T tokens\n")
+    print(out)
+    return out
+
+
+if __name__ == "__main__":
+    main()
