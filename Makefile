@@ -19,7 +19,7 @@ app: $(VENV)/.runtime
 	$(PY) -m streamlit run app.py --server.port $(PORT)
 
 test: $(VENV)/.dev
-	bash scripts/ensure_chromium.sh
+	bash .ci/ensure_chromium.sh
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 

@@ -247,9 +247,11 @@ class LocalExecutor:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PROJECT_ROOT, env.get("PYTHONPATH")) if p)
         env["PYTHONUNBUFFERED"] = "1"
-        threads = str(max(1, usable_cpus() // self.max_concurrent))
+        # One math thread per worker unless the operator set one: the models are small, and a
+        # 2-thread worker sharing a 2-core machine with anything else (the dashboard, another run)
+        # measured 6-30x slower per step than a 1-thread one, as OpenMP threads spin-wait.
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env.setdefault(var, threads)
+            env.setdefault(var, "1")
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
         return env

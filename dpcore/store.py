@@ -335,7 +335,7 @@ class RunStore:
         data = config.to_dict() if isinstance(config, TrainConfig) else dict(config)
         text = json.dumps(data, sort_keys=True)
         for _ in range(5):
-            run_id = secrets.token_hex(6)
+            run_id = secrets.token_hex(12)
             try:
                 with self.transaction() as conn:
                     conn.execute(

@@ -1,0 +1,204 @@
+"""Views of stored runs for the dashboard: progress, tables, exports and side-by-side samples.
+
+Everything a page would otherwise compute lives here, so pages stay thin (read widgets, call this,
+draw) and the logic is unit-tested without a browser. Functions take a :class:`RunStore` and
+:class:`Run` rows; nothing writes to the store.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from dpcore.report import guarantee_of, mechanism_label, run_epsilon, run_label
+from dpcore.store import Run, RunStore
+
+STATUS_LABELS = {
+    "queued": "Queued",
+    "running": "Running",
+    "finished": "Finished",
+    "failed": "Failed",
+    "cancelled": "Cancelled",
+}
+
+
+# ---------------------------------------------------------------------------------- progress
+@dataclass(frozen=True)
+class Progress:
+    """Where a run stands, in numbers a progress bar and one status line need."""
+
+    fraction: float  # 0..1
+    step: int
+    total: int | None
+    seconds_left: float | None
+    text: str
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, sec = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {sec:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def progress(run: Run, recent: Sequence[Mapping[str, Any]], queue_position: int | None = None,
+             now: float | None = None) -> Progress:
+    """Progress and time left from the recent step times (median, robust to the eval pauses)."""
+    now = time.time() if now is None else now
+    total, step = run.total_steps, run.last_step or 0
+    frac = run.progress or 0.0
+    if run.status == "finished":
+        frac = 1.0
+    if run.status == "queued":
+        where = f" (number {queue_position} in the queue)" if queue_position else ""
+        return Progress(0.0, 0, total, None, f"Waiting for a free slot{where}.")
+    if run.is_terminal:
+        took = (run.finished_at or now) - (run.started_at or run.created_at)
+        return Progress(frac, step, total, 0.0, f"{step} steps in {format_duration(took)}")
+    if step == 0:
+        return Progress(0.0, 0, total, None, "Starting: loading the corpus and calibrating the noise…")
+    times = [r["step_time_s"] for r in recent[-50:] if r.get("step_time_s")]
+    left = None
+    if times and total:
+        # steps plus an allowance for the evaluations and sampling still to come
+        per_step = statistics.median(times) * 1.15
+        left = per_step * max(0, total - step)
+    shown_total = f" of {total}" if total else ""
+    return Progress(frac, step, total, left, f"Step {step}{shown_total} · about {format_duration(left)} left")
+
+
+# ---------------------------------------------------------------------------------- tables
+def results_table(runs: Sequence[Run]) -> pd.DataFrame:
+    """One row per run: its configuration and results, ready for st.dataframe or CSV."""
+    rows = []
+    for run in runs:
+        cfg, res = run.config, run.result or {}
+        private = guarantee_of(run) == "dp"
+        rows.append({
+            "run": run.id,
+            "label": run_label(run),
+            "status": run.status,
+            "privacy": mechanism_label(str(cfg.get("mechanism"))),
+            "target ε": cfg.get("epsilon") if private and cfg.get("noise_multiplier") is None else None,
+            "ε spent": run_epsilon(run),
+            "δ": res.get("delta") if private else None,
+            "accountant": res.get("accountant") if private else None,
+            "σ": res.get("noise_multiplier") if private else None,
+            "C": cfg.get("clip") if private else None,
+            "steps": res.get("steps", run.last_step),
+            "batch": cfg.get("batch_size"),
+            "lr": cfg.get("lr"),
+            "hidden": cfg.get("hidden_size"),
+            "seed": cfg.get("seed"),
+            "val perplexity": res.get("val_perplexity"),
+            "wall time (s)": round(res["wall_time_s"], 1) if res.get("wall_time_s") is not None else None,
+        })
+    return pd.DataFrame(rows)
+
+
+def metrics_frame(store: RunStore, runs: Sequence[Run]) -> pd.DataFrame:
+    """Every step of every run (with its validation pass where there was one), long format."""
+    frames = []
+    for run in runs:
+        metrics = pd.DataFrame(store.metrics(run.id))
+        if metrics.empty:
+            continue
+        evals = pd.DataFrame(store.evals(run.id))
+        metrics = metrics.drop(columns=["ts"], errors="ignore")
+        if not evals.empty:
+            metrics = metrics.merge(evals.drop(columns=["ts"], errors="ignore"), on="step", how="left")
+        metrics.insert(0, "label", run_label(run))
+        metrics.insert(0, "run", run.id)
+        frames.append(metrics)
+    if not frames:
+        return pd.DataFrame(columns=["run", "label", "step"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def metrics_csv(store: RunStore, runs: Sequence[Run]) -> bytes:
+    buf = io.StringIO()
+    metrics_frame(store, runs).to_csv(buf, index=False)
+    return buf.getvalue().encode("utf-8")
+
+
+def frontier(runs: Sequence[Run]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(private points with ε and final perplexity, non-private baselines) of finished runs."""
+    points, baselines = [], []
+    for run in runs:
+        ppl = (run.result or {}).get("val_perplexity")
+        if run.status != "finished" or ppl is None:
+            continue
+        g = guarantee_of(run)
+        if g == "dp":
+            points.append({"label": run_label(run), "epsilon": run_epsilon(run), "val_perplexity": ppl})
+        elif g == "none":
+            baselines.append({"label": run_label(run), "val_perplexity": ppl})
+    return points, baselines
+
+
+def baseline_perplexity(runs: Sequence[Run], config: Mapping[str, Any]) -> float | None:
+    """Final perplexity of a finished non-private run with the same data and model, if any."""
+    keys = ("corpus", "tokenizer", "seq_len", "hidden_size", "embed_dim", "num_layers", "seed")
+    for run in runs:
+        if (run.status == "finished" and run.config.get("mechanism") == "none"
+                and all(run.config.get(k) == config.get(k) for k in keys)):
+            return (run.result or {}).get("val_perplexity")
+    return None
+
+
+# ---------------------------------------------------------------------------------- samples
+@functools.lru_cache(maxsize=8)
+def _checkpoint(path: str, version: tuple[int, int]) -> Any:
+    from dpcore.checkpoint import load_checkpoint
+
+    del version  # cache key only
+    return load_checkpoint(path)
+
+
+def load_run_checkpoint(store: RunStore, run: Run) -> Any:
+    """The run's final checkpoint (cached per file version); CheckpointError if it has none."""
+    from dpcore.errors import CheckpointError
+
+    path = store.artifacts(run.id).get("checkpoint")
+    if path is None:
+        raise CheckpointError(f"run {run.id} has no checkpoint yet (status: {run.status})")
+    try:
+        st = os.stat(path)
+    except OSError:
+        raise CheckpointError(f"the checkpoint of run {run.id} is missing from the data folder") from None
+    return _checkpoint(path, (st.st_mtime_ns, st.st_size))
+
+
+def generate_samples(store: RunStore, run: Run, prompt: str, *, n: int = 3, max_tokens: int = 80,
+                     temperature: float = 0.8, seed: int = 0) -> list[str]:
+    """``n`` continuations of ``prompt`` from the run's final model, seeded (same seed, same draws)."""
+    from dpcore.sampling import sample_texts
+
+    ckpt = load_run_checkpoint(store, run)
+    return sample_texts(ckpt.model, ckpt.tokenizer, prompt, n=n, max_tokens=max_tokens,
+                        temperature=temperature, seed=seed)
+
+
+def unknown_prompt_chars(store: RunStore, run: Run, prompt: str) -> str:
+    """Characters of ``prompt`` outside the run's vocabulary (they become UNK), as a string."""
+    ckpt = load_run_checkpoint(store, run)
+    tok = ckpt.tokenizer
+    if tok.kind != "char":
+        return ""
+    from dpcore.data.tokenizer import UNK_ID
+
+    return "".join(sorted({c for c in prompt if tok.encode(c) == [UNK_ID]}))

@@ -1,0 +1,87 @@
+"""Compare: overlaid curves, the privacy–utility frontier, a results table and a CSV of every step.
+
+The selection lives in the URL (``?runs=a,b,c``) so a comparison can be shared like a run.
+"""
+
+import streamlit as st
+
+from dpcore import charts
+from dpcore.report import run_label
+from dpcore.runview import frontier, metrics_csv, results_table
+from pages.ui import session
+from pages.ui.widgets import no_runs_yet
+
+session.use_router()
+
+POLL_S = 2.0
+store = session.store()
+session.executor().poll()
+
+st.title("Compare runs")
+st.caption("Pick runs to see what each ε costs in model quality. Runs still training update as they go.")
+
+linked = [r for r in st.query_params.get("runs", "").split(",") if r]
+for run_id in linked:
+    if session.find_run(run_id) is not None:
+        session.remember(run_id)
+runs = session.my_runs()
+if not runs:
+    no_runs_yet()
+    st.stop()
+by_id = {r.id: r for r in runs}
+if "cmp_runs" not in st.session_state or linked and linked != st.session_state.get("_cmp_written"):
+    chosen = [r for r in linked if r in by_id] or [r.id for r in runs[:4]]
+    st.session_state["cmp_runs"] = chosen
+st.session_state["cmp_runs"] = [r for r in st.session_state["cmp_runs"] if r in by_id]
+selected_ids = st.multiselect("Runs", list(by_id), key="cmp_runs", placeholder="Choose runs to compare",
+                              format_func=lambda i: f"{run_label(by_id[i])} — {by_id[i].status}")
+st.session_state["_cmp_written"] = selected_ids
+if st.query_params.get("runs", "") != ",".join(selected_ids):
+    st.query_params["runs"] = ",".join(selected_ids)
+if not selected_ids:
+    st.info("Choose at least one run above.")
+    st.stop()
+
+any_active = any(not by_id[i].is_terminal for i in selected_ids)
+
+
+@st.fragment(run_every=POLL_S if any_active else None)
+def comparison() -> None:
+    selected = [store.get_run(i) for i in selected_ids]
+    series = [(run_label(r), store.metrics(r.id)) for r in selected]
+    eval_series = [(run_label(r), store.evals(r.id)) for r in selected]
+    row = st.columns(2)
+    with row[0]:
+        st.plotly_chart(charts.overlay_figure(series, "train_loss", title="Training loss", ytitle="loss"),
+                        key="cmp_loss", config={"displayModeBar": False})
+    with row[1]:
+        st.plotly_chart(charts.overlay_figure(eval_series, "val_perplexity", title="Validation perplexity",
+                                              ytitle="perplexity"), key="cmp_ppl", config={"displayModeBar": False})
+    row = st.columns(2)
+    with row[0]:
+        st.plotly_chart(charts.overlay_figure(series, "epsilon", title="ε spent", ytitle="ε"), key="cmp_eps",
+                        config={"displayModeBar": False})
+        st.caption("Runs without a privacy guarantee have no ε and draw no line here.")
+    with row[1]:
+        points, baselines = frontier(selected)
+        st.plotly_chart(charts.frontier_figure(points, baselines), key="cmp_frontier",
+                        config={"displayModeBar": False})
+        if not points:
+            st.caption("The frontier fills in as private runs finish; finished non-private runs are the dashed "
+                       "reference line.")
+    st.subheader("Configurations and results")
+    st.dataframe(results_table(selected), hide_index=True, key="cmp_table", placeholder="—",
+                 column_config={"ε spent": st.column_config.NumberColumn(format="%.3f"),
+                                "val perplexity": st.column_config.NumberColumn(format="%.2f"),
+                                "σ": st.column_config.NumberColumn(format="%.3f"),
+                                "δ": st.column_config.NumberColumn(format="%.1e")})
+    if all(r.is_terminal for r in selected) and any_active:
+        st.rerun()
+
+
+comparison()
+st.download_button(
+    "Download every step as CSV", data=lambda: metrics_csv(store, [store.get_run(i) for i in selected_ids]),
+    file_name="dp-rnn-lab-metrics.csv", mime="text/csv", icon=":material/download:", on_click="ignore",
+    key="cmp_csv",
+)

@@ -1,0 +1,155 @@
+"""Run monitor: live curves, progress, clipping, samples and cancel for one run (``?run=<id>``).
+
+While the run is active a fragment re-reads the store every second (one consistent snapshot of
+the new steps) and redraws only itself; when the run ends it reruns the page once, which stops
+the polling. Nothing is trained here: the worker process writes, this page reads.
+"""
+
+import streamlit as st
+
+from dpcore import charts
+from dpcore.preview import epsilon_sentence, predicted_curve
+from dpcore.report import guarantee_of, run_epsilon, run_label
+from dpcore.runview import baseline_perplexity, progress
+from dpcore.store import Run
+from pages.ui import session
+from pages.ui.widgets import (
+    COMPARE_PAGE,
+    REPORT_PAGE,
+    SAMPLES_PAGE,
+    no_runs_yet,
+    not_dp_notice,
+    privacy_badge,
+    run_picker,
+    share_caption,
+    status_text,
+)
+
+session.use_router()
+
+POLL_S = 1.0
+store, executor = session.store(), session.executor()
+
+st.title("Run monitor")
+wanted = st.query_params.get("run")
+if wanted and session.find_run(wanted) is None:
+    st.error("There is no run with the id in this link. It may be mistyped, or it was made on another server.")
+    wanted = None
+if wanted:
+    session.remember(wanted)
+run = run_picker(session.my_runs(), key="mon_pick", current=wanted)
+if run is None:
+    no_runs_yet()
+    st.stop()
+
+run_id, cfg = run.id, run.config
+header = st.columns([6, 2])
+with header[0]:
+    st.subheader(run_label(run))
+    privacy_badge(str(cfg.get("mechanism")))
+    if not session.is_owner(run):
+        st.caption("A shared run: you can watch it and read its report, but only its owner can cancel it.")
+with header[1]:
+    if session.is_owner(run) and not run.is_terminal:
+        if st.button("Cancel run", icon=":material/stop_circle:", key="mon_cancel", width="stretch"):
+            executor.cancel(run_id, session.owner())
+            st.rerun()
+not_dp_notice(str(cfg.get("mechanism")))
+share_caption("monitor", run_id)
+
+active_at_start = not run.is_terminal
+dp = guarantee_of(run) == "dp"
+
+
+def _predicted(r: Run) -> list[tuple[int, float]] | None:
+    info = r.info or {}
+    if not dp or not info.get("noise_multiplier") or not info.get("sample_rate") or not info.get("delta"):
+        return None
+    return predicted_curve(str(cfg["mechanism"]), float(info["noise_multiplier"]), float(info["sample_rate"]),
+                           float(info["delta"]), str(cfg.get("accountant")), int(info["total_steps"]))
+
+
+@st.fragment(run_every=POLL_S if active_at_start else None)
+def live() -> None:
+    executor.poll()  # reap a dead worker, start a queued run: the store must match reality
+    cache = st.session_state.setdefault("_mon_cache", {}).setdefault(
+        run_id, {"last": -1, "metrics": [], "sample_id": 0, "samples": []})
+    snap = store.snapshot(run_id, since_step=cache["last"])
+    if snap.metric_count < len(cache["metrics"]):  # the store was rebuilt under us: start again
+        cache.update(last=-1, metrics=[], sample_id=0, samples=[])
+        snap = store.snapshot(run_id)
+    if snap.metrics:
+        cache["metrics"].extend(snap.metrics)
+        cache["last"] = snap.metrics[-1]["step"]
+    fresh = store.samples(run_id, since_id=cache["sample_id"])
+    if fresh:
+        cache["samples"].extend(fresh)
+        cache["sample_id"] = fresh[-1]["id"]
+    r, metrics, evals = snap.run, cache["metrics"], snap.evals
+    queue = store.queue_position(run_id) if r.status == "queued" else None
+    prog = progress(r, metrics, queue)
+    st.progress(prog.fraction, text=f"{status_text(r)} · {prog.text}")
+
+    last = metrics[-1] if metrics else {}
+    cols = st.columns(4)
+    cols[0].metric("Step", f"{r.last_step or 0:,}" + (f" / {r.total_steps:,}" if r.total_steps else ""))
+    loss = next((m["train_loss"] for m in reversed(metrics) if m.get("train_loss") is not None), None)
+    cols[1].metric("Training loss", f"{loss:.3f}" if loss is not None else "—")
+    ppl = evals[-1]["val_perplexity"] if evals else None
+    cols[2].metric("Validation perplexity", f"{ppl:.2f}" if ppl is not None else "—",
+                   help="exp(average loss per token) on held-out users: lower is better.")
+    eps = run_epsilon(r, last.get("epsilon"))
+    cols[3].metric("ε spent", f"{eps:.3f}" if eps is not None else "none" if not dp else "—",
+                   help="Grows with every step; the run stops at its target." if dp else
+                   "This run has no privacy guarantee, so no ε is shown.")
+
+    total = r.total_steps
+    row = st.columns(2)
+    with row[0]:
+        st.plotly_chart(charts.loss_figure(metrics, total_steps=total), key="mon_loss",
+                        config={"displayModeBar": False})
+    with row[1]:
+        baseline = baseline_perplexity(session.my_runs(), cfg) if cfg.get("mechanism") != "none" else None
+        st.plotly_chart(charts.perplexity_figure(evals, total_steps=total, baseline=baseline), key="mon_ppl",
+                        config={"displayModeBar": False})
+    if dp:
+        row = st.columns(2)
+        with row[0]:
+            target = cfg.get("epsilon") if cfg.get("noise_multiplier") is None else None
+            st.plotly_chart(charts.epsilon_figure(metrics, predicted=_predicted(r), target=target, total_steps=total),
+                            key="mon_eps", config={"displayModeBar": False})
+        with row[1]:
+            st.plotly_chart(charts.clipping_figure(metrics, clip=cfg.get("clip"), total_steps=total),
+                            key="mon_clip", config={"displayModeBar": False})
+        if eps is not None:
+            st.caption(epsilon_sentence(eps, seq_len=cfg.get("seq_len"), tokenizer=cfg.get("tokenizer", "char")))
+
+    st.markdown("**Samples as they arrive** (generated from the model at each evaluation)")
+    samples = cache["samples"]
+    if not samples:
+        st.caption("The first samples appear at the first evaluation.")
+    else:
+        latest = max(s["step"] for s in samples)
+        st.caption(f"At step {latest}" + (" (final model)" if any(s["kind"] == "final" for s in samples
+                                                                  if s["step"] == latest) else ""))
+        for s in (x for x in samples if x["step"] == latest):
+            st.code(s["text"] or "(empty)", language=None, wrap_lines=True)
+    if r.is_terminal and active_at_start:
+        st.rerun()  # once: redraw the page without polling and with the results below
+
+
+live()
+
+run = store.get_run(run_id)
+if run.status == "failed":
+    st.error(f"The run failed: {run.error}", icon=":material/error:")
+elif run.status == "cancelled":
+    st.warning("The run was cancelled" + (f": {run.error}" if run.error else ".") + " Its curves so far are kept.")
+if run.is_terminal:
+    st.divider()
+    links = st.columns(3)
+    links[0].page_link(REPORT_PAGE, label="Privacy statement and report", icon=":material/description:",
+                       query_params={"run": run_id})
+    links[1].page_link(SAMPLES_PAGE, label="Generate samples", icon=":material/text_snippet:",
+                       query_params={"runs": run_id})
+    links[2].page_link(COMPARE_PAGE, label="Compare with other runs", icon=":material/compare_arrows:")

@@ -1,0 +1,108 @@
+"""New run: configure, see what the choice means (σ, batch, predicted ε, odds), launch."""
+
+import streamlit as st
+
+from dpcore.charts import predicted_epsilon_figure
+from dpcore.errors import DPCoreError
+from dpcore.presets import PRESETS
+from dpcore.preview import CENSUS_SENTENCE, check
+from dpcore.urlstate import upload_id_of
+from pages.ui import corpus_form, run_form, session
+from pages.ui.widgets import MONITOR_PAGE, not_dp_notice
+
+session.use_router()
+
+store, owner = session.store(), session.owner()
+messages = run_form.sync_from_url(store, owner)
+
+st.title("New run")
+st.caption("Choose the privacy and the training; the right-hand side shows what your choice means before you "
+           "launch. The address bar always holds this configuration: copy it to share the exact setup.")
+
+st.markdown("**Presets**")
+preset_cols = st.columns(len(PRESETS))
+for col, preset in zip(preset_cols, PRESETS):
+    col.button(preset.title, key=f"preset_{preset.name}", help=preset.description, width="stretch",
+               on_click=run_form.apply_preset, args=(preset.name,))
+for message in messages:
+    st.warning(message, icon=":material/link_off:")
+
+left, right = st.columns([5, 4], gap="large")
+with left:
+    slots: dict = {}
+    with st.container(border=True):
+        st.subheader("Data")
+        slots.update(corpus_form.corpus_widgets(store, owner))
+    with st.container(border=True):
+        st.subheader("Privacy")
+        slots.update(run_form.privacy_widgets())
+    with st.container(border=True):
+        st.subheader("Training")
+        slots.update(run_form.training_widgets())
+        with st.expander("Advanced: engine, tokens, sequence length, samples"):
+            slots.update(run_form.advanced_widgets())
+
+config = run_form.current_config()
+run_form.write_url(config)
+
+# The check needs the real file behind an upload reference; the URL keeps the reference only.
+resolved, corpus_problem = config, None
+upload_id = upload_id_of(config.corpus)
+if upload_id is not None:
+    try:
+        resolved = config.replace(corpus=store.get_upload(owner, upload_id).path)
+    except DPCoreError:
+        corpus_problem = "That uploaded file is gone; upload it again or choose the built-in corpus."
+elif st.session_state.get("nr_source") == "upload":
+    corpus_problem = "Upload a file first, or choose the built-in corpus."
+if corpus_problem:
+    checked, errors = None, {"corpus": corpus_problem}
+else:
+    with right, st.spinner("Calibrating the noise to your ε…"):
+        checked = check(resolved)
+    errors = dict(checked.errors)
+if (problem := run_form.delta_text_problem()) is not None:
+    errors["delta"] = problem
+for field, message in errors.items():
+    slot = slots.get(field)
+    if slot is not None:
+        slot.error(message, icon=":material/error:")
+
+with right:
+    st.subheader("What this run means")
+    pv = checked.preview if checked else None
+    launch = st.button("Launch run", type="primary", icon=":material/rocket_launch:", width="stretch",
+                       disabled=bool(errors) or pv is None, key="launch")
+    unplaced = {f: m for f, m in errors.items() if f not in slots}
+    for message in unplaced.values():
+        st.error(message, icon=":material/error:")
+    if errors:
+        st.warning("Fix the highlighted settings to see what this run means and to launch it.")
+    elif pv is not None:
+        not_dp_notice(config.mechanism)
+        if pv.curve:
+            st.markdown(f"**ε** — {pv.epsilon_sentence}")
+        cols = st.columns(3)
+        cols[0].metric("Noise σ", f"{pv.noise_multiplier:.3g}" if pv.noise_multiplier else "—",
+                       help="The noise multiplier: noise standard deviation in units of the clipping norm C "
+                            "(λ, the Laplace scale, for Laplace). Calibrated so the run spends exactly the target ε.")
+        cols[1].metric("Batch ≈", f"{pv.expected_batch_size:,}",
+                       help=f"Expected batch size. Sampling rate q = {pv.sample_rate:.3g}: each sequence joins each "
+                            "batch with this probability.")
+        cols[2].metric("Steps", f"{pv.steps:,}", help=f"≈ {pv.epochs:.2g} epochs over {pv.num_train:,} sequences.")
+        st.caption(f"{pv.num_train:,} training sequences from {pv.data['num_train_users']:,} users; "
+                   f"{pv.data['num_val_users']:,} other users are held out for validation. Vocabulary: "
+                   f"{pv.data['vocab_size']:,} tokens.")
+        if pv.curve:
+            st.plotly_chart(predicted_epsilon_figure(pv.curve, target=config.epsilon), key="nr_predicted_eps",
+                            config={"displayModeBar": False})
+            st.markdown(f"**δ** — {pv.delta_sentence}")
+            st.caption(CENSUS_SENTENCE)
+    st.caption("Training runs in a background process on the server: you can leave this page or close the tab.")
+    if launch:
+        try:
+            run_id = session.executor().submit(owner, resolved)
+        except DPCoreError as err:
+            st.error(f"The run could not be started: {err}.", icon=":material/error:")
+        else:
+            st.switch_page(MONITOR_PAGE, query_params={"run": run_id})

@@ -1,0 +1,71 @@
+"""Run report: the privacy statement in plain sentences, the charts, and a report to download."""
+
+from pathlib import Path
+
+import streamlit as st
+
+from dpcore.report import html_report, markdown_report, privacy_statement, run_figures, run_label, summary_rows
+from pages.ui import session
+from pages.ui.widgets import no_runs_yet, privacy_badge, run_picker, share_caption
+
+session.use_router()
+
+store = session.store()
+session.executor().poll()
+
+st.title("Run report")
+wanted = st.query_params.get("run")
+if wanted and session.find_run(wanted) is None:
+    st.error("There is no run with the id in this link. It may be mistyped, or it was made on another server.")
+    wanted = None
+if wanted:
+    session.remember(wanted)
+run = run_picker(session.my_runs(), key="rep_pick", current=wanted)
+if run is None:
+    no_runs_yet()
+    st.stop()
+
+metrics, evals, samples = store.metrics(run.id), store.evals(run.id), store.samples(run.id)
+st.subheader(run_label(run))
+privacy_badge(str(run.config.get("mechanism")))
+share_caption("report", run.id)
+if not run.is_terminal:
+    st.info("This run is still training: the statement describes it so far. Reload when it has finished.")
+
+st.markdown("### Privacy statement")
+latest_eps = next((m["epsilon"] for m in reversed(metrics) if m.get("epsilon") is not None), None)
+st.markdown("\n".join(f"- {s}" for s in privacy_statement(run, latest_epsilon=latest_eps)))
+
+downloads = st.columns(3)
+downloads[0].download_button(
+    "Download report (HTML, with charts)", data=lambda: html_report(run, metrics, evals, samples),
+    file_name=f"dp-rnn-lab-{run.id}.html", mime="text/html", icon=":material/download:", on_click="ignore",
+    key="rep_html", type="primary",
+)
+downloads[1].download_button(
+    "Download report (Markdown)", data=lambda: markdown_report(run, samples), file_name=f"dp-rnn-lab-{run.id}.md",
+    mime="text/markdown", icon=":material/download:", on_click="ignore", key="rep_md",
+)
+checkpoint = store.artifacts(run.id).get("checkpoint")
+if checkpoint and session.is_owner(run):  # weights of a non-private run can hold its owner's text
+    downloads[2].download_button(
+        "Download checkpoint (model.pt)", data=lambda: Path(checkpoint).read_bytes(),
+        file_name=f"dp-rnn-lab-{run.id}.pt", mime="application/octet-stream", icon=":material/download:",
+        on_click="ignore", key="rep_ckpt", help="Loads with `python -m dpcore generate --checkpoint model.pt`.",
+    )
+
+st.markdown("### Curves")
+figures = run_figures(run, metrics, evals)
+for start in range(0, len(figures), 2):
+    row = st.columns(2)
+    for col, (i, fig) in zip(row, enumerate(figures[start:start + 2], start)):
+        col.plotly_chart(fig, key=f"rep_fig_{i}", config={"displayModeBar": False})
+
+st.markdown("### Configuration and results")
+st.table({"": [k for k, _ in summary_rows(run)], "value": [v for _, v in summary_rows(run)]})
+
+final = [s for s in samples if s["kind"] == "final"]
+if final:
+    st.markdown("### Samples from the final model")
+    for s in final:
+        st.code(s["text"] or "(empty)", language=None, wrap_lines=True)

@@ -1,0 +1,299 @@
+"""The New run form: widgets ⇄ TrainConfig ⇄ URL query string.
+
+The form's state lives in ``st.session_state`` under ``nr_*`` keys (widgets persist for the whole
+session, so a visit to the monitor and back keeps the form). The URL is kept in step after every
+change (:func:`write_url`), so the address bar always reproduces the form; an address that differs
+from what the form last wrote (a shared link, a preset link, an edited URL) is loaded into the form
+(:func:`sync_from_url`), with one message per value that could not be used.
+
+Widgets are created without ``value=`` arguments: their state is set here before they are drawn,
+which is the only way Streamlit lets code (presets, links) change a widget.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from dpcore.config import DEVICES, TrainConfig
+from dpcore.presets import MODEL_SIZES, epsilon_choices, get_preset, model_size_name
+from dpcore.report import mechanism_label
+from dpcore.store import RunStore, UploadNotFound
+from dpcore.urlstate import config_to_params, params_to_config, upload_id_of, upload_ref
+
+DEFAULT_PRESET = "workshop-eps3"
+_QS_KEY = "_nr_written_qs"  # the query string this form last wrote
+_BASE_KEY = "_nr_base"  # the config the form started from (fields without a widget come from it)
+_PRESET_KEY = "_nr_preset"
+_MSGS_KEY = "_nr_url_messages"
+NO_USER_COLUMN = "(no user column)"
+PERSIST = "session"
+
+ACCOUNTANT_HELP = (
+    "How ε is added up over the steps. RDP: a valid upper bound, fast. PRV and PLD: tighter (smaller ε for "
+    "the same noise), slower to compute. Laplace can only be accounted with PLD."
+)
+
+
+# ---------------------------------------------------------------------------- state <-> config
+def _state_from_config(config: TrainConfig) -> dict[str, Any]:
+    upload_id = upload_id_of(config.corpus)
+    return {
+        "nr_source": "upload" if upload_id else "builtin",
+        "nr_upload": upload_id,
+        "nr_text_col": config.text_column,
+        "nr_user_col": config.user_column or NO_USER_COLUMN,
+        "nr_no_privacy": config.mechanism == "none",
+        "nr_mechanism": config.mechanism if config.mechanism != "none" else "gaussian",
+        "nr_epsilon": float(config.epsilon if config.epsilon is not None else 8.0),
+        "nr_delta_custom": config.delta is not None,
+        "nr_delta": f"{config.delta:g}" if config.delta is not None else "",
+        "nr_clip": float(config.clip),
+        "nr_accountant": config.accountant,
+        "nr_length": "epochs" if config.epochs is not None else "steps",
+        "nr_steps": int(config.max_steps if config.max_steps is not None else 300),
+        "nr_epochs": float(config.epochs if config.epochs is not None else 1.0),
+        "nr_batch": int(config.batch_size),
+        "nr_lr": float(config.lr),
+        "nr_model": (config.embed_dim, config.hidden_size),
+        "nr_seed": int(config.seed),
+        "nr_device": config.device,
+        "nr_engine": config.engine,
+        "nr_tokenizer": config.tokenizer,
+        "nr_seq_len": int(config.seq_len),
+        "nr_layers": int(config.num_layers),
+        "nr_eval_every": int(config.eval_every),
+        "nr_num_samples": int(config.num_samples),
+        "nr_prompt": config.sample_prompt,
+    }
+
+
+def load_config(config: TrainConfig, preset: str | None) -> None:
+    """Put ``config`` into the form (before any widget is drawn)."""
+    st.session_state[_BASE_KEY] = config
+    st.session_state[_PRESET_KEY] = preset
+    for key, value in _state_from_config(config).items():
+        st.session_state[key] = value
+
+
+def apply_preset(name: str) -> None:
+    """Button callback: fill the form with a preset."""
+    load_config(get_preset(name).config, name)
+    st.session_state[_MSGS_KEY] = []
+
+
+def current_config() -> TrainConfig:
+    """The config the widgets describe; the corpus is ``builtin`` or ``upload:<id>``."""
+    s = st.session_state
+    base: TrainConfig = s.get(_BASE_KEY, TrainConfig())
+    upload = s.get("nr_upload") if s.get("nr_source") == "upload" else None
+    mechanism = "none" if s["nr_no_privacy"] else s["nr_mechanism"]
+    delta = _parse_delta(s["nr_delta"]) if s["nr_delta_custom"] and mechanism != "none" else None
+    embed, hidden = s["nr_model"]
+    user_col = s.get("nr_user_col")
+    return base.replace(
+        corpus=upload_ref(upload) if upload else "builtin",
+        text_column=s.get("nr_text_col") if upload else None,
+        user_column=user_col if upload and user_col and user_col != NO_USER_COLUMN else None,
+        mechanism=mechanism,
+        epsilon=float(s["nr_epsilon"]),
+        delta=None if isinstance(delta, str) else delta,  # unparsable text: see delta_text_problem
+        clip=float(s["nr_clip"]),
+        accountant="pld" if mechanism == "laplace" else s["nr_accountant"],
+        engine="opacus" if mechanism != "gaussian" else s["nr_engine"],
+        max_steps=int(s["nr_steps"]) if s["nr_length"] == "steps" else None,
+        epochs=float(s["nr_epochs"]) if s["nr_length"] == "epochs" else None,
+        batch_size=int(s["nr_batch"]),
+        lr=float(s["nr_lr"]),
+        embed_dim=int(embed),
+        hidden_size=int(hidden),
+        seed=int(s["nr_seed"]),
+        device=s["nr_device"],
+        tokenizer=s["nr_tokenizer"],
+        seq_len=int(s["nr_seq_len"]),
+        num_layers=int(s["nr_layers"]),
+        eval_every=int(s["nr_eval_every"]),
+        num_samples=int(s["nr_num_samples"]),
+        sample_prompt=s["nr_prompt"],
+    )
+
+
+def _parse_delta(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def delta_text_problem() -> str | None:
+    """A message when the custom δ box holds something that is not a number."""
+    s = st.session_state
+    if s.get("nr_delta_custom") and not s.get("nr_no_privacy"):
+        if isinstance(_parse_delta(s.get("nr_delta", "")), str):
+            return "Write δ as a number, for example 1e-6."
+    return None
+
+
+# ---------------------------------------------------------------------------- URL
+def sync_from_url(store: RunStore, owner: str) -> list[str]:
+    """Load the URL into the form when it is not the one the form wrote; returns messages to show."""
+    params = st.query_params.to_dict()
+    written = st.session_state.get(_QS_KEY)
+    have_form = "nr_source" in st.session_state
+    if params == written and have_form:
+        return st.session_state.get(_MSGS_KEY, [])
+    if not params and have_form:  # arrived through the menu: keep the form, write it back
+        return []
+    if not params:
+        params = {"preset": DEFAULT_PRESET}
+    parsed = params_to_config(params)
+    messages = list(parsed.messages)
+    config = parsed.config
+    upload_id = upload_id_of(config.corpus)
+    if upload_id is not None:
+        try:
+            store.get_upload(owner, upload_id)
+        except UploadNotFound:
+            messages.append("The link names an uploaded file that belongs to another browser, so the built-in "
+                            "corpus is used instead.")
+            config = config.replace(corpus="builtin", text_column=None, user_column=None)
+    load_config(config, parsed.preset)
+    st.session_state[_MSGS_KEY] = messages
+    st.session_state[_QS_KEY] = params
+    return messages
+
+
+def write_url(config: TrainConfig) -> None:
+    """Make the address bar reproduce the form (only the fields that differ from the preset)."""
+    params = config_to_params(config, st.session_state.get(_PRESET_KEY))
+    if params != st.query_params.to_dict():
+        st.query_params.from_dict(params)
+    st.session_state[_QS_KEY] = params
+
+
+# ---------------------------------------------------------------------------- widgets
+def _on_mechanism_change() -> None:
+    if st.session_state.get("nr_mechanism") == "laplace":
+        st.session_state["nr_accountant"] = "pld"
+        st.session_state["nr_engine"] = "opacus"
+
+
+def _on_delta_custom_change() -> None:
+    if st.session_state.get("nr_delta_custom") and not st.session_state.get("nr_delta"):
+        st.session_state["nr_delta"] = "1e-06"  # a starting point well below 1/N for any usable corpus
+
+
+def privacy_widgets() -> dict[str, Any]:
+    """The privacy controls; returns placeholders for messages at each control."""
+    slots: dict[str, Any] = {}
+    s = st.session_state
+    st.toggle("No privacy (baseline)", key="nr_no_privacy", persist_state=PERSIST,
+              help="Train the same model without any privacy, as the reference the private runs are compared with.")
+    if s["nr_no_privacy"]:
+        return slots
+    st.selectbox(
+        "Mechanism", ["gaussian", "laplace", "naive"], key="nr_mechanism", format_func=mechanism_label,
+        on_change=_on_mechanism_change, persist_state=PERSIST,
+        help="Gaussian: DP-SGD as in Opacus (L2 clipping). Laplace: L1 clipping and Laplace noise, a pure-ε "
+             "mechanism that needs far more noise. Naive: the blog-post recipe, kept as a counterexample.",
+    )
+    naive = s["nr_mechanism"] == "naive"
+    st.select_slider(
+        "Noise scale ε the naive recipe claims (no guarantee)" if naive else "Target ε (privacy budget)",
+        options=epsilon_choices(s.get("nr_epsilon")), key="nr_epsilon", persist_state=PERSIST,
+        format_func=lambda v: f"{v:g}",
+        help="Smaller ε = stronger privacy = more noise. The noise is calibrated so that the whole run spends "
+             "exactly this ε. Log scale from 0.1 to 50.",
+    )
+    slots["epsilon"] = st.empty()
+    if naive:
+        return slots
+    st.toggle("Choose δ myself", key="nr_delta_custom", persist_state=PERSIST, on_change=_on_delta_custom_change,
+              help="δ is the small chance that the promise fails. The default, min(10⁻⁵, 1/N^1.1), is well below "
+                   "1/N, as it must be.")
+    if s["nr_delta_custom"]:
+        st.text_input("δ", key="nr_delta", persist_state=PERSIST, placeholder="1e-6")
+    slots["delta"] = st.empty()
+    st.number_input(
+        "Clipping norm C", min_value=0.01, max_value=100.0, step=0.1, key="nr_clip", persist_state=PERSIST,
+        help="Each example's gradient is scaled down to at most this norm, which bounds how much one example can "
+             "move the model; the noise is proportional to C. Watch the clipping chart: if almost every example is "
+             "clipped, C may be too small.",
+    )
+    slots["clip"] = st.empty()
+    laplace = s["nr_mechanism"] == "laplace"
+    st.selectbox("Accountant", ["pld"] if laplace else ["rdp", "prv", "pld"], key="nr_accountant",
+                 disabled=laplace, persist_state=PERSIST, help=ACCOUNTANT_HELP,
+                 format_func=lambda a: {"rdp": "RDP (fast, looser)", "prv": "PRV (tight)",
+                                        "pld": "PLD (tight; the only one for Laplace)"}[a])
+    if laplace:
+        st.caption("Laplace is accounted with PLD: Opacus's RDP and PRV accountants are Gaussian-only.")
+    return slots
+
+
+def training_widgets() -> dict[str, Any]:
+    slots: dict[str, Any] = {}
+    s = st.session_state
+    st.segmented_control("Training length", ["steps", "epochs"], key="nr_length", required=True,
+                         persist_state=PERSIST, help="One epoch = each sequence is seen once on average.")
+    if s["nr_length"] == "steps":
+        st.number_input("Steps", min_value=1, max_value=1_000_000, step=10, key="nr_steps", persist_state=PERSIST)
+        slots["max_steps"] = st.empty()
+    else:
+        st.number_input("Epochs", min_value=0.01, max_value=1000.0, step=0.5, key="nr_epochs", persist_state=PERSIST)
+        slots["epochs"] = st.empty()
+    st.number_input(
+        "Expected batch size", min_value=1, max_value=100_000, step=32, key="nr_batch", persist_state=PERSIST,
+        help="Batches are Poisson-sampled: each sequence joins each batch with probability q = 1/ceil(N/B), so the "
+             "real batch size varies around this. Larger batches average out more of the noise.",
+    )
+    slots["batch_size"] = st.empty()
+    st.number_input("Learning rate", min_value=0.00001, max_value=1.0, step=0.005, format="%.4f", key="nr_lr",
+                    persist_state=PERSIST, help="Adam's step size.")
+    slots["lr"] = st.empty()
+    sizes = [tuple(v) for v in MODEL_SIZES.values()]
+    if tuple(s["nr_model"]) not in sizes:
+        sizes.append(tuple(s["nr_model"]))
+    s["nr_model"] = tuple(s["nr_model"])
+    st.selectbox("Model size (embedding / GRU hidden units)", sizes, key="nr_model", persist_state=PERSIST,
+                 format_func=lambda d: model_size_name(*d),
+                 help="Bigger models learn more but take longer per step.")
+    cols = st.columns(2)
+    with cols[0]:
+        st.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="nr_seed", persist_state=PERSIST,
+                        help="Same config and seed, same curve (on CPU).")
+    with cols[1]:
+        st.selectbox("Device", list(DEVICES), key="nr_device", persist_state=PERSIST,
+                     help="auto: a GPU if the server has one, else the CPU. The workshop presets use the CPU so "
+                          "every laptop gets the same numbers.")
+        slots["device"] = st.empty()
+    return slots
+
+
+def advanced_widgets() -> dict[str, Any]:
+    slots: dict[str, Any] = {}
+    s = st.session_state
+    gaussian = not s["nr_no_privacy"] and s["nr_mechanism"] == "gaussian"
+    st.selectbox("Engine", ["fast", "opacus"] if gaussian else ["opacus"], key="nr_engine", persist_state=PERSIST,
+                 disabled=not gaussian,
+                 format_func=lambda e: {"fast": "fast (ghost clipping, Gaussian only)", "opacus": "Opacus"}[e],
+                 help="Both compute the same DP-SGD steps; the fast engine avoids materialising per-example "
+                      "gradients.")
+    cols = st.columns(2)
+    with cols[0]:
+        st.selectbox("Tokens", ["char", "word"], key="nr_tokenizer", persist_state=PERSIST,
+                     format_func=lambda t: {"char": "characters", "word": "words"}[t])
+        st.number_input("Sequence length", min_value=4, max_value=1024, step=8, key="nr_seq_len",
+                        persist_state=PERSIST, help="Tokens per training sequence: the unit of privacy.")
+        slots["seq_len"] = st.empty()
+        st.number_input("GRU layers", min_value=1, max_value=2, step=1, key="nr_layers", persist_state=PERSIST)
+    with cols[1]:
+        st.number_input("Evaluate every … steps", min_value=1, max_value=1_000_000, step=10, key="nr_eval_every",
+                        persist_state=PERSIST)
+        slots["eval_every"] = st.empty()
+        st.number_input("Samples per evaluation", min_value=0, max_value=20, step=1, key="nr_num_samples",
+                        persist_state=PERSIST)
+        st.text_input("Sample prompt", key="nr_prompt", persist_state=PERSIST,
+                      help="Text the samples start from (empty: a new message).")
+    return slots

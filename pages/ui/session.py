@@ -1,0 +1,146 @@
+"""Who this browser is, and the process-wide handles (run store, executor).
+
+Owner identity, the choice and why:
+
+* Each browser gets a random 128-bit secret kept in a first-party cookie (:data:`COOKIE`).
+  Streamlit 1.67 can read cookies (``st.context.cookies``, sent with every new session's
+  websocket request) but has no API to set one, so a one-line script sets it once through
+  ``st.html(..., unsafe_allow_javascript=True)`` (``st.html`` is not iframed, so the cookie lands on
+  the app's own origin). A page reload starts a new session that reads the same cookie: same
+  owner. Another browser or browser context has its own cookie jar: another owner.
+* The store never holds the secret: the owner key is ``browser:`` + a SHA-256 prefix of it, so the
+  database file contains no bearer credentials.
+* Share links carry only the run id (``?run=<id>``): a capability URL. Anyone holding it can view
+  that run read-only; only its owner can cancel it or see their uploads. The secret never
+  appears in a URL.
+* Without cookies or JavaScript the secret lives in ``st.session_state`` only: the visitor's own
+  list of runs then lasts until the tab reloads (each run stays reachable by its link).
+
+The store and executor are ``st.cache_resource`` singletons: one per server process, shared by
+all sessions (both are thread-safe). Tests replace :func:`build_executor`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+
+import streamlit as st
+
+from dpcore.executor import Executor, LocalExecutor
+from dpcore.store import Run, RunNotFound, RunStore
+
+COOKIE = "dprnn_owner"
+COOKIE_MAX_AGE_S = 365 * 24 * 3600
+_SECRET_RE = re.compile(r"^[0-9a-f]{32}$")
+_SECRET_KEY = "_owner_secret"
+_COOKIE_SET_KEY = "_owner_cookie_set"
+_VISITED_KEY = "_visited_runs"
+
+
+# ------------------------------------------------------------------------------ routing
+def use_router() -> None:
+    """Run every page through app.py's ``st.navigation``, even for a fresh server's first visitor.
+
+    Streamlit treats a folder named ``pages/`` as legacy multipage navigation until some session
+    has called ``st.navigation`` (then, for all sessions, never again). So the very first request
+    to a fresh server that opens a shared link such as ``/new_run`` would run that page file on its
+    own, without the router, the page config or the identity cookie. Each page calls this first:
+    it flips Streamlit's switch and reruns, which goes through app.py. (Internal API, guarded: if it
+    moves, the guard does nothing and only that first visit looks different.)
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover - a future Streamlit
+        return
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+# ------------------------------------------------------------------------------ handles
+def build_executor(store: RunStore) -> Executor:
+    """The executor the app uses (tests monkeypatch this to one that starts no training)."""
+    return LocalExecutor(store)
+
+
+@st.cache_resource(show_spinner=False)
+def _handles() -> tuple[RunStore, Executor]:
+    store = RunStore()  # DPCORE_DATA_DIR, else the per-user data folder
+    return store, build_executor(store)
+
+
+def store() -> RunStore:
+    return _handles()[0]
+
+
+def executor() -> Executor:
+    return _handles()[1]
+
+
+# ------------------------------------------------------------------------------ identity
+def _secret() -> str:
+    state = st.session_state
+    if _SECRET_KEY not in state:
+        cookie = st.context.cookies.get(COOKIE)
+        if isinstance(cookie, str) and _SECRET_RE.match(cookie):
+            state[_SECRET_KEY], state[_COOKIE_SET_KEY] = cookie, True
+        else:
+            state[_SECRET_KEY], state[_COOKIE_SET_KEY] = secrets.token_hex(16), False
+    return state[_SECRET_KEY]
+
+
+def owner_key(secret: str) -> str:
+    """The store's owner key for a browser secret (a one-way hash: the store holds no secrets)."""
+    return "browser:" + hashlib.sha256(secret.encode()).hexdigest()[:32]
+
+
+def owner() -> str:
+    """This browser's owner key for the store (never shown, never put in a URL)."""
+    return owner_key(_secret())
+
+
+def ensure_cookie() -> None:
+    """Set the identity cookie once per new browser (call from app.py on every run)."""
+    secret = _secret()
+    if st.session_state.get(_COOKIE_SET_KEY):
+        return
+    st.html(
+        f"<script>document.cookie = '{COOKIE}={secret}; path=/; max-age={COOKIE_MAX_AGE_S}; SameSite=Lax';"
+        "</script>",
+        unsafe_allow_javascript=True,
+    )
+    st.session_state[_COOKIE_SET_KEY] = True
+
+
+# ------------------------------------------------------------------------------ runs
+def is_owner(run: Run) -> bool:
+    return run.owner == owner()
+
+
+def remember(run_id: str) -> None:
+    """Note a run this session opened by link, so compare and samples can offer it too."""
+    visited = st.session_state.setdefault(_VISITED_KEY, [])
+    if run_id not in visited:
+        visited.append(run_id)
+
+
+def find_run(run_id: str) -> Run | None:
+    """Any run by id (a capability: knowing the id is permission to view), None if unknown."""
+    try:
+        return store().get_run(run_id)
+    except RunNotFound:
+        return None
+
+
+def my_runs(limit: int | None = None) -> list[Run]:
+    """This browser's runs plus the runs it opened by link this session, newest first."""
+    own = store().list_runs(owner(), limit=limit)
+    seen = {r.id for r in own}
+    extra = []
+    for run_id in st.session_state.get(_VISITED_KEY, []):
+        if run_id not in seen and (run := find_run(run_id)) is not None:
+            extra.append(run)
+    runs = sorted(own + extra, key=lambda r: r.created_at, reverse=True)
+    return runs[:limit] if limit else runs

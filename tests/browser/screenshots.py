@@ -1,0 +1,106 @@
+"""Retake the README's screenshots (assets/*.png): ``python tests/browser/screenshots.py``.
+
+Starts ``streamlit run app.py`` on a free port with a throw-away data folder, launches the four
+workshop presets through the real UI (they queue and train for real, a couple of minutes in all),
+then photographs each page with Debian's Chromium. Needs /usr/bin/chromium and playwright.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from playwright.sync_api import Page, expect, sync_playwright
+
+ROOT = Path(__file__).resolve().parents[2]
+ASSETS = ROOT / "assets"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run", "--disable-sync", "--disable-quic"]
+WIDTH = 1400
+
+
+def wait(page: Page) -> None:
+    page.wait_for_timeout(300)
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=120_000)
+    page.wait_for_timeout(700)  # let Plotly finish drawing
+
+
+def shoot(page: Page, name: str, height: int) -> None:
+    page.set_viewport_size({"width": WIDTH, "height": height})
+    wait(page)
+    page.screenshot(path=str(ASSETS / f"{name}.png"))
+    print("wrote", ASSETS / f"{name}.png")
+
+
+def main() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    data = tempfile.mkdtemp(prefix="dprnn-shots-")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
+         "--server.fileWatcherType", "none"],
+        cwd=ROOT, env={**os.environ, "DPCORE_DATA_DIR": data}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(300):
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.3)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            page = browser.new_context(viewport={"width": WIDTH, "height": 1000}).new_page()
+            runs = []
+            for preset in ("workshop-eps1", "workshop-eps3", "workshop-eps8", "workshop-none"):
+                page.goto(f"{url}/new_run?preset={preset}")
+                wait(page)
+                page.get_by_role("button", name="Launch run").click()
+                page.wait_for_url(re.compile(r"/monitor\?run="))
+                runs.append(page.url.rsplit("=", 1)[1])
+            page.goto(f"{url}/monitor?run={runs[0]}")  # the first one trains while the others queue
+            wait(page)
+            page.wait_for_function(
+                "Array.from(document.querySelectorAll('.js-plotly-plot'))"
+                ".some(el => (el.data || []).some(t => t.name === 'ε spent' && (t.x || []).length > 120))",
+                timeout=300_000)
+            shoot(page, "monitor-running", 1250)
+            page.goto(f"{url}/monitor?run={runs[-1]}")
+            expect(page.get_by_text("Privacy statement and report")).to_be_visible(timeout=900_000)
+            page.goto(f"{url}/new_run?preset=workshop-eps3")
+            shoot(page, "new-run", 1250)
+            page.goto(f"{url}/compare?runs={','.join(runs)}")
+            page.set_viewport_size({"width": WIDTH, "height": 1350})
+            wait(page)
+            page.get_by_test_id("stDataFrame").scroll_into_view_if_needed()
+            page.wait_for_timeout(2000)  # the table is drawn on a canvas once it is in view
+            page.evaluate("document.querySelector('[data-testid=stMain]').scrollTo(0, 0)")
+            shoot(page, "compare", 1350)
+            page.goto(f"{url}/samples?runs={','.join(runs)}")
+            wait(page)
+            page.get_by_role("textbox", name="Prompt").fill("my number is")
+            page.get_by_role("textbox", name="Prompt").press("Enter")
+            shoot(page, "samples", 900)
+            page.goto(f"{url}/report?run={runs[0]}")
+            shoot(page, "report", 1300)
+            page.goto(url)
+            shoot(page, "home", 1150)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(20)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

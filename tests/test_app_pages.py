@@ -1,0 +1,189 @@
+"""AppTest: Home, Run monitor, Compare, Samples and Run report, on runs written into a temporary store."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.apptest_support import SECRET_A, SECRET_B, TINY, app_env_for, texts, write_run
+
+
+@pytest.fixture
+def app_env(tmp_path, monkeypatch):
+    yield from app_env_for(tmp_path, monkeypatch)
+
+MONITOR, COMPARE, SAMPLES, REPORT = "pages/monitor.py", "pages/compare.py", "pages/samples.py", "pages/report.py"
+
+
+def _no_crash(at) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def _charts(at) -> int:
+    return len(at.get("plotly_chart"))
+
+
+# ------------------------------------------------------------------------------------ home
+def test_home_explains_the_app_and_lists_only_this_browsers_runs(app_env):
+    mine = write_run(app_env.store, app_env.owner(SECRET_A))
+    theirs = write_run(app_env.store, app_env.owner(SECRET_B))
+    at = app_env.app(SECRET_A).run()
+    _no_crash(at)
+    assert at.title[0].value == "DP-RNN Lab"
+    links = [p.label for p in at.get("page_link")]
+    assert {"New run", "Run monitor", "Compare runs", "Try ε = 1", "Try ε = 3", "Try ε = 8",
+            "Try No privacy"} <= set(links)
+    assert any(mine.id[:6] in label and "ε spent 2.50" in label for label in links)
+    assert not any(theirs.id[:6] in label for label in links)
+
+
+def test_home_without_runs_says_so(app_env):
+    at = app_env.app().run()
+    _no_crash(at)
+    assert any("None yet" in c for c in texts(at.caption))
+
+
+# ------------------------------------------------------------------------------------ monitor
+def test_monitor_shows_a_running_runs_progress_curves_and_samples(app_env):
+    run = write_run(app_env.store, app_env.owner(), status="running", steps=4)
+    at = app_env.app(page=MONITOR, run=run.id).run()
+    _no_crash(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Step"] == "4 / 10" and metrics["ε spent"] == "2.500"
+    assert _charts(at) == 4  # loss, perplexity, ε, clipping
+    assert "Step 4 of 10" in at.get("progress")[0].proto.text
+    assert "hello there" in [c.value for c in at.code]
+    assert at.button(key="mon_cancel")
+    assert any(run.id in c for c in texts(at.caption)), "the share link is shown"
+
+
+def test_monitor_cancel_by_the_owner(app_env):
+    run = write_run(app_env.store, app_env.owner(), status="queued")
+    at = app_env.app(page=MONITOR, run=run.id).run()
+    at.button(key="mon_cancel").click().run()
+    _no_crash(at)
+    assert app_env.store.get_run(run.id).status == "cancelled"
+    assert any("cancelled" in w for w in texts(at.warning))
+
+
+def test_monitor_opens_a_shared_run_read_only(app_env):
+    run = write_run(app_env.store, app_env.owner(SECRET_A), status="running", steps=3)
+    at = app_env.app(SECRET_B, page=MONITOR, run=run.id).run()
+    _no_crash(at)
+    assert any("A shared run" in c for c in texts(at.caption))
+    assert not [b for b in at.button if b.key == "mon_cancel"]
+    assert {m.label: m.value for m in at.metric}["Step"] == "3 / 10"
+
+
+def test_monitor_labels_runs_without_a_guarantee_and_shows_no_epsilon(app_env):
+    run = write_run(app_env.store, app_env.owner(), TINY.replace(mechanism="naive", epsilon=1.0))
+    at = app_env.app(page=MONITOR, run=run.id).run()
+    _no_crash(at)
+    assert any("No privacy guarantee" in e for e in texts(at.error))
+    assert {m.label: m.value for m in at.metric}["ε spent"] == "none"
+    assert _charts(at) == 2  # no ε and no clipping chart
+
+
+def test_monitor_with_an_unknown_run_id_explains_and_recovers(app_env):
+    at = app_env.app(page=MONITOR, run="doesnotexist").run()
+    _no_crash(at)
+    assert any("no run with the id" in e for e in texts(at.error))
+    assert any("No runs yet" in i for i in texts(at.info))
+
+
+def test_monitor_of_a_failed_run_shows_the_reason(app_env):
+    run = write_run(app_env.store, app_env.owner(), status="running")
+    app_env.store.finish_run(run.id, "failed", error="ran out of memory on cpu: lower the batch size")
+    at = app_env.app(page=MONITOR, run=run.id).run()
+    _no_crash(at)
+    assert any("ran out of memory" in e for e in texts(at.error))
+
+
+# ------------------------------------------------------------------------------------ compare
+def test_compare_overlays_runs_draws_the_frontier_and_offers_csv(app_env):
+    owner = app_env.owner()
+    private = [write_run(app_env.store, owner, TINY.replace(epsilon=e), epsilon=e, val_perplexity=20 - e)
+               for e in (1.0, 8.0)]
+    baseline = write_run(app_env.store, owner, TINY.replace(mechanism="none"), val_perplexity=6.0)
+    at = app_env.app(page=COMPARE).run()
+    _no_crash(at)
+    table = at.dataframe[0].value
+    assert set(table["run"]) == {baseline.id, *(r.id for r in private)}
+    assert list(table.loc[table["run"] == baseline.id, "privacy"]) == ["no privacy (baseline)"]
+    assert _charts(at) == 4
+    assert at.download_button(key="cmp_csv")
+    assert set(at.query_params["runs"].split(",")) == set(table["run"])
+
+
+def test_compare_selection_comes_from_the_link(app_env):
+    owner = app_env.owner(SECRET_A)
+    a, b = write_run(app_env.store, owner), write_run(app_env.store, owner)
+    at = app_env.app(SECRET_B, page=COMPARE, runs=a.id).run()
+    _no_crash(at)
+    assert list(at.dataframe[0].value["run"]) == [a.id]
+    assert b.id not in at.multiselect(key="cmp_runs").options
+
+
+# ------------------------------------------------------------------------------------ samples
+def test_samples_side_by_side_with_the_same_prompt_and_seed(app_env):
+    owner = app_env.owner()
+    runs = [write_run(app_env.store, owner, checkpoint=True),
+            write_run(app_env.store, owner, TINY.replace(mechanism="none"), checkpoint=True)]
+    at = app_env.app(page=SAMPLES).run()
+    at.text_input(key="smp_prompt").input("hello").run()
+    at.number_input(key="smp_n").set_value(2).run()
+    _no_crash(at)
+    codes = [c.value for c in at.code]
+    assert len(codes) == 4 and all(c.startswith("hello") for c in codes)
+    again = app_env.app(page=SAMPLES, runs=",".join(r.id for r in runs))
+    again.session_state["smp_prompt"] = "hello"
+    again.session_state["smp_n"] = 2
+    assert sorted(c.value for c in again.run().code) == sorted(codes), "same prompt and seed, same text"
+
+
+def test_samples_without_finished_runs_explains(app_env):
+    write_run(app_env.store, app_env.owner(), status="running")
+    at = app_env.app(page=SAMPLES).run()
+    _no_crash(at)
+    assert any("None of your runs has finished" in i for i in texts(at.info))
+
+
+# ------------------------------------------------------------------------------------ report
+def test_report_states_the_privacy_guarantee_and_offers_downloads(app_env):
+    run = write_run(app_env.store, app_env.owner())
+    at = app_env.app(page=REPORT, run=run.id).run()
+    _no_crash(at)
+    statement = " ".join(texts(at.markdown))
+    for phrase in ("one training sequence", "ε = 2.5", "δ = 1e-05", "Rényi-DP", "Poisson sampling",
+                   "every checkpoint", "every sample", "vocabulary", "floating-point"):
+        assert phrase in statement, phrase
+    assert at.download_button(key="rep_html") and at.download_button(key="rep_md")
+    assert _charts(at) == 4
+
+
+def test_only_the_owner_may_download_the_checkpoint(app_env):
+    run = write_run(app_env.store, app_env.owner(SECRET_A), checkpoint=True)
+    owner_view = app_env.app(SECRET_A, page=REPORT, run=run.id).run()
+    assert owner_view.download_button(key="rep_ckpt")
+    shared_view = app_env.app(SECRET_B, page=REPORT, run=run.id).run()
+    _no_crash(shared_view)
+    assert not [b for b in shared_view.get("download_button") if b.key == "rep_ckpt"]
+
+
+def test_report_of_the_baseline_says_no_privacy(app_env):
+    run = write_run(app_env.store, app_env.owner(), TINY.replace(mechanism="none"))
+    at = app_env.app(SECRET_B, page=REPORT, run=run.id).run()
+    _no_crash(at)
+    statement = " ".join(texts(at.markdown))
+    assert "no privacy" in statement and "ε =" not in statement
+
+
+def test_an_unusable_data_folder_is_explained_not_a_traceback(app_env, tmp_path, monkeypatch):
+    import streamlit as st
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("DPCORE_DATA_DIR", str(blocker / "data"))
+    st.cache_resource.clear()
+    at = app_env.app().run()
+    _no_crash(at)
+    assert any("The run store cannot be opened" in e for e in texts(at.error))

@@ -1,0 +1,141 @@
+"""Privacy statements, reports, charts and run views, on runs written into a temporary store."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import pytest
+
+from dpcore import charts
+from dpcore.report import (
+    corpus_label,
+    guarantee_of,
+    html_report,
+    markdown_report,
+    mechanism_label,
+    privacy_statement,
+    run_label,
+    summary_rows,
+)
+from dpcore.runview import format_duration, frontier, metrics_csv, progress, results_table
+from dpcore.store import RunStore
+from tests.apptest_support import TINY, write_run
+
+
+@pytest.fixture
+def store(tmp_path):
+    return RunStore(tmp_path)
+
+
+def test_labels_say_plainly_what_is_not_private():
+    assert mechanism_label("none") == "no privacy (baseline)"
+    assert mechanism_label("naive") == "no privacy guarantee (naive recipe)"
+    assert corpus_label({"corpus": "/srv/data/uploads/ab12/secret-diary.txt"}) == "an uploaded file (secret-diary.txt)"
+
+
+def test_dp_statement_covers_everything_a_reader_needs(store):
+    run = write_run(store, "o", epsilon=2.5)
+    text = " ".join(privacy_statement(run))
+    for phrase in ("What is protected: one training sequence (example-level)", "16 characters",
+                   "ε = 2.5 and δ = 1e-05 after the 10 steps actually run", "Rényi-DP (RDP) accountant",
+                   "noise multiplier σ = 1.1", "sampling rate q = 0.01", "L2 clipping norm C = 1",
+                   "can change the odds of any outcome by at most e^2.5 ≈ 12×", "small chance that this promise fails",
+                   "Poisson sampling", "every checkpoint", "every sample drawn", "post-processing",
+                   "vocabulary", "synthetic", "floating-point", "not cryptographically secure", "19.6"):
+        assert phrase in text, phrase
+
+
+def test_statement_of_an_upload_warns_about_its_vocabulary(store):
+    run = write_run(store, "o", TINY.replace(corpus="/data/uploads/x/notes.txt"))
+    text = " ".join(privacy_statement(run))
+    assert "an uploaded file (notes.txt)" in text and "can reveal rare characters" in text
+    assert "/data/uploads" not in text
+
+
+def test_statement_of_a_run_in_progress_and_a_cancelled_run(store):
+    running = write_run(store, "o", status="running", steps=4)
+    assert "so far (step 4)" in " ".join(privacy_statement(running, latest_epsilon=1.0))
+    cancelled = write_run(store, "o", status="cancelled", steps=6)
+    assert "stopped after 6 of 10 planned steps" in " ".join(privacy_statement(cancelled))
+
+
+@pytest.mark.parametrize("mechanism, first", [
+    ("none", "This run is the non-private baseline: no privacy."),
+    ("naive", "This run has no privacy guarantee."),
+])
+def test_statements_without_a_guarantee_show_no_epsilon(store, mechanism, first):
+    run = write_run(store, "o", TINY.replace(mechanism=mechanism, epsilon=1.0))
+    sentences = privacy_statement(run)
+    assert sentences[0].startswith(first) and "ε =" not in " ".join(sentences)
+    assert guarantee_of(run) == ("none" if mechanism == "none" else "no-guarantee")
+    assert dict(summary_rows(run))["ε spent"] == "—"
+    if mechanism == "naive":
+        assert "no ε holds" in sentences[0]
+
+
+def test_laplace_statement_names_l1_and_lambda(store):
+    run = write_run(store, "o", TINY.replace(mechanism="laplace", accountant="pld", epsilon=8.0), epsilon=7.9)
+    text = " ".join(privacy_statement(run))
+    assert "λ = 1.1" in text and "L1 clipping norm" in text and "PLD" in text
+
+
+def test_reports_carry_statement_table_charts_and_samples(store):
+    run = write_run(store, "o")
+    md = markdown_report(run, store.samples(run.id))
+    assert md.startswith("# DP-RNN Lab run report") and "## Privacy statement" in md and "| ε spent | 2.5 |" in md
+    assert "`hello there`" in md
+    page = html_report(run, store.metrics(run.id), store.evals(run.id), store.samples(run.id))
+    assert page.startswith("<!doctype html>") and page.count("Plotly.newPlot") == 4
+    assert page.count("plotly.js v") == 1, "plotly.js embedded once, so the file works offline"
+    assert "Poisson sampling" in page and "<pre>hello there</pre>" in page
+    assert run_label(run).startswith("ε=3 Gaussian · ")
+
+
+def test_html_report_escapes_generated_text(store):
+    run = write_run(store, "o")
+    store.add_samples(run.id, 10, "final", "", ["<script>alert(1)</script>"])
+    page = html_report(run, [], [], store.samples(run.id))
+    assert "<script>alert(1)" not in page and "&lt;script&gt;" in page
+
+
+def test_results_table_frontier_and_csv(store):
+    runs = [write_run(store, "o", TINY.replace(epsilon=e), epsilon=e, val_perplexity=20 - e) for e in (1.0, 8.0)]
+    runs.append(write_run(store, "o", TINY.replace(mechanism="none"), val_perplexity=6.0))
+    runs.append(write_run(store, "o", TINY.replace(mechanism="naive", epsilon=1.0), val_perplexity=30.0))
+    table = results_table(runs)
+    assert list(table["ε spent"].isna()) == [False, False, True, True]
+    assert list(table["privacy"])[2:] == ["no privacy (baseline)", "no privacy guarantee (naive recipe)"]
+    points, baselines = frontier(runs)
+    assert [p["epsilon"] for p in points] == [1.0, 8.0] and [b["val_perplexity"] for b in baselines] == [6.0]
+    csv = pd.read_csv(io.BytesIO(metrics_csv(store, runs)))
+    assert len(csv) == 40 and {"run", "label", "step", "train_loss", "epsilon", "val_perplexity"} <= set(csv.columns)
+    assert csv["val_perplexity"].notna().sum() == 4  # one evaluation per run, on its step
+
+
+def test_progress_and_time_left(store):
+    queued = write_run(store, "o", status="queued")
+    assert "number 2 in the queue" in progress(queued, [], queue_position=2).text
+    running = write_run(store, "o", status="running", steps=4)
+    p = progress(running, store.metrics(running.id))
+    assert p.fraction == pytest.approx(0.4) and p.seconds_left == pytest.approx(0.1 * 1.15 * 6)
+    assert p.text.startswith("Step 4 of 10 · about")
+    done = write_run(store, "o")
+    assert progress(done, []).fraction == 1.0
+    assert [format_duration(s) for s in (None, 5, 75, 4000)] == ["—", "5 s", "1 min 15 s", "1 h 06 min"]
+
+
+def test_charts_draw_what_they_are_given():
+    rows = [{"step": s, "train_loss": 1 / s, "epsilon": 0.1 * s, "frac_clipped": 0.5, "median_grad_norm": 2.0}
+            for s in range(1, 3001)]
+    rows[5]["train_loss"] = None  # an empty Poisson batch
+    loss = charts.loss_figure(rows)
+    assert len(loss.data[0].x) <= charts.MAX_POINTS + 1 and loss.data[0].x[-1] == 3000
+    eps = charts.epsilon_figure(rows, predicted=[(0, 0.0), (3000, 300.0)], target=300.0)
+    assert [t.name for t in eps.data] == ["predicted", "ε spent"]
+    clip = charts.clipping_figure(rows, clip=1.0)
+    assert {t.name for t in clip.data} == {"median per-example norm", "fraction clipped"}
+    frontier_fig = charts.frontier_figure([{"label": "a", "epsilon": 1.0, "val_perplexity": 9.0}],
+                                          [{"label": "b", "val_perplexity": 5.0}])
+    assert frontier_fig.layout.xaxis.type == "log" and len(frontier_fig.layout.shapes) == 1
+    assert all(t.type == "scatter" for t in loss.data + eps.data + clip.data), "SVG traces, never WebGL"
