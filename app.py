@@ -33,6 +33,7 @@ pages = {
         st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
         st.Page("pages/samples.py", title="Samples", icon=":material/text_snippet:"),
         st.Page("pages/report.py", title="Run report", icon=":material/description:"),
+        st.Page("pages/mechanisms.py", title="Mechanisms", icon=":material/science:"),
     ],
 }
 page = st.navigation(pages)

@@ -155,3 +155,159 @@ def frontier_figure(points: Sequence[Mapping[str, Any]], baselines: Sequence[Map
                      ticktext=[f"{t:g}" for t in ticks])
     fig.update_yaxes(title_text="final validation perplexity")
     return fig
+
+
+# ------------------------------------------------------------------------------ decoding
+def decoding_epsilon_figure(basic: Sequence[float], advanced: Sequence[float], *,
+                            delta_prime: float | None = None, height: int = 220) -> go.Figure:
+    """The ε a generated text has spent after each token: basic vs advanced composition."""
+    x = list(range(1, len(basic) + 1))
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=x, y=list(basic), mode="lines", name="basic (n·ε)", line={"color": COLORS[3]}))
+    adv_name = f"advanced (δ′ = {delta_prime:g})" if delta_prime is not None else "advanced"
+    fig.add_trace(go.Scatter(x=list(range(1, len(advanced) + 1)), y=list(advanced), mode="lines", name=adv_name,
+                             line={"color": COLORS[0], "dash": "dash"}))
+    _layout(fig, "ε spent by this text", "ε", height=height)
+    fig.update_xaxes(title_text="token")
+    return fig
+
+
+# ------------------------------------------------------------------------------ mechanisms
+def noise_signal_figure(rows: Sequence[Any], *, highlight: int | None = None) -> go.Figure:
+    """Noise-to-signal ratio against model size (log-log): Gaussian, Laplace dense and sparse.
+
+    ``rows``: :class:`dpcore.mechanism_compare.NoiseSignalRow` (or dicts with the same keys).
+    ``highlight``: a parameter count to mark (the preset model's).
+    """
+    def get(r: Any, k: str) -> Any:
+        return r[k] if isinstance(r, Mapping) else getattr(r, k)
+
+    rows = sorted(rows, key=lambda r: get(r, "num_parameters"))
+    x = [get(r, "num_parameters") for r in rows]
+    fig = go.Figure()
+    for key, name, color, dash in (("gaussian_ratio", "Gaussian (L2 clipping)", COLORS[0], None),
+                                   ("laplace_ratio_dense", "Laplace, signal spread out (typical)", COLORS[3], None),
+                                   ("laplace_ratio_sparse", "Laplace, signal on one coordinate (best case)",
+                                    COLORS[1], "dash")):
+        fig.add_trace(go.Scatter(x=x, y=[get(r, key) for r in rows], mode="lines+markers", name=name,
+                                 line={"color": color, "dash": dash}))
+    if highlight is not None:
+        fig.add_vline(x=highlight, line={"dash": "dot", "color": BASELINE_COLOR},
+                      annotation_text=f"this model ({highlight:,} parameters)", annotation_position="top left")
+    _layout(fig, "Noise against signal at the same ε (lower trains better)", "noise-to-signal ratio", height=380)
+    fig.update_xaxes(title_text="number of parameters (log scale)", type="log", range=None, rangemode="normal")
+    fig.update_yaxes(type="log")
+    fig.update_layout(hovermode="closest")
+    return fig
+
+
+#: A colour per mechanism for the grouped training curves.
+MECHANISM_COLORS = {"gaussian": COLORS[0], "laplace": COLORS[1], "naive": COLORS[3], "none": BASELINE_COLOR}
+MECHANISM_NAMES = {"gaussian": "Gaussian", "laplace": "Laplace", "naive": "naive (no privacy guarantee)",
+                   "none": "no privacy (baseline)"}
+
+
+def mechanism_curves_figure(groups: Mapping[str, Sequence[tuple[str, Sequence[Mapping[str, Any]]]]],
+                            key: str = "val_perplexity", *, ytitle: str = "validation perplexity") -> go.Figure:
+    """Runs' curves coloured by mechanism (one legend group per mechanism)."""
+    fig = go.Figure()
+    dashes = ("solid", "dash", "dot", "dashdot")
+    for mech, series in groups.items():
+        for i, (label, rows) in enumerate(series):
+            x, y = _xy(rows, key)
+            if x:
+                fig.add_trace(go.Scatter(
+                    x=x, y=y, mode="lines+markers", name=f"{MECHANISM_NAMES.get(mech, mech)} · {label}",
+                    legendgroup=mech, line={"color": MECHANISM_COLORS.get(mech, COLORS[4]),
+                                            "dash": dashes[i % len(dashes)]}))
+    return _layout(fig, "Validation perplexity by mechanism", ytitle, height=360)
+
+
+# ------------------------------------------------------------------------------ audits
+def exposure_figure(groups: Sequence[Mapping[str, Any]]) -> go.Figure:
+    """Canary exposure by how often the canary was planted, against the most it could be."""
+    x = [str(g["insertions"]) for g in groups]
+    mean = [g.get("mean_exposure") for g in groups]
+    err_hi = [(g.get("max_exposure") or m) - m if m is not None else 0 for g, m in zip(groups, mean)]
+    err_lo = [m - (g.get("min_exposure") or m) if m is not None else 0 for g, m in zip(groups, mean)]
+    fig = go.Figure(go.Bar(x=x, y=mean, name="mean exposure", marker={"color": COLORS[0]},
+                           error_y={"type": "data", "symmetric": False, "array": err_hi, "arrayminus": err_lo}))
+    top = [g.get("max_possible") for g in groups]
+    if any(t is not None for t in top):
+        fig.add_trace(go.Scatter(x=x, y=top, mode="lines+markers", name="max possible (fully memorised)",
+                                 line={"color": COLORS[3], "dash": "dash"}))
+    _layout(fig, "Canary exposure by number of insertions", "exposure (bits)", height=320)
+    fig.update_xaxes(title_text="times the canary was planted", type="category", range=None)
+    return fig
+
+
+def roc_figure(curves: Sequence[Mapping[str, Any]]) -> go.Figure:
+    """Membership-inference ROC curves, FPR on a log scale (where the attacks that matter live)."""
+    fig = go.Figure()
+    floor = 1e-4
+    for i, c in enumerate(curves):
+        pts = [(f, t) for f, t in zip(c["fpr"], c["tpr"]) if f > 0]
+        auc = f" (AUC {c['auc']:.3f})" if c.get("auc") is not None else ""
+        fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines",
+                                 name=f"{c['name']} attack{auc}", line={"color": COLORS[i % len(COLORS)]}))
+        if pts:
+            floor = min(floor, pts[0][0])
+    fig.add_trace(go.Scatter(x=[floor, 1.0], y=[floor, 1.0], mode="lines", name="random guessing",
+                             line={"color": BASELINE_COLOR, "dash": "dot"}))
+    _layout(fig, "Membership inference ROC", "true positive rate", height=320)
+    fig.update_xaxes(title_text="false positive rate (log scale)", type="log", range=None, rangemode="normal")
+    fig.update_yaxes(type="log")
+    fig.update_layout(hovermode="closest")
+    return fig
+
+
+def epsilon_bounds_figure(claimed: float | None, empirical: Mapping[str, Any] | None) -> go.Figure:
+    """The claimed ε (an upper bound) beside the audit's empirical lower bound, with its confidence."""
+    fig = go.Figure()
+    if claimed is not None:
+        fig.add_trace(go.Bar(y=["claimed ε (upper bound)"], x=[claimed], orientation="h", name="claimed ε",
+                             marker={"color": COLORS[0]}, text=[f"{claimed:.3g}"], textposition="auto"))
+    if empirical is not None:
+        conf = empirical.get("confidence")
+        label = f"empirical lower bound ({conf:.0%} conf.)" if conf is not None else "empirical lower bound"
+        fig.add_trace(go.Bar(y=[label], x=[empirical["value"]], orientation="h", name="empirical ε (lower bound)",
+                             marker={"color": COLORS[2]}, text=[f"{empirical['value']:.3g}"], textposition="auto"))
+        cap = empirical.get("max_certifiable")
+        if cap is not None:
+            fig.add_vline(x=cap, line={"dash": "dot", "color": BASELINE_COLOR},
+                          annotation_text=f"largest this audit could certify: {cap:.3g}",
+                          annotation_position="bottom right")
+    _layout(fig, "Claimed ε vs what the attacks could show", "", height=260)
+    fig.update_xaxes(title_text="ε", range=None, rangemode="tozero")
+    fig.update_layout(hovermode="closest", showlegend=False)
+    return fig
+
+
+def audit_scatter_figure(points: Sequence[Mapping[str, Any]], key: str, *, title: str, ytitle: str) -> go.Figure:
+    """``key`` (mean exposure or AUC) against ε across audited runs; runs without ε as a separate "∞ / none"
+    marker at the right of the axis."""
+    fig = go.Figure()
+    priv = sorted((p for p in points if p.get("epsilon") is not None and p.get(key) is not None),
+                  key=lambda p: p["epsilon"])
+    rest = [p for p in points if p.get("epsilon") is None and p.get(key) is not None]
+    right = max([p["epsilon"] for p in priv] or [10.0]) * 3
+    if priv:
+        fig.add_trace(go.Scatter(x=[p["epsilon"] for p in priv], y=[p[key] for p in priv], mode="markers+text",
+                                 text=[f"ε={p['epsilon']:.2g}" for p in priv], textposition="top right",
+                                 hovertext=[p["label"] for p in priv], hoverinfo="text+y", name="private runs",
+                                 marker={"size": 11, "color": COLORS[0]}))
+    if rest:
+        fig.add_trace(go.Scatter(
+            x=[right] * len(rest), y=[p[key] for p in rest], mode="markers+text", name="∞ / none (no guarantee)",
+            text=["no privacy guarantee" if p.get("mechanism") == "naive" else "∞ / none" for p in rest],
+            textposition="middle left", hovertext=[p["label"] for p in rest], hoverinfo="text+y",
+            marker={"size": 12, "color": COLORS[3], "symbol": "x"}))
+    fig.update_layout(title={"text": title, "x": 0.0}, height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      showlegend=False)
+    eps = [p["epsilon"] for p in priv] or [1.0]
+    ticks = [t for t in EPSILON_TICKS if min(eps) / 2 <= t <= max(eps) * 2] or list(EPSILON_TICKS[:4])
+    fig.update_xaxes(title_text="ε spent (log scale; no-guarantee runs at the right)", type="log", tickmode="array",
+                     tickvals=[*ticks, right] if rest else ticks,
+                     ticktext=[*(f"{t:g}" for t in ticks), "∞ / none"] if rest else [f"{t:g}" for t in ticks])
+    fig.update_yaxes(title_text=ytitle)
+    return fig

@@ -81,7 +81,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                    help="use this noise multiplier instead of calibrating it to --epsilon")
     g.add_argument("--accountant", choices=ACCOUNTANTS, default=None,
                    help="rdp (default for gaussian), prv, or pld (the only one for laplace)")
-    g.add_argument("--engine", choices=ENGINES, default=d.engine)
+    g.add_argument("--engine", choices=ENGINES, default=d.engine,
+                   help="Gaussian DP-SGD implementation (Laplace always runs on Opacus's per-example path)")
     g = parser.add_argument_group("training")
     length = g.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=_positive_float, default=None)

@@ -44,7 +44,7 @@ class TrainConfig:
     clip: float = 1.0
     noise_multiplier: float | None = None  # set to skip calibration (ε is still accounted)
     accountant: str = "rdp"
-    engine: str = "fast"
+    engine: str = "fast"  # Gaussian implementation; Laplace always needs per-example gradients (Opacus)
     naive_sensitivity: float = 1.0  # the naive recipe's *assumed* sensitivity (no guarantee)
     # training
     epochs: float | None = None
@@ -99,11 +99,6 @@ class TrainConfig:
             raise ConfigError(
                 "the Laplace mechanism is accounted with PLD only (Opacus's RDP/PRV accountants "
                 "are Gaussian-only): use --accountant pld"
-            )
-        if self.mechanism == "laplace" and self.engine == "fast":
-            raise ConfigError(
-                "the fast engine only does L2 (Gaussian) clipping; Laplace needs per-example "
-                "gradients: use --engine opacus"
             )
         if self.is_private:
             if self.noise_multiplier is None:

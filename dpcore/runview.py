@@ -202,3 +202,54 @@ def unknown_prompt_chars(store: RunStore, run: Run, prompt: str) -> str:
     from dpcore.data.tokenizer import UNK_ID
 
     return "".join(sorted({c for c in prompt if tok.encode(c) == [UNK_ID]}))
+
+
+def decode_text(store: RunStore, run: Run, prompt: str, spec: Any, *, max_tokens: int = 80, seed: int = 0,
+                delta_prime: float = 1e-6) -> tuple[Any, Any]:
+    """(DecodedText, TextGuarantee) of one continuation of ``prompt`` from the run's final model."""
+    from dpcore.decoding import decode, text_guarantee
+
+    ckpt = load_run_checkpoint(store, run)
+    out = decode(ckpt.model, ckpt.tokenizer, prompt, spec, max_tokens=max_tokens, seed=seed,
+                 delta_prime=delta_prime)
+    result = dict(run.result or {})
+    if guarantee_of(run) != "dp":  # only a DP guarantee may be borrowed by the text
+        result["epsilon"] = None
+    return out, text_guarantee(out, spec, result)
+
+
+# ---------------------------------------------------------------------------------- mechanisms
+#: Model sizes of the mechanism comparison (the preset's own size is added).
+MECHANISM_SIZES = (1_000, 10_000, 100_000, 1_000_000)
+MECHANISM_ORDER = ("gaussian", "laplace", "naive", "none")
+
+
+def model_parameters(config: Any, vocab_size: int) -> int:
+    """Number of parameters of the GRU language model ``config`` describes."""
+    from dpcore.model import GRULanguageModel, ModelConfig
+
+    model = GRULanguageModel(ModelConfig(vocab_size, config.embed_dim, config.hidden_size, config.num_layers, 0.0))
+    return int(model.num_parameters())
+
+
+def mechanism_inputs(config: Any) -> dict[str, Any]:
+    """q, steps, δ and the model sizes to compare, for a (preset) config on its own corpus."""
+    from dpcore.preview import preview
+
+    pv = preview(config)
+    params = model_parameters(config, int(pv.data.get("vocab_size") or 100))
+    delta = pv.delta if pv.delta is not None else pv.default_delta
+    return {"sample_rate": pv.sample_rate, "steps": pv.steps, "delta": delta, "num_parameters": params,
+            "sizes": sorted({*MECHANISM_SIZES, params})}
+
+
+def curves_by_mechanism(store: RunStore, runs: Sequence[Run]) -> dict[str, list[tuple[str, list[dict[str, Any]]]]]:
+    """Finished runs' validation curves grouped by mechanism (gaussian, laplace, naive, none)."""
+    groups: dict[str, list[tuple[str, list[dict[str, Any]]]]] = {}
+    for run in runs:
+        if run.status != "finished":
+            continue
+        evals = store.evals(run.id)
+        if evals:
+            groups.setdefault(str(run.config.get("mechanism")), []).append((run_label(run), evals))
+    return {m: groups[m] for m in sorted(groups, key=lambda m: (MECHANISM_ORDER + (m,)).index(m))}

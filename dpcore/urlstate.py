@@ -38,6 +38,8 @@ _FIELDS = {f.name: f for f in fields(TrainConfig)}
 _OPTIONAL = {"text_column", "user_column", "epsilon", "delta", "noise_multiplier", "epochs", "max_steps"}
 _INTS = {"max_vocab", "seq_len", "max_steps", "batch_size", "embed_dim", "hidden_size", "num_layers", "seed",
          "eval_every", "num_samples", "sample_tokens"}
+_BOOLS = {"audit"}
+_TRUE_WORDS, _FALSE_WORDS = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
 _FLOATS = {"val_fraction", "epsilon", "delta", "clip", "noise_multiplier", "naive_sensitivity", "epochs", "lr",
            "dropout", "sample_temperature"}
 #: A neutral, valid base on which one field at a time is checked (PLD accounts both mechanisms).
@@ -139,6 +141,11 @@ def _single(raw: str | list[str] | None) -> str:
 
 def _parse_field(name: str, text: str) -> Any:
     """Type-convert one value and check it on its own (on a neutral, otherwise valid config)."""
+    if name in _BOOLS:
+        word = text.strip().lower()
+        if word in _TRUE_WORDS or word in _FALSE_WORDS:
+            return word in _TRUE_WORDS
+        raise ConfigError("not true or false")
     if name in _INTS or name in _FLOATS or name in _OPTIONAL:
         text = text.strip()  # free text (the sample prompt) keeps its spaces
     if name in _OPTIONAL and text.lower() in _NONE_WORDS:

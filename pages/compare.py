@@ -6,6 +6,7 @@ The selection lives in the URL (``?runs=a,b,c``) so a comparison can be shared l
 import streamlit as st
 
 from dpcore import charts
+from dpcore.auditview import audit_points
 from dpcore.report import run_label
 from dpcore.runview import frontier, metrics_csv, results_table
 from pages.ui import session
@@ -69,6 +70,17 @@ def comparison() -> None:
         if not points:
             st.caption("The frontier fills in as private runs finish; finished non-private runs are the dashed "
                        "reference line.")
+    audited = audit_points(store, [r for r in selected if r.is_terminal])
+    if audited:
+        st.subheader("Privacy audits")
+        row = st.columns(2)
+        row[0].plotly_chart(charts.audit_scatter_figure(audited, "mean_exposure", title="Canary exposure (k ≥ 10)",
+                                                        ytitle="mean exposure (bits)"),
+                            key="cmp_aud_exposure", config={"displayModeBar": False})
+        row[1].plotly_chart(charts.audit_scatter_figure(audited, "auc", title="Membership inference AUC",
+                                                        ytitle="AUC (0.5 = guessing)"),
+                            key="cmp_aud_auc", config={"displayModeBar": False})
+        st.caption("Runs without a privacy guarantee sit at the right, marked “∞ / none”. Lower is better on both.")
     st.subheader("Configurations and results")
     st.dataframe(results_table(selected), hide_index=True, key="cmp_table", placeholder="—",
                  column_config={"ε spent": st.column_config.NumberColumn(format="%.3f"),

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from dpcore import charts
+from dpcore.auditview import empirical_epsilon, exposure_groups, how_to_audit, load_audit, roc_curves
 from dpcore.report import html_report, markdown_report, privacy_statement, run_figures, run_label, summary_rows
 from pages.ui import session
 from pages.ui.widgets import no_runs_yet, privacy_badge, run_picker, share_caption
@@ -60,6 +62,32 @@ for start in range(0, len(figures), 2):
     row = st.columns(2)
     for col, (i, fig) in zip(row, enumerate(figures[start:start + 2], start)):
         col.plotly_chart(fig, key=f"rep_fig_{i}", config={"displayModeBar": False})
+
+st.markdown("### Privacy audit")
+audit = load_audit(store, run) if run.is_terminal else None
+if audit is None:
+    if run.is_terminal:
+        st.info(how_to_audit(checkpoint if session.is_owner(run) else None), icon=":material/policy:")
+    else:
+        st.caption("An audit, if this run asked for one, appears here after training.")
+else:
+    if audit.get("plain"):
+        st.markdown("\n".join(f"- {s}" for s in audit["plain"]))
+    row = st.columns(2)
+    groups = exposure_groups(audit)
+    if groups:
+        row[0].plotly_chart(charts.exposure_figure(groups), key="rep_aud_exposure", config={"displayModeBar": False})
+    elif audit.get("exposure_note"):
+        row[0].caption(audit["exposure_note"])
+    curves = roc_curves(audit)
+    if curves:
+        row[1].plotly_chart(charts.roc_figure(curves), key="rep_aud_roc", config={"displayModeBar": False})
+    emp = empirical_epsilon(audit)
+    if emp is not None or audit.get("claimed_epsilon") is not None:
+        st.plotly_chart(charts.epsilon_bounds_figure(audit.get("claimed_epsilon"), emp), key="rep_aud_eps",
+                        config={"displayModeBar": False})
+    if audit.get("caveat"):
+        st.caption(audit["caveat"])
 
 st.markdown("### Configuration and results")
 st.table({"": [k for k, _ in summary_rows(run)], "value": [v for _, v in summary_rows(run)]})

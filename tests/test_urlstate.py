@@ -24,7 +24,7 @@ def test_default_config_is_an_empty_query():
 
 
 @pytest.mark.parametrize("config", [
-    TrainConfig(mechanism="laplace", accountant="pld", epsilon=0.5, clip=0.1, lr=0.003, seed=7),
+    TrainConfig(mechanism="laplace", accountant="pld", epsilon=0.5, clip=0.1, lr=0.003, seed=7, engine="opacus"),
     TrainConfig(mechanism="none", epochs=2.5, max_steps=None, batch_size=64, tokenizer="word"),
     TrainConfig(delta=1e-7, sample_prompt="my number is ", sample_temperature=1.3, engine="fast"),
     TrainConfig(corpus="upload:0123456789abcdef", text_column="body", user_column="author"),

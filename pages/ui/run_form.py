@@ -66,6 +66,7 @@ def _state_from_config(config: TrainConfig) -> dict[str, Any]:
         "nr_eval_every": int(config.eval_every),
         "nr_num_samples": int(config.num_samples),
         "nr_prompt": config.sample_prompt,
+        "nr_audit": bool(config.audit),
     }
 
 
@@ -116,6 +117,7 @@ def current_config() -> TrainConfig:
         eval_every=int(s["nr_eval_every"]),
         num_samples=int(s["nr_num_samples"]),
         sample_prompt=s["nr_prompt"],
+        audit=bool(s.get("nr_audit", False)),
     )
 
 
@@ -268,6 +270,10 @@ def training_widgets() -> dict[str, Any]:
                      help="auto: a GPU if the server has one, else the CPU. The workshop presets use the CPU so "
                           "every laptop gets the same numbers.")
         slots["device"] = st.empty()
+    st.checkbox("Audit privacy at the end (canary exposure + membership inference, ~1 min extra)", key="nr_audit",
+                persist_state=PERSIST, help="Measures what an attacker could actually learn from the trained model: "
+                "how exposed the planted canaries are and how well membership can be guessed. Shown on the Run "
+                "report.")
     return slots
 
 

@@ -16,8 +16,9 @@ NEW_RUN_PAGE = "pages/new_run.py"
 COMPARE_PAGE = "pages/compare.py"
 SAMPLES_PAGE = "pages/samples.py"
 REPORT_PAGE = "pages/report.py"
+MECHANISMS_PAGE = "pages/mechanisms.py"
 
-_PAGE_PATHS = {"new_run", "monitor", "compare", "samples", "report"}
+_PAGE_PATHS = {"new_run", "monitor", "compare", "samples", "report", "mechanisms"}
 _BADGE_COLORS = {"gaussian": "green", "laplace": "green", "naive": "red", "none": "gray"}
 
 

@@ -1,0 +1,60 @@
+"""Mechanisms: why Laplace DP-SGD trains so much worse than Gaussian at the same ε.
+
+The noise-to-signal ratio of both mechanisms, calibrated to the same (ε, δ) over the built-in
+corpus's sampling rate and steps, against model size; then the visitor's own finished runs'
+curves grouped by mechanism.
+"""
+
+import streamlit as st
+
+from dpcore import charts
+from dpcore.errors import DPCoreError
+from dpcore.mechanism_compare import comparison_sentences, noise_to_signal
+from dpcore.presets import get_preset
+from dpcore.preview import NAIVE_WHY
+from dpcore.runview import curves_by_mechanism, mechanism_inputs
+from pages.ui import session
+from pages.ui.widgets import NEW_RUN_PAGE
+
+session.use_router()
+
+PRESET = "workshop-eps3"
+store = session.store()
+
+st.title("Gaussian vs Laplace noise")
+st.caption("Both mechanisms can promise the same ε. How much noise each must add to keep that promise is "
+           "another matter, and it grows with the number of parameters.")
+
+
+@st.cache_data(show_spinner="Calibrating both mechanisms…", max_entries=32)
+def _rows(epsilon: float) -> tuple[dict, list]:
+    inputs = mechanism_inputs(get_preset(PRESET).config)
+    rows = noise_to_signal(epsilon, inputs["delta"], inputs["sample_rate"], inputs["steps"], inputs["sizes"])
+    return inputs, rows
+
+
+epsilon = st.select_slider("ε", options=[0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 10.0, 20.0], value=3.0, key="mech_eps")
+try:
+    inputs, rows = _rows(float(epsilon))
+except DPCoreError as err:
+    st.error(f"The comparison could not be computed: {err}")
+    st.stop()
+st.caption(f"Built-in corpus, workshop setup: sampling rate q = {inputs['sample_rate']:.3g}, {inputs['steps']} steps, "
+           f"δ = {inputs['delta']:.1e}; the workshop model has {inputs['num_parameters']:,} parameters.")
+st.plotly_chart(charts.noise_signal_figure(rows, highlight=inputs["num_parameters"]), key="mech_ratio",
+                config={"displayModeBar": False})
+st.markdown("\n".join(f"- {s}" for s in comparison_sentences(rows, float(epsilon))))
+
+st.subheader("Your runs by mechanism")
+groups = curves_by_mechanism(store, session.my_runs())
+if groups:
+    st.plotly_chart(charts.mechanism_curves_figure(groups), key="mech_curves", config={"displayModeBar": False})
+    if "naive" in groups:
+        st.error(f"**Naive runs: no privacy guarantee.** {NAIVE_WHY}", icon=":material/warning:")
+    if not {"gaussian", "laplace"} <= set(groups):
+        st.info("To see the gap in training, launch a Gaussian and a Laplace run at the same ε "
+                "(the **Laplace, ε = 8** preset beside **ε = 8**).")
+else:
+    st.info("No finished runs yet. Launch a Gaussian and a Laplace run at the same ε (the **ε = 8** and "
+            "**Laplace, ε = 8** presets) to see their curves here.")
+st.page_link(NEW_RUN_PAGE, label="Configure a run", icon=":material/tune:")

@@ -1,0 +1,128 @@
+"""AppTest: noisy decoders on Samples, the Mechanisms page, audits on Run report and Compare, and the
+New run form's audit box."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.apptest_support import TINY, app_env_for, executor_of, texts, write_run
+from tests.audit_fixture import add_audit, fake_audit
+
+
+@pytest.fixture
+def app_env(tmp_path, monkeypatch):
+    yield from app_env_for(tmp_path, monkeypatch)
+
+
+MECHANISMS, SAMPLES, REPORT, COMPARE, NEW_RUN = ("pages/mechanisms.py", "pages/samples.py", "pages/report.py",
+                                                  "pages/compare.py", "pages/new_run.py")
+
+
+def _no_crash(at) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def _charts(at) -> int:
+    return len(at.get("plotly_chart"))
+
+
+# ------------------------------------------------------------------------------------ mechanisms
+def test_mechanisms_page_compares_noise_and_hints_without_runs(app_env):
+    at = app_env.app(page=MECHANISMS).run()
+    _no_crash(at)
+    assert _charts(at) == 1
+    assert any("Laplace noise is about" in m for m in texts(at.markdown))
+    assert any("Gaussian and a Laplace run" in i for i in texts(at.info))
+    at.select_slider(key="mech_eps").set_value(8.0).run()
+    _no_crash(at)
+    assert any("At ε = 8" in m for m in texts(at.markdown))
+
+
+def test_mechanisms_page_groups_runs_and_labels_naive(app_env):
+    owner = app_env.owner()
+    write_run(app_env.store, owner)
+    write_run(app_env.store, owner, TINY.replace(mechanism="naive", epsilon=1.0))
+    at = app_env.app(page=MECHANISMS).run()
+    _no_crash(at)
+    assert _charts(at) == 2
+    assert any("no privacy guarantee" in e for e in texts(at.error))
+
+
+# ------------------------------------------------------------------------------------ samples
+def test_samples_with_a_private_decoder_show_epsilon_per_token(app_env):
+    owner = app_env.owner()
+    runs = [write_run(app_env.store, owner, checkpoint=True),
+            write_run(app_env.store, owner, TINY.replace(mechanism="none"), checkpoint=True)]
+    at = app_env.app(page=SAMPLES).run()
+    _no_crash(at)
+    assert any("Post-processing: no extra ε; the training ε = 2.5" in c for c in texts(at.caption))
+    at.number_input(key="smp_n").set_value(1).run()
+    at.text_input(key="smp_prompt").input("he").run()
+    at.selectbox(key="smp_decoder").set_value("exponential").run()
+    _no_crash(at)
+    captions = texts(at.caption)
+    assert sum(c.startswith("ε per token = 2 ·") for c in captions) == 2  # 4B/T = 4·4/8
+    assert any("Exponential: ε per token" in c for c in captions)
+    assert _charts(at) == 2
+    codes = [c.value for c in at.code]
+    assert len(codes) == 2 and all(c.startswith("he") for c in codes)
+    again = app_env.app(page=SAMPLES, runs=",".join(r.id for r in runs))
+    again.session_state["smp_prompt"], again.session_state["smp_n"] = "he", 1
+    again.session_state["smp_decoder"] = "exponential"
+    assert sorted(c.value for c in again.run().code) == sorted(codes), "same prompt and seed, same text"
+
+
+def test_samples_naive_logits_decoder_claims_no_guarantee(app_env):
+    write_run(app_env.store, app_env.owner(), checkpoint=True)
+    at = app_env.app(page=SAMPLES)
+    at.session_state["smp_decoder"] = "naive-logits"
+    at.run()
+    _no_crash(at)
+    assert any("no privacy guarantee" in e and "unbounded" in e for e in texts(at.error))
+    assert any("ε per token: none" in c for c in texts(at.caption))
+    assert _charts(at) == 0
+
+
+# ------------------------------------------------------------------------------------ report
+def test_report_shows_the_audit(app_env):
+    run = write_run(app_env.store, app_env.owner())
+    add_audit(app_env.store, run.id, fake_audit())
+    at = app_env.app(page=REPORT, run=run.id).run()
+    _no_crash(at)
+    assert _charts(at) == 4 + 3  # curves + exposure, ROC, ε bounds
+    assert any("2^11.3 tries" in m for m in texts(at.markdown))
+
+
+def test_report_without_an_audit_says_how_to_get_one(app_env):
+    run = write_run(app_env.store, app_env.owner(), checkpoint=True)
+    at = app_env.app(page=REPORT, run=run.id).run()
+    _no_crash(at)
+    assert any("python -m dpcore audit --checkpoint" in i and "Audit privacy at the end" in i
+               for i in texts(at.info))
+
+
+# ------------------------------------------------------------------------------------ compare
+def test_compare_plots_audits_against_epsilon(app_env):
+    owner = app_env.owner()
+    private = write_run(app_env.store, owner, epsilon=2.0)
+    baseline = write_run(app_env.store, owner, TINY.replace(mechanism="none"))
+    write_run(app_env.store, owner)  # no audit
+    add_audit(app_env.store, private.id, fake_audit(auc=0.51))
+    add_audit(app_env.store, baseline.id, fake_audit(claimed=None, auc=0.7, exposure=9.0))
+    at = app_env.app(page=COMPARE).run()
+    _no_crash(at)
+    assert _charts(at) == 4 + 2
+    assert any("∞ / none" in c for c in texts(at.caption))
+
+
+# ------------------------------------------------------------------------------------ new run
+def test_new_run_audit_box_goes_to_the_url_and_the_config(app_env):
+    at = app_env.app(page=NEW_RUN).run()
+    at.checkbox(key="nr_audit").check().run()
+    _no_crash(at)
+    assert at.query_params["audit"] == "true"
+    at.button(key="launch").click().run()
+    (_, config), = executor_of(at).submitted
+    assert config.audit is True
+    linked = app_env.app(page=NEW_RUN, preset="workshop-eps3", audit="true").run()
+    assert linked.checkbox(key="nr_audit").value is True
