@@ -35,7 +35,7 @@ class TrainConfig:
     user_column: str | None = None
     tokenizer: str = "char"
     max_vocab: int = 2000
-    seq_len: int = 64
+    seq_len: int = 32
     val_fraction: float = 0.1
     # privacy
     mechanism: str = "gaussian"
@@ -48,8 +48,8 @@ class TrainConfig:
     naive_sensitivity: float = 1.0  # the naive recipe's *assumed* sensitivity (no guarantee)
     # training
     epochs: float | None = None
-    max_steps: int | None = 300
-    batch_size: int = 256  # expected batch size B; the sample rate is q = 1/ceil(N/B)
+    max_steps: int | None = 500
+    batch_size: int = 512  # expected batch size B; the sample rate is q = 1/ceil(N/B)
     lr: float = 0.01
     optimizer: str = "adam"
     embed_dim: int = 32
