@@ -17,10 +17,9 @@ from pages.ui.widgets import (
     COMPARE_PAGE,
     REPORT_PAGE,
     SAMPLES_PAGE,
-    no_runs_yet,
     not_dp_notice,
     privacy_badge,
-    run_picker,
+    run_from_link,
     share_caption,
     status_text,
 )
@@ -31,16 +30,7 @@ POLL_S = 1.0
 store, executor = session.store(), session.executor()
 
 st.title("Run monitor")
-wanted = st.query_params.get("run")
-if wanted and session.find_run(wanted) is None:
-    st.error("There is no run with the id in this link. It may be mistyped, or it was made on another server.")
-    wanted = None
-if wanted:
-    session.remember(wanted)
-run = run_picker(session.my_runs(), key="mon_pick", current=wanted)
-if run is None:
-    no_runs_yet()
-    st.stop()
+run = run_from_link(session, key="mon_pick")
 
 run_id, cfg = run.id, run.config
 header = st.columns([6, 2])

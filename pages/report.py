@@ -8,7 +8,7 @@ from dpcore import charts
 from dpcore.auditview import empirical_epsilon, exposure_groups, how_to_audit, load_audit, roc_curves
 from dpcore.report import html_report, markdown_report, privacy_statement, run_figures, run_label, summary_rows
 from pages.ui import session
-from pages.ui.widgets import no_runs_yet, privacy_badge, run_picker, share_caption
+from pages.ui.widgets import privacy_badge, run_from_link, share_caption
 
 session.use_router()
 
@@ -16,16 +16,7 @@ store = session.store()
 session.executor().poll()
 
 st.title("Run report")
-wanted = st.query_params.get("run")
-if wanted and session.find_run(wanted) is None:
-    st.error("There is no run with the id in this link. It may be mistyped, or it was made on another server.")
-    wanted = None
-if wanted:
-    session.remember(wanted)
-run = run_picker(session.my_runs(), key="rep_pick", current=wanted)
-if run is None:
-    no_runs_yet()
-    st.stop()
+run = run_from_link(session, key="rep_pick")
 
 metrics, evals, samples = store.metrics(run.id), store.evals(run.id), store.samples(run.id)
 st.subheader(run_label(run))

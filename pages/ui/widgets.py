@@ -74,3 +74,18 @@ def share_caption(page_path: str, run_id: str) -> None:
     if base.rsplit("/", 1)[-1] in _PAGE_PATHS:  # the app's root, also when served under a base path
         base = base.rsplit("/", 1)[0]
     st.caption(f"Share (view-only, no account needed): `{base}/{page_path}?run={run_id}`")
+
+
+def run_from_link(session_module, key: str) -> Run:
+    """The run named by ``?run=`` (remembered for this visitor) or picked; stops the page if none."""
+    wanted = st.query_params.get("run")
+    if wanted and session_module.find_run(wanted) is None:
+        st.error("There is no run with the id in this link. It may be mistyped, or it was made on another server.")
+        wanted = None
+    if wanted:
+        session_module.remember(wanted)
+    run = run_picker(session_module.my_runs(), key=key, current=wanted)
+    if run is None:
+        no_runs_yet()
+        st.stop()
+    return run

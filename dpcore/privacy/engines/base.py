@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -56,9 +56,14 @@ class Engine(ABC):
         self._sample_gen.manual_seed(setup.seed + 2)
         self.model = build_model(setup.model_config, setup.seed).to(setup.device)
 
-    @abstractmethod
+    #: The epoch's batches (a Poisson ``DPDataLoader`` for DP engines, a shuffled one otherwise).
+    loader: Iterable
+
     def batches(self) -> Iterator[torch.Tensor]:
         """An endless stream of training batches ([b, T+1]; b may vary, and be 0 under Poisson)."""
+        while True:
+            for (batch,) in self.loader:
+                yield batch
 
     @abstractmethod
     def step(self, batch: torch.Tensor) -> StepStats:

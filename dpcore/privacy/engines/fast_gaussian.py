@@ -48,7 +48,6 @@ batch size. With equal seeds both engines take the same steps up to floating-poi
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -391,11 +390,6 @@ class FastGaussianEngine(Engine):
     @property
     def module(self) -> nn.Module:
         return self.model
-
-    def batches(self) -> Iterator[torch.Tensor]:
-        while True:
-            for (batch,) in self.loader:
-                yield batch
 
     def clipped_sum(self, batch: torch.Tensor) -> ClippedSum:
         """The clipped per-example gradient sum of ``batch`` (before noise), in training mode."""

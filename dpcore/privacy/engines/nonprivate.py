@@ -5,8 +5,6 @@ Both train the fused nn.GRU, so the baseline the app shows is the honest one (fa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -29,11 +27,6 @@ class NonPrivateEngine(Engine):
     @property
     def module(self) -> torch.nn.Module:
         return self.model
-
-    def batches(self) -> Iterator[torch.Tensor]:
-        while True:
-            for (batch,) in self.loader:
-                yield batch
 
     def step(self, batch: torch.Tensor) -> StepStats:
         self.model.train()

@@ -9,7 +9,6 @@ diagnostics. Order matters and is kept: DPGRU swapped in *before* the optimizer 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 
 import torch
 from opacus import GradSampleModule
@@ -72,11 +71,6 @@ class OpacusGaussianEngine(Engine):
     @property
     def module(self) -> torch.nn.Module:
         return self.gsm
-
-    def batches(self) -> Iterator[torch.Tensor]:
-        while True:
-            for (batch,) in self.loader:
-                yield batch
 
     def step(self, batch: torch.Tensor) -> StepStats:
         self.gsm.train()
