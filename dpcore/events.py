@@ -89,29 +89,6 @@ class TrainCallbacks:
         pass
 
 
-class CallbackList(TrainCallbacks):
-    """Fan one event out to several callbacks, in order."""
-
-    def __init__(self, *callbacks: TrainCallbacks) -> None:
-        self.callbacks = [c for c in callbacks if c is not None]
-
-    def on_start(self, info: RunInfo) -> None:
-        for c in self.callbacks:
-            c.on_start(info)
-
-    def on_step(self, metrics: StepMetrics) -> None:
-        for c in self.callbacks:
-            c.on_step(metrics)
-
-    def on_eval(self, metrics: EvalMetrics) -> None:
-        for c in self.callbacks:
-            c.on_eval(metrics)
-
-    def on_samples(self, event: SampleEvent) -> None:
-        for c in self.callbacks:
-            c.on_samples(event)
-
-
 class RecordingCallbacks(TrainCallbacks):
     """Keeps every event in lists; handy in tests and notebooks."""
 

@@ -18,8 +18,3 @@ def laplace_noise(shape: torch.Size | tuple[int, ...], scale: float, generator: 
     e2 = torch.empty(shape, device=device).exponential_(1.0, generator=generator)
     return scale * (e1 - e2)
 
-
-def gaussian_noise(shape: torch.Size | tuple[int, ...], std: float, generator: torch.Generator,
-                   device: torch.device | str = "cpu") -> torch.Tensor:
-    """i.i.d. N(0, std²) with the given generator."""
-    return torch.normal(0.0, std, size=tuple(shape), generator=generator, device=device)
