@@ -43,6 +43,8 @@ class StepMetrics:
     median_grad_norm: float | None
     step_time_s: float
     elapsed_s: float
+    #: the private (noised, accounted) fraction clipped; the other statistics are not covered by ε
+    noisy_frac_clipped: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -35,12 +35,18 @@ from dpcore.device import resolve_device
 from dpcore.errors import DPCoreError
 from dpcore.events import EvalMetrics, RunInfo, SampleEvent, StepMetrics, TrainCallbacks
 from dpcore.model import GRULanguageModel, ModelConfig, sequence_losses
-from dpcore.privacy.accounting import EpsilonCurve, calibrate_noise, sample_rate_for, steps_for_epochs
+from dpcore.privacy.accounting import (
+    EpsilonCurve,
+    calibrate_noise,
+    epsilon_replace_one,
+    sample_rate_for,
+    steps_for_epochs,
+)
 from dpcore.privacy.engines import EngineSetup, build_engine
 from dpcore.sampling import sample_texts
 
 METRIC_COLUMNS = ["step", "train_loss", "epsilon", "batch_size", "frac_clipped", "median_grad_norm",
-                  "step_time_s", "elapsed_s", "val_loss", "val_perplexity"]
+                  "noisy_frac_clipped", "step_time_s", "elapsed_s", "val_loss", "val_perplexity"]
 
 
 class TrainingDiverged(DPCoreError):
@@ -172,6 +178,7 @@ def run_training(
         eps = curve.at(step) if curve is not None else None
         m = StepMetrics(step=step, train_loss=stats.loss, epsilon=eps, batch_size=stats.batch_size,
                         frac_clipped=stats.frac_clipped, median_grad_norm=stats.median_grad_norm,
+                        noisy_frac_clipped=stats.noisy_frac_clipped,
                         step_time_s=dt, elapsed_s=time.perf_counter() - started)
         callbacks.on_step(m)
         row = m.to_dict()
@@ -185,9 +192,13 @@ def run_training(
         rows[-1].update(val_loss=last_eval.val_loss, val_perplexity=last_eval.val_perplexity)
 
     epsilon, accountant_used, note = None, config.accountant if config.is_private else None, ""
+    epsilon_replace = None
     if curve is not None:
         final = curve.final(step)
         epsilon, accountant_used, note = final.epsilon, final.accountant, final.note
+        epsilon_replace = epsilon_replace_one(config.mechanism, p["noise_multiplier"], p["sample_rate"], step,
+                                              p["delta"]).epsilon
+        epsilon_replace = epsilon_replace if math.isfinite(epsilon_replace) else None
     losses = [r["train_loss"] for r in rows[-20:] if r["train_loss"] is not None]
     result: dict[str, Any] = {
         "mechanism": config.mechanism,
@@ -197,7 +208,11 @@ def run_training(
         "delta": p["delta"],
         "accountant": accountant_used,
         "accountant_note": note,
+        "neighbours": "add or remove one training sequence; N treated as public" if curve is not None else None,
+        "epsilon_replace_one": epsilon_replace,
         "noise_multiplier": p["noise_multiplier"],
+        "gradient_noise_multiplier": getattr(engine, "grad_noise_multiplier", None) if config.is_private else None,
+        "clip_count_noise": getattr(engine, "count_noise", None) if config.is_private else None,
         "sample_rate": info.sample_rate,
         "expected_batch_size": p["expected_batch_size"],
         "steps": step,

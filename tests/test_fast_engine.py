@@ -37,6 +37,7 @@ def _setup(train: torch.Tensor, size: tuple, *, clip: float = 1.0, noise: float 
         train=train, model_config=ModelConfig(vocab, embed, hidden, layers, dropout), pad_id=PAD_ID,
         batch_size=batch, lr=0.05, optimizer="sgd", clip=clip, noise_multiplier=noise,
         sample_rate=sample_rate_for(len(train), batch), seed=seed, device=torch.device("cpu"),
+        dp_randomness_seed=seed,  # tests only: the trainer always draws secret DP randomness
     )
 
 

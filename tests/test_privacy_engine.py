@@ -20,6 +20,7 @@ def _setup(data, *, noise: float, clip: float = 0.5, batch: int = 8, layers: int
         train=train, model_config=ModelConfig(data.tokenizer.vocab_size, 8, 12, layers), pad_id=PAD_ID,
         batch_size=batch, lr=0.0, optimizer="sgd", clip=clip, noise_multiplier=noise,
         sample_rate=sample_rate_for(len(train), batch), seed=seed, device=torch.device("cpu"),
+        dp_randomness_seed=seed,  # tests only: the trainer always draws secret DP randomness
     )
 
 

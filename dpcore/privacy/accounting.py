@@ -9,6 +9,12 @@ Three accountants, all giving upper bounds on ε at a fixed δ:
   that handles Poisson-sampled **Laplace**.
 
 GDP (a CLT approximation that can underestimate ε) is deliberately not offered.
+
+**Neighbours.** All three bound ε for *add or remove one* training sequence, with the number of
+sequences N (hence q) treated as public — the app shows N. :func:`epsilon_replace_one` gives the ε
+that holds without that assumption, for *replacing* one sequence by another (PLD with dp-accounting's
+``REPLACE_ONE`` relation for Gaussian; group privacy over a removal and an addition for Laplace,
+which dp-accounting does not support for Poisson-sampled Laplace). It is about twice as large.
 Every function is pure: the ε of a run is recomputed from its (noise, q, steps) history, which
 also avoids the PLD slowdown of composing one step at a time.
 """
@@ -59,10 +65,14 @@ def _dp_event(mechanism: str, noise: float, sample_rate: float, steps: int):
     return dpa.SelfComposedDpEvent(event, steps)
 
 
-def _pld_epsilon(mechanism: str, noise: float, sample_rate: float, steps: int, delta: float) -> float:
+def _pld_epsilon(mechanism: str, noise: float, sample_rate: float, steps: int, delta: float,
+                 replace_one: bool = False) -> float:
+    import dp_accounting as dpa
     from dp_accounting import pld
 
-    accountant = pld.PLDAccountant()
+    relation = (dpa.NeighboringRelation.REPLACE_ONE if replace_one
+                else dpa.NeighboringRelation.ADD_OR_REMOVE_ONE)
+    accountant = pld.PLDAccountant(neighboring_relation=relation)
     accountant.compose(_dp_event(mechanism, noise, sample_rate, steps))
     return float(accountant.get_epsilon(delta))
 
@@ -106,6 +116,43 @@ def epsilon_spent(
             eps = _rdp_epsilon(noise, sample_rate, steps, delta)
             return EpsilonResult(eps, "rdp", f"PRV could not compute ({type(err).__name__}); RDP bound shown")
     return EpsilonResult(_rdp_epsilon(noise, sample_rate, steps, delta), "rdp")
+
+
+def epsilon_replace_one(mechanism: str, noise: float, sample_rate: float, steps: int,
+                        delta: float) -> EpsilonResult:
+    """ε at ``delta`` for replace-one neighbours (N need not be public), from dp-accounting's PLD.
+
+    Gaussian: PLD with ``NeighboringRelation.REPLACE_ONE``. Laplace: dp-accounting refuses that
+    relation for Poisson-sampled Laplace, so group privacy over one removal and one addition is used
+    instead: (ε, δ′) for add/remove gives (2ε, (1 + e^ε)·δ′) for replace-one, with δ′ chosen so that
+    (1 + e^ε)·δ′ ≤ ``delta``. Both are upper bounds.
+    """
+    _check(mechanism, noise, sample_rate, steps, delta, "pld")
+    if steps == 0:
+        return EpsilonResult(0.0, "pld")
+    if mechanism == "gaussian":
+        return EpsilonResult(_pld_epsilon(mechanism, noise, sample_rate, steps, delta, replace_one=True), "pld",
+                             "replace-one neighbours (PLD)")
+    def spent(inner: float) -> tuple[float, float]:  # (ε for add/remove at inner, the δ it implies)
+        eps = _pld_epsilon(mechanism, noise, sample_rate, steps, inner)
+        return eps, (1.0 + math.exp(min(eps, 700.0))) * inner
+
+    # (1 + e^ε(δ′))·δ′ grows with δ′: bisect (on log δ′) for the largest δ′ that keeps it ≤ delta.
+    lo, hi = math.log(delta) - 80.0, math.log(delta / 2.0)
+    best = None
+    eps_lo, implied = spent(math.exp(lo))
+    if implied <= delta:
+        best = eps_lo
+        for _ in range(30):
+            mid = (lo + hi) / 2.0
+            eps_mid, implied = spent(math.exp(mid))
+            if implied <= delta:
+                lo, best = mid, eps_mid
+            else:
+                hi = mid
+    if best is None:
+        return EpsilonResult(math.inf, "pld", "replace-one: no finite bound at this δ (group privacy)")
+    return EpsilonResult(2.0 * best, "pld", "replace-one neighbours by group privacy over remove + add (PLD)")
 
 
 def compute_epsilon(

@@ -58,7 +58,7 @@ from torch.autograd.function import once_differentiable
 from torch.utils.data import DataLoader, TensorDataset
 
 from dpcore.model import GRULanguageModel, sequence_losses
-from dpcore.privacy.engines.base import Engine, EngineSetup, StepStats
+from dpcore.privacy.engines.base import Engine, EngineSetup, StepStats, split_noise
 
 #: Bytes of per-example gradients materialised at once (a chunk of examples; see :func:`_clip`).
 MATERIALIZE_BUDGET = 8 * 2**20
@@ -383,7 +383,8 @@ class FastGaussianEngine(Engine):
                 f"{setup.sample_rate}"
             )
         self.expected_batch_size = max(1, int(len(setup.train) * setup.sample_rate))
-        self.noise_std = setup.noise_multiplier * setup.clip
+        self.grad_noise_multiplier, self.count_noise = split_noise(setup.noise_multiplier, self.expected_batch_size)
+        self.noise_std = self.grad_noise_multiplier * setup.clip
         self.optimizer = self.make_optimizer(self.model.parameters())
         self._noise_order = opacus_param_order(self.model)
 
@@ -408,12 +409,14 @@ class FastGaussianEngine(Engine):
             p.grad = (grad / self.expected_batch_size).view_as(p)
         self.optimizer.step()
         b = len(batch)
+        clipped = int((result.norms > self.setup.clip).sum().item()) if b else 0
+        noisy = self.noisy_clip_fraction(clipped)  # drawn on every step, empty batches included
         if b == 0:
-            return StepStats(loss=None, batch_size=0)
-        norms = result.norms
+            return StepStats(loss=None, batch_size=0, noisy_frac_clipped=noisy)
         return StepStats(
             loss=float(result.loss.item()),
             batch_size=b,
-            frac_clipped=float((norms > self.setup.clip).float().mean().item()),
-            median_grad_norm=float(norms.median().item()),
+            frac_clipped=clipped / b,
+            median_grad_norm=float(result.norms.median().item()),
+            noisy_frac_clipped=noisy,
         )

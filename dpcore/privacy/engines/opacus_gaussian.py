@@ -17,7 +17,7 @@ from opacus.optimizers import DPOptimizer
 from torch.utils.data import DataLoader, TensorDataset
 
 from dpcore.model import to_dp_layers
-from dpcore.privacy.engines.base import Engine, EngineSetup, StepStats
+from dpcore.privacy.engines.base import Engine, EngineSetup, StepStats, split_noise
 
 # Opacus's full backward hooks fire on the first layer, whose input (token ids) needs no gradient;
 # torch warns about it on every step. The per-sample gradients are unaffected.
@@ -46,6 +46,8 @@ class DiagnosticDPOptimizer(DPOptimizer):
 class OpacusGaussianEngine(Engine):
     guarantee = "dp"
     optimizer_class: type[DPOptimizer] = DiagnosticDPOptimizer
+    #: Whether a private count of clipped examples is folded into the Gaussian noise (see split_noise).
+    private_count: bool = True
 
     def __init__(self, setup: EngineSetup) -> None:
         super().__init__(setup)
@@ -60,9 +62,13 @@ class OpacusGaussianEngine(Engine):
                 f"Opacus sample rate {self.loader.sample_rate} differs from the accounted {setup.sample_rate}"
             )
         self.expected_batch_size = max(1, int(len(setup.train) * setup.sample_rate))
+        self.grad_noise_multiplier, self.count_noise = setup.noise_multiplier, None
+        if self.private_count:
+            self.grad_noise_multiplier, self.count_noise = split_noise(setup.noise_multiplier,
+                                                                       self.expected_batch_size)
         self.optimizer = self.optimizer_class(
             self.make_optimizer(self.gsm.parameters()),
-            noise_multiplier=setup.noise_multiplier,
+            noise_multiplier=self.grad_noise_multiplier,
             max_grad_norm=setup.clip,
             expected_batch_size=self.expected_batch_size,
             generator=self._noise_gen,
@@ -85,11 +91,15 @@ class OpacusGaussianEngine(Engine):
             loss.backward()
         self.optimizer.step()
         norms = self.optimizer.last_norms
-        if b == 0 or norms is None or len(norms) == 0:
-            return StepStats(loss=None, batch_size=0)
+        empty = b == 0 or norms is None or len(norms) == 0
+        clipped = 0 if empty else int((norms > self.setup.clip).sum().item())
+        noisy = self.noisy_clip_fraction(clipped)  # drawn on every step, empty batches included
+        if empty:
+            return StepStats(loss=None, batch_size=0, noisy_frac_clipped=noisy)
         return StepStats(
             loss=float(loss.item()),
             batch_size=b,
-            frac_clipped=float((norms > self.setup.clip).float().mean().item()),
+            frac_clipped=clipped / b,
             median_grad_norm=float(norms.median().item()),
+            noisy_frac_clipped=noisy,
         )
