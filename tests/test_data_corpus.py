@@ -8,9 +8,10 @@ import re
 import pytest
 
 from dpcore.data import builtin as builtin_mod
-from dpcore.data.builtin import builtin_corpus
+from dpcore.data.builtin import builtin_corpus, builtin_vocabulary
 from dpcore.data.corpus import Canary, Corpus, Record, add_canary
 from dpcore.data.dataset import build_lm_data, split_users
+from dpcore.data.tokenizer import EOS_ID, UNK_ID
 from dpcore.errors import CorpusError
 
 
@@ -80,8 +81,39 @@ def test_each_insertion_is_one_whole_training_window(corpus: Corpus) -> None:
         rows = data.canary_rows[c.id]
         assert len(rows) == c.insertions
         for i in rows:
-            assert data.tokenizer.decode(data.train[i].tolist()) == c.text() + "\n"
+            assert data.train[i, 0] == EOS_ID  # scored as [EOS] + prefix from a zero state
+            assert data.tokenizer.decode(data.train[i].tolist()) == "\n" + c.text() + "\n"
             assert data.train_example_users[i] in data.train_users
+
+
+def test_generator_vocabulary_covers_every_record_it_can_produce() -> None:
+    big = builtin_corpus(seed=11, num_users=3000)
+    tok = build_lm_data(big, seq_len=64).tokenizer
+    assert tok.itos[3:] == builtin_vocabulary("char")
+    assert tok.vocab_size < 100
+    for r in big.records:
+        assert UNK_ID not in tok.encode(r.text), r.text
+    words = build_lm_data(big, tokenizer="word", seq_len=64).tokenizer
+    assert words.itos[3:] == builtin_vocabulary("word")
+    for c in big.canaries:  # names, "PIN is" and single digits: canary scoring never meets UNK
+        assert UNK_ID not in words.encode(c.text()), c.text()
+    assert len(builtin_vocabulary("word", max_vocab=50)) == 47
+
+
+@pytest.mark.parametrize("tokenizer", ["char", "word"])
+def test_a_private_token_does_not_change_the_builtin_vocabulary(corpus: Corpus, tokenizer: str) -> None:
+    data = build_lm_data(corpus, tokenizer=tokenizer, seq_len=32)
+    user = data.train_users[0]
+    extra = Corpus(corpus.name, [*corpus.records, Record(user, "Жанна zorblaxiquent Ж")], corpus.canaries,
+                   corpus.metadata)
+    again = build_lm_data(extra, tokenizer=tokenizer, seq_len=32)
+    assert user in again.train_users
+    assert again.tokenizer.to_dict() == data.tokenizer.to_dict()
+    assert UNK_ID in again.tokenizer.encode("Ж")
+    s = again.summary()
+    assert "generator" in s["vocabulary"] and s["vocabulary_epsilon"] == 0.0
+    other = build_lm_data(builtin_corpus(seed=9, num_users=50), tokenizer=tokenizer, seq_len=32)
+    assert other.tokenizer.to_dict() == data.tokenizer.to_dict()  # the same for every seed and size
 
 
 def test_canary_methods() -> None:

@@ -1,4 +1,4 @@
-"""Splits are by user, windows never cross users, tails are padded or dropped as specified."""
+"""Splits are by user; windows are cut per record, never cross records or users, start with EOS."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from dpcore.data.builtin import builtin_corpus
 from dpcore.data.corpus import Canary, Corpus, Record, add_canary
 from dpcore.data.dataset import build_lm_data, split_users
-from dpcore.data.tokenizer import PAD_ID
+from dpcore.data.tokenizer import EOS_ID, PAD_ID
 from dpcore.errors import CorpusError
 
 
@@ -45,34 +45,61 @@ def test_windows_shape_owner_and_no_crossing() -> None:
     assert all(set(tok.decode(r)) - {"\n"} for r in data.train.tolist())
 
 
-def test_tail_is_padded_with_at_least_8_tokens_else_dropped() -> None:
-    # one record of 40 chars + "\n" = 41 tokens: 2 windows of 17, a tail of 7 -> dropped
-    short = Corpus("c", [Record(u, "x" * 40) for u in ("a", "b", "c")], [], {})
-    data = build_lm_data(short, seq_len=16, val_fraction=0.3)
-    assert data.train.shape == (4, 17) and not (data.train == PAD_ID).any()
-    # 44 chars + "\n" = 45 tokens: 2 full windows and a padded tail of 11 real tokens
-    longer = Corpus("c", [Record(u, "x" * 44) for u in ("a", "b", "c")], [], {})
-    data = build_lm_data(longer, seq_len=16, val_fraction=0.3)
+def test_each_record_is_eos_tokens_eos_cut_into_padded_windows() -> None:
+    # 40 chars -> [EOS] + 40 + [EOS] = 42 tokens: windows of 17, 17 and a padded tail of 8
+    corpus = Corpus("c", [Record(u, "x" * 40) for u in ("a", "b", "c")], [], {})
+    data = build_lm_data(corpus, seq_len=16, val_fraction=0.3)
     assert data.train.shape == (6, 17)
-    tail = data.train[2]
-    assert (tail[:11] != PAD_ID).all() and (tail[11:] == PAD_ID).all()
-    assert data.tokenizer.decode(tail.tolist()) == "x" * 10 + "\n"
+    first, second, tail = data.train[:3]
+    assert first[0] == EOS_ID and (first[1:] == data.tokenizer.encode("x")[0]).all()
+    assert second[0] != EOS_ID and not (second == PAD_ID).any()  # no overlap: it goes on from x 17
+    assert (tail[:8] != PAD_ID).all() and (tail[8:] == PAD_ID).all() and tail[7] == EOS_ID
+    assert data.tokenizer.decode(first.tolist() + second.tolist() + tail.tolist()) == "\n" + "x" * 40 + "\n"
+    s = data.summary()
+    assert s["num_records"] == 3 and s["num_train_records"] == 2 and s["num_multiwindow_records"] == 2
 
 
-def test_records_are_joined_with_the_eos_separator() -> None:
+def test_a_window_needs_two_real_tokens() -> None:
+    # 15 chars -> 17 tokens: exactly one window; 16 chars -> 18 tokens: the lone final EOS is dropped
+    for n, rows in ((15, 1), (16, 1), (17, 2)):
+        corpus = Corpus("c", [Record(u, "y" * n) for u in ("a", "b", "c")], [], {})
+        data = build_lm_data(corpus, seq_len=16, val_fraction=0.3)
+        assert data.train.shape[0] == 2 * rows, n
+        assert ((data.train != PAD_ID).sum(dim=1) >= 2).all()
+
+
+def test_records_never_share_a_window_and_each_starts_with_eos() -> None:
     corpus = Corpus("c", [Record(u, t) for u in "abcd" for t in ("hello", "world there")], [], {})
     data = build_lm_data(corpus, seq_len=32, val_fraction=0.25)
-    assert data.tokenizer.decode(data.train[0].tolist()) == "hello\nworld there\n"
+    assert data.train.shape[0] == 6 and (data.train[:, 0] == EOS_ID).all()
+    assert data.tokenizer.decode(data.train[0].tolist()) == "\nhello\n"
+    assert data.tokenizer.decode(data.train[1].tolist()) == "\nworld there\n"
+    assert data.summary()["num_multiwindow_records"] == 0
 
 
-def test_canary_users_train_and_canaries_stay_whole() -> None:
-    corpus = add_canary(_letters_corpus(), "zz code ", "1 2", insertions=3, seed=0)
-    for seed in range(5):
-        data = build_lm_data(corpus, seq_len=16, val_fraction=0.3, split_seed=seed)
-        assert set(corpus.canary_users()) <= set(data.train_users)
-        rows = data.canary_rows["canary-00"]
-        assert len(rows) == 3
-        assert {data.tokenizer.decode(data.train[i].tolist()) for i in rows} == {"zz code 1 2\n"}
+@pytest.mark.parametrize("tokenizer", ["char", "word"])
+def test_editing_one_record_changes_only_its_own_rows(tokenizer: str) -> None:
+    corpus = builtin_corpus(seed=3, num_users=40)
+    data = build_lm_data(corpus, tokenizer=tokenizer, seq_len=16, val_fraction=0.2)
+    victim_user = data.train_users[0]
+    index = next(i for i, r in enumerate(corpus.records) if r.user_id == victim_user)
+    records = list(corpus.records)
+    old_text = records[index].text
+    records[index] = Record(victim_user, old_text + " " + old_text)  # longer, no new token
+    edited = build_lm_data(Corpus(corpus.name, records, corpus.canaries, corpus.metadata), tokenizer=tokenizer,
+                           seq_len=16, val_fraction=0.2)
+    assert edited.tokenizer == data.tokenizer and edited.train_users == data.train_users
+    before, after = data.train.tolist(), edited.train.tolist()
+    # the user's first record comes first among the user's rows
+    start = data.train_example_users.index(victim_user)
+    old_rows = -(-(len(data.tokenizer.encode(old_text)) + 2) // 17)
+    new_rows = -(-(len(data.tokenizer.encode(records[index].text)) + 2) // 17)
+    assert after[:start] == before[:start]
+    assert after[start + new_rows :] == before[start + old_rows :]  # every later row is unchanged
+    assert new_rows > old_rows and len(after) == len(before) + new_rows - old_rows
+    assert after[start : start + new_rows] != before[start : start + old_rows]
+    assert after[start][0] == EOS_ID and after[start + new_rows][0] == EOS_ID
+    assert torch.equal(edited.val, data.val)
 
 
 def test_word_level_data() -> None:
@@ -80,7 +107,7 @@ def test_word_level_data() -> None:
     corpus = Corpus("w", records, [], {})
     data = build_lm_data(corpus, tokenizer="word", seq_len=8, val_fraction=0.2)
     assert data.tokenizer.kind == "word" and data.train.shape[1] == 9
-    assert data.tokenizer.decode(data.train[0].tolist()).startswith("the cat number")
+    assert data.tokenizer.decode(data.train[0].tolist()).startswith("\nthe cat number")
 
 
 def test_builtin_at_seq_len_64() -> None:
@@ -96,11 +123,11 @@ def test_builtin_at_seq_len_64() -> None:
     [
         (Corpus("c", [Record("a", "x" * 100)], [], {}), {}, "at least 2"),
         (Corpus("c", [Record("a", "x" * 20), Record("b", "y" * 200)], [], {}), {"split_seed": 1}, "example"),
-        (_letters_corpus(2, 1, 3), {"seq_len": 4}, "training users give only 0"),
+        (_letters_corpus(2, 1, 3), {"seq_len": 4}, "training users give only 1"),
         (
             Corpus(
                 "c",
-                [Record("a", "pin 1"), Record("a", "x" * 99), Record("b", "pin 1"), Record("c", "tiny")],
+                [Record("a", "pin 1"), Record("a", "x" * 99), Record("b", "pin 1"), Record("c", "")],
                 [Canary("canary-00", "pin ", "1", 2, "0123456789", 1, " ")],
                 {},
             ),

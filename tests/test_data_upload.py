@@ -11,6 +11,7 @@ import pytest
 from dpcore.data import upload as upload_mod
 from dpcore.data.builtin import builtin_corpus
 from dpcore.data.dataset import build_lm_data
+from dpcore.data.tokenizer import UNK_ID
 from dpcore.data.upload import csv_columns, load_corpus, load_corpus_bytes
 from dpcore.errors import CorpusError
 
@@ -137,8 +138,36 @@ def test_chinese_text_round_trips_through_char_tokens() -> None:
     assert corpus.num_chars() >= 2000 and corpus.records[5].text == lines[5]
     data = build_lm_data(corpus, seq_len=32, val_fraction=0.2)
     tok = data.tokenizer
-    assert tok.decode(tok.encode(lines[0])) == lines[0]
-    assert "\ufffd" not in tok.decode(data.train[0].tolist())
+    assert tok.kind == "byte" and tok.decode(tok.encode(lines[0])) == lines[0]
+    # the first training record spans several windows (3 bytes a character); joined, they decode back
+    first = next(r.text for r in corpus.records if r.user_id == data.train_users[0])
+    n_rows = -(-(len(first.encode()) + 2) // 33)
+    assert n_rows > 1 and data.summary()["num_multiwindow_records"] == data.summary()["num_train_records"]
+    assert tok.decode(data.train[:n_rows].flatten().tolist()) == "\n" + first + "\n"
+    for row in data.train.tolist():  # a window cut inside a character shows no stray U+FFFD
+        assert "\ufffd" not in tok.decode(row)
+
+
+@pytest.mark.parametrize("tokenizer", ["char", "word"])
+def test_a_private_token_does_not_change_an_uploads_vocabulary(tokenizer: str) -> None:
+    base = _lines(100)
+    plain = load_corpus_bytes("\n".join(base).encode(), "a.txt")
+    leaky = load_corpus_bytes("\n".join([*base[:-1], "Жанна wrote zorblaxiquent Ж"]).encode(), "a.txt")
+    assert plain.metadata["source"] == "upload"
+    data = build_lm_data(plain, tokenizer=tokenizer, seq_len=32, max_vocab=500)
+    again = build_lm_data(leaky, tokenizer=tokenizer, seq_len=32, max_vocab=500)
+    assert "block-00004" in again.train_users  # the edited last line trains
+    assert again.tokenizer.to_dict() == data.tokenizer.to_dict()
+    other = build_lm_data(builtin_corpus(seed=2, num_users=30), seq_len=32, max_vocab=500, tokenizer=tokenizer)
+    assert other.tokenizer.to_dict() != data.tokenizer.to_dict()  # the built-in one is the generator's
+    s = again.summary()
+    assert s["vocabulary_epsilon"] == 0.0
+    if tokenizer == "char":
+        assert again.tokenizer.vocab_size == 259 and s["vocabulary"].startswith("UTF-8 bytes")
+    else:
+        assert again.tokenizer.vocab_size == 500 and "wordfreq" in s["vocabulary"]
+        assert UNK_ID in again.tokenizer.encode("zorblaxiquent")
+        assert UNK_ID not in again.tokenizer.encode("the number is 5 5 5, call me!")
 
 
 def test_load_corpus_builtin_ignores_training_seed() -> None:

@@ -1,19 +1,21 @@
-"""The data layer: corpora (built-in or uploaded), canaries, tokenizers and LM training windows.
+"""The data layer: corpora (built-in or uploaded), canaries, data-independent tokenizers and LM windows.
 
 Nothing here imports streamlit: the CLI, the worker and the dashboard all load data the same way.
 """
 
-from dpcore.data.builtin import builtin_corpus
+from dpcore.data.builtin import builtin_corpus, builtin_vocabulary
 from dpcore.data.corpus import Canary, Corpus, Record, add_canary, normalize_text
 from dpcore.data.dataset import LMData, build_lm_data, split_users
 from dpcore.data.tokenizer import (
     EOS_ID,
     PAD_ID,
     UNK_ID,
+    ByteTokenizer,
     CharTokenizer,
     Tokenizer,
     WordTokenizer,
     make_tokenizer,
+    public_word_tokenizer,
     tokenizer_from_dict,
 )
 from dpcore.data.upload import (
@@ -32,6 +34,7 @@ __all__ = [
     "MIN_CORPUS_CHARS",
     "PAD_ID",
     "UNK_ID",
+    "ByteTokenizer",
     "Canary",
     "CharTokenizer",
     "Corpus",
@@ -42,11 +45,13 @@ __all__ = [
     "add_canary",
     "build_lm_data",
     "builtin_corpus",
+    "builtin_vocabulary",
     "csv_columns",
     "load_corpus",
     "load_corpus_bytes",
     "make_tokenizer",
     "normalize_text",
+    "public_word_tokenizer",
     "split_users",
     "tokenizer_from_dict",
 ]

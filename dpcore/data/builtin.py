@@ -13,16 +13,25 @@ Canaries follow one fixed format, ``"<Full Name>'s PIN is d d d d"``: two canari
 insertion count k in (1, 3, 10, 30), each insertion a separate record inside a random user (see
 :func:`dpcore.data.corpus.add_canary`). Canary names come from their own list, so their prefixes
 occur nowhere else in the corpus.
+
+The vocabulary of this corpus comes from the generator, not from the records it sampled
+(:func:`builtin_vocabulary`): every character (or word) of the word lists, templates and canary
+format below, plus the digits and punctuation the code adds. It is the same for every seed and
+size, so it says nothing about which records were drawn.
 """
 
 from __future__ import annotations
 
 import random
+import string
+from collections import Counter
 
 from dpcore.data.corpus import Corpus, Record, add_canary, normalize_text
 from dpcore.errors import CorpusError
 
 CANARY_INSERTIONS = (1, 3, 10, 30)
+#: The text before a canary's secret (its digits are separated by spaces).
+CANARY_CONTEXT = "{name}'s PIN is "
 CANARIES_PER_COUNT = 2
 MIN_MESSAGES, MAX_MESSAGES = 5, 12
 MIN_CHARS, MAX_CHARS = 20, 120
@@ -346,7 +355,7 @@ def builtin_corpus(seed: int = 0, num_users: int = 400) -> Corpus:
     for i, name in enumerate(names):
         corpus = add_canary(
             corpus,
-            prefix=f"{name}'s PIN is ",
+            prefix=CANARY_CONTEXT.format(name=name),
             secret=" ".join(str(rng.randint(0, 9)) for _ in range(4)),
             insertions=CANARY_INSERTIONS[i // CANARIES_PER_COUNT],
             seed=rng.randrange(2**31),
@@ -356,3 +365,59 @@ def builtin_corpus(seed: int = 0, num_users: int = 400) -> Corpus:
         for c in corpus.canaries
     ]
     return corpus
+
+
+#: Characters that the code (not the constants) puts into records: digits of numbers, phone
+#: brackets and dashes, email dots and "@", clock ":", "$" amounts, "#" gate codes, "!" in wifi
+#: passwords, and the space between canary digits.
+GENERATED_CHARS = string.digits + " ()-.@:$#!"
+
+
+def _constant_strings() -> list[str]:
+    """The literal text of every public string constant of this module (template fields removed)."""
+    found: set[str] = set()
+
+    def walk(value: object) -> None:
+        if isinstance(value, str):
+            found.add("".join(lit for lit, *_ in string.Formatter().parse(value)))
+        elif isinstance(value, tuple | list):
+            for v in value:
+                walk(v)
+
+    for name, value in globals().items():
+        if name.isupper():
+            walk(value)
+    return sorted(found)
+
+
+def builtin_vocabulary(kind: str, max_vocab: int = 2000) -> list[str]:
+    """The built-in corpus's tokens (without the specials), fixed by the generator's code.
+
+    ``kind="char"``: every character of the module's word lists, templates and canary format,
+    their lower-case forms (emails are lower-cased) and :data:`GENERATED_CHARS`, so any record
+    the generator can produce encodes without UNK. ``kind="word"``: the word and punctuation
+    tokens of the same strings plus :data:`GENERATED_CHARS` and the digits 0-9. Generated numbers
+    of several digits (phone numbers, amounts, ``okafor12`` in an email, ``1st``) are not in it and
+    encode as UNK (single digits, as in canary secrets, are).
+
+    Ranked by how many of those strings hold the token (ties by code point / alphabetically);
+    ``max_vocab`` (specials included) cuts the tail. Nothing here reads sampled records, so the
+    vocabulary is public and the same for every seed and corpus size.
+    """
+    from dpcore.data.tokenizer import TOKENIZERS, WordTokenizer
+
+    if kind not in TOKENIZERS:
+        raise CorpusError(f"tokenizer must be one of {', '.join(TOKENIZERS)}; got {kind!r}")
+    texts = _constant_strings()
+    counts: Counter[str] = Counter()
+    if kind == "char":
+        for text in texts:
+            counts.update(set(text) | set(text.lower()))
+        counts.update(set(GENERATED_CHARS))
+    else:
+        for text in texts:
+            counts.update(set(WordTokenizer.split(text)))
+        counts.update(set(GENERATED_CHARS) - {" "})
+    counts.pop("\n", None)
+    ranked = [tok for tok, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return ranked[: max(0, max_vocab - 3)]  # 3: PAD, UNK, EOS

@@ -1,16 +1,27 @@
-"""Split a corpus by user and cut each user's text into fixed-length training windows.
+"""Split a corpus by user and cut each record into fixed-length training windows.
 
 Why by user: validation must measure how the model does on *people it never saw*, and privacy
 audits compare seen and unseen users; a record-level split would leak each user's style and
 personal details into validation. Canary holders always train (an audit measures memorisation
 of what was trained on).
 
-Why windows never cross users: a training example is the privacy unit of example-level DP-SGD,
-so each example must belong to exactly one user (``train_example_users`` records whose it is).
+Why windows per record (dp-correctness.md, "Atomic units"): a training window is the privacy
+unit of example-level DP-SGD, so it must be something that can be added or removed alone. Windows
+cut from a user's concatenated stream are not: editing one record shifts every later window of
+that user. Here every record is tokenised on its own as ``[EOS] + tokens + [EOS]`` and cut into
+non-overlapping windows of ``seq_len + 1`` tokens, the last one PAD-padded, so changing a record
+changes that record's windows and no other row. The leading EOS marks the start of a record, as
+generation (``[EOS] + prompt`` in :mod:`dpcore.sampling` and :mod:`dpcore.decoding`) and canary
+scoring (``[EOS] + prefix``) start. A record longer than one window becomes several windows
+(each from a zero hidden state), i.e. several privacy units: a guarantee per sequence covers
+such a record only per window (``num_multiwindow_records`` in :meth:`LMData.summary` counts them).
+Each window belongs to exactly one user (``train_example_users`` records whose it is).
 
-Canaries: every planted canary record becomes its own window (padded, never cut by a window
-boundary), so "planted k times" means exactly k training examples holding the whole
-prefix + secret, each starting from a fresh hidden state -- as the exposure test scores it.
+Canaries are ordinary records: each planted copy is its own record and so starts its own window,
+from EOS; ``canary_rows`` maps each canary to the train rows of its copies (their first windows).
+
+Vocabulary: never fitted on the records (the vocabulary ships with the model and would reveal
+which tokens occur); see :mod:`dpcore.data.tokenizer` and :func:`build_lm_data`.
 """
 
 from __future__ import annotations
@@ -21,25 +32,35 @@ from typing import Any
 
 import torch
 
+from dpcore.data.builtin import builtin_vocabulary
 from dpcore.data.corpus import Corpus
-from dpcore.data.tokenizer import PAD_ID, CharTokenizer, WordTokenizer, make_tokenizer
+from dpcore.data.tokenizer import (
+    EOS_ID,
+    PAD_ID,
+    TOKENIZERS,
+    ByteTokenizer,
+    Tokenizer,
+    public_word_count,
+    public_word_tokenizer,
+)
 from dpcore.errors import CorpusError
 
-#: A window tail shorter than ``seq_len + 1`` is kept (padded) only with this many real tokens.
-MIN_TAIL_TOKENS = 8
+#: A window is kept only with this many real (non-PAD) tokens: one input and its target.
+MIN_WINDOW_TOKENS = 2
 
 
 @dataclass
 class LMData:
     """Token windows for next-token prediction: input ``x[:, :-1]``, target ``x[:, 1:]``.
 
-    Tails are padded with ``PAD_ID``; a loss should ignore PAD targets and average each
-    sequence's token losses before averaging over the batch (see dp-correctness.md).
+    Every record's first window starts with EOS; its last one is padded with ``PAD_ID``. A loss
+    should ignore PAD targets and average each sequence's token losses before averaging over the
+    batch (see dp-correctness.md).
     """
 
     train: torch.Tensor  # LongTensor [N, seq_len + 1]
     val: torch.Tensor  # LongTensor [M, seq_len + 1]
-    tokenizer: CharTokenizer | WordTokenizer
+    tokenizer: Tokenizer
     train_users: list[str]
     val_users: list[str]
     train_example_users: list[str]
@@ -47,6 +68,12 @@ class LMData:
     val_example_users: list[str] = field(default_factory=list)
     #: canary id -> train row indices of its planted copies
     canary_rows: dict[str, list[int]] = field(default_factory=dict)
+    #: where the vocabulary comes from, in a short phrase (never from the records: ε = 0)
+    vocabulary: str = ""
+    #: records of the corpus, records of the training users, and training records longer than one window
+    num_records: int = 0
+    num_train_records: int = 0
+    num_multiwindow_records: int = 0
 
     @property
     def seq_len(self) -> int:
@@ -64,6 +91,11 @@ class LMData:
             "num_train_users": len(self.train_users),
             "num_val_users": len(self.val_users),
             "num_chars": self.corpus.num_chars(),
+            "num_records": self.num_records,
+            "num_train_records": self.num_train_records,
+            "num_multiwindow_records": self.num_multiwindow_records,
+            "vocabulary": self.vocabulary,
+            "vocabulary_epsilon": 0.0,
         }
 
 
@@ -88,35 +120,38 @@ def split_users(corpus: Corpus, val_fraction: float, split_seed: int) -> tuple[l
     return [u for u in users if u not in val], sorted(val)
 
 
-def _windows(ids: list[int], width: int, keep_tail: bool = False) -> list[list[int]]:
+def _record_windows(ids: list[int], width: int) -> list[list[int]]:
+    """``[EOS] + ids + [EOS]`` cut into non-overlapping windows of ``width``; the last one padded.
+
+    A window is kept only with at least :data:`MIN_WINDOW_TOKENS` real tokens (one input and one
+    target); an empty record gives no window.
+    """
+    if not ids:
+        return []
+    seq = [EOS_ID, *ids, EOS_ID]
     out = []
-    for start in range(0, len(ids), width):
-        chunk = ids[start : start + width]
-        if len(chunk) < width:
-            if len(chunk) < MIN_TAIL_TOKENS and not keep_tail:
-                break
-            chunk = chunk + [PAD_ID] * (width - len(chunk))
-        out.append(chunk)
+    for start in range(0, len(seq), width):
+        chunk = seq[start : start + width]
+        if len(chunk) < MIN_WINDOW_TOKENS:
+            break
+        out.append(chunk + [PAD_ID] * (width - len(chunk)))
     return out
 
 
-def _user_windows(
-    texts: list[str], tok: CharTokenizer | WordTokenizer, width: int, canary_texts: dict[str, str]
-) -> tuple[list[list[int]], list[str | None]]:
-    """Windows of one user and, for each, the canary id it holds (None for ordinary windows)."""
-    stream: list[int] = []
-    rows: list[list[int]] = []
-    tags: list[str | None] = []
-    for text in texts:
-        ids = [*tok.encode(text), tok.eos_id]
-        if text in canary_texts:
-            chunks = _windows(ids, width, keep_tail=True)
-            rows += chunks
-            tags += [canary_texts[text]] * len(chunks)
-        else:
-            stream += ids
-    plain = _windows(stream, width)
-    return plain + rows, [None] * len(plain) + tags
+def _vocabulary(corpus: Corpus, kind: str, max_vocab: int) -> tuple[Tokenizer, str]:
+    """(tokenizer, where its vocabulary comes from): never read from the corpus's records."""
+    if kind not in TOKENIZERS:
+        raise CorpusError(f"tokenizer must be one of {', '.join(TOKENIZERS)}; got {kind!r}")
+    if corpus.metadata.get("source") == "builtin":
+        tokens = builtin_vocabulary(kind, max_vocab=max_vocab)
+        tok = TOKENIZERS[kind]([*TOKENIZERS[kind]._special_tokens(), *tokens])
+        return tok, "the built-in generator's alphabet (public)" if kind == "char" else (
+            "the built-in generator's words (public)")
+    if kind == "char":
+        return ByteTokenizer(), "UTF-8 bytes (fixed, independent of the data)"
+    word = public_word_tokenizer(max_vocab)
+    return word, (f"the {public_word_count(word):,} most frequent English words of the public wordfreq list, "
+                  "plus punctuation and digits")
 
 
 def _stack(rows: list[list[int]], width: int) -> torch.Tensor:
@@ -134,37 +169,47 @@ def build_lm_data(
     max_vocab: int = 2000,
     split_seed: int = 0,
 ) -> LMData:
-    """Split ``corpus`` by user, fit the tokenizer on the training users and cut windows.
+    """Split ``corpus`` by user, pick a data-independent vocabulary and cut windows per record.
 
-    Each user's records are joined with the tokenizer's end-of-record token into one stream and
-    cut into non-overlapping windows of ``seq_len + 1`` tokens; a shorter tail is padded if it has
-    at least :data:`MIN_TAIL_TOKENS` real tokens, else dropped. The tokenizer sees training text
-    only, so validation text can contain UNK.
+    Vocabulary, by corpus source (``corpus.metadata["source"]``): the built-in corpus uses its
+    generator's alphabet or words (:func:`dpcore.data.builtin.builtin_vocabulary`); anything else
+    (an upload, or a corpus without metadata) uses UTF-8 bytes for ``tokenizer="char"`` (always 259
+    tokens: ``max_vocab`` does not apply) and the public wordfreq list for ``tokenizer="word"``
+    (``max_vocab`` tokens). No record is read to choose it, so it costs no privacy and reveals
+    nothing; in exchange text outside it (a rare word) encodes as UNK.
+
+    Windows: each record is ``[EOS] + tokens + [EOS]`` cut into non-overlapping windows of
+    ``seq_len + 1`` tokens, the last one PAD-padded and kept only with at least
+    :data:`MIN_WINDOW_TOKENS` real tokens. Windows never span two records, so one record's edit
+    changes only its own rows (see the module docstring).
     """
     if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
         raise CorpusError(f"the sequence length must be a positive whole number, got {seq_len!r}")
+    tok, vocabulary = _vocabulary(corpus, tokenizer, max_vocab)
     train_users, val_users = split_users(corpus, val_fraction, split_seed)
     by_user = corpus.texts_by_user()
-    tok = make_tokenizer(tokenizer, (t for u in train_users for t in by_user[u]), max_vocab=max_vocab)
     canary_texts = {c.text(): c.id for c in corpus.canaries}
     width = seq_len + 1
 
     train_rows: list[list[int]] = []
     train_owner: list[str] = []
     canary_rows: dict[str, list[int]] = {c.id: [] for c in corpus.canaries}
+    multiwindow = 0
     for user in train_users:
-        rows, tags = _user_windows(by_user[user], tok, width, canary_texts)
-        for row, tag in zip(rows, tags, strict=True):
-            if tag is not None:
-                canary_rows[tag].append(len(train_rows))
-            train_rows.append(row)
-            train_owner.append(user)
+        for text in by_user[user]:
+            rows = _record_windows(tok.encode(text), width)
+            multiwindow += len(rows) > 1
+            if rows and text in canary_texts:
+                canary_rows[canary_texts[text]].append(len(train_rows))
+            train_rows += rows
+            train_owner += [user] * len(rows)
     val_rows: list[list[int]] = []
     val_owner: list[str] = []
     for user in val_users:
-        rows, _ = _user_windows(by_user[user], tok, width, canary_texts)
-        val_rows += rows
-        val_owner += [user] * len(rows)
+        for text in by_user[user]:
+            rows = _record_windows(tok.encode(text), width)
+            val_rows += rows
+            val_owner += [user] * len(rows)
 
     if len(train_rows) < 2:
         raise CorpusError(
@@ -186,4 +231,8 @@ def build_lm_data(
         corpus=corpus,
         val_example_users=val_owner,
         canary_rows=canary_rows,
+        vocabulary=vocabulary,
+        num_records=len(corpus.records),
+        num_train_records=sum(len(by_user[u]) for u in train_users),
+        num_multiwindow_records=multiwindow,
     )

@@ -19,7 +19,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
+from opacus.data_loader import DPDataLoader
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from dpcore.model import GRULanguageModel, ModelConfig, build_model, plain_state_dict, sequence_losses
 
@@ -83,6 +85,11 @@ class EngineSetup:
     device: torch.device
     naive_sensitivity: float = 1.0
     naive_epsilon: float | None = None
+    #: Initial output bias (log-probabilities of a public text, see dpcore.data.prior), or None.
+    output_bias: torch.Tensor | None = None
+    #: N for the sampling rate q = 1/ceil(N/B): len(train) unless the set holds audit canaries, which
+    #: are all counted (included or not) so that q cannot depend on the audit's secret coins.
+    accounted_examples: int | None = None
     #: Tests only: seed the DP noise and Poisson sampling (to compare two engines draw for draw).
     #: None, the only value the trainer ever passes, draws them from the OS's CSPRNG.
     dp_randomness_seed: int | None = None
@@ -118,7 +125,11 @@ class Engine(ABC):
             self._noise_gen = torch.Generator(device=setup.device).manual_seed(base + 1)
             self._sample_gen = torch.Generator().manual_seed(base + 2)
             self._count_gen = torch.Generator(device=setup.device).manual_seed(base + 3)
-        self.model = build_model(setup.model_config, setup.seed).to(setup.device)
+        self.model = build_model(setup.model_config, setup.seed)
+        if setup.output_bias is not None:  # a public prior: no privacy cost, a much better start
+            with torch.no_grad():
+                self.model.head.bias.copy_(setup.output_bias.to(self.model.head.bias.dtype))
+        self.model = self.model.to(setup.device)
 
     #: The epoch's batches (a Poisson ``DPDataLoader`` for DP engines, a shuffled one otherwise).
     loader: Iterable
@@ -146,6 +157,22 @@ class Engine(ABC):
         copy.load_state_dict({key: state[key] for key in copy.state_dict()})
         copy.eval()
         return copy
+
+    def poisson_loader(self) -> DPDataLoader:
+        """Opacus's Poisson loader at exactly the accounted rate q = 1/ceil(N/B) (checked here).
+
+        Built like ``DPDataLoader.from_data_loader(DataLoader(dataset, batch_size=B))`` would, i.e.
+        q = 1/len(loader), but from the accounted N (see ``EngineSetup.accounted_examples``).
+        """
+        setup = self.setup
+        n = setup.accounted_examples if setup.accounted_examples is not None else len(setup.train)
+        if n < len(setup.train):
+            raise AssertionError(f"the accounted N ({n}) is smaller than the training set ({len(setup.train)})")
+        q = 1.0 / len(DataLoader(range(n), batch_size=setup.batch_size))
+        if setup.sample_rate is None or abs(q - setup.sample_rate) > 1e-12:
+            raise AssertionError(f"Poisson sample rate {q} differs from the accounted {setup.sample_rate}")
+        self.expected_batch_size = max(1, int(n * q))
+        return DPDataLoader(TensorDataset(setup.train), sample_rate=q, generator=self._sample_gen)
 
     def noisy_clip_fraction(self, num_clipped: int) -> float | None:
         """The private fraction clipped: (count + N(0, σ_count²)) / expected batch (None: not offered)."""

@@ -52,10 +52,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from opacus.data_loader import DPDataLoader
 from torch import nn
 from torch.autograd.function import once_differentiable
-from torch.utils.data import DataLoader, TensorDataset
 
 from dpcore.model import GRULanguageModel, sequence_losses
 from dpcore.privacy.engines.base import Engine, EngineSetup, StepStats, split_noise
@@ -375,14 +373,7 @@ class FastGaussianEngine(Engine):
         super().__init__(setup)
         if setup.noise_multiplier is None or setup.sample_rate is None:
             raise ValueError("DP engines need a noise multiplier and a sample rate")
-        base_loader = DataLoader(TensorDataset(setup.train), batch_size=setup.batch_size)
-        self.loader = DPDataLoader.from_data_loader(base_loader, generator=self._sample_gen)
-        if abs(self.loader.sample_rate - setup.sample_rate) > 1e-12:
-            raise AssertionError(
-                f"Poisson sample rate {self.loader.sample_rate} differs from the accounted "
-                f"{setup.sample_rate}"
-            )
-        self.expected_batch_size = max(1, int(len(setup.train) * setup.sample_rate))
+        self.loader = self.poisson_loader()  # sets expected_batch_size
         self.grad_noise_multiplier, self.count_noise = split_noise(setup.noise_multiplier, self.expected_batch_size)
         self.noise_std = self.grad_noise_multiplier * setup.clip
         self.optimizer = self.make_optimizer(self.model.parameters())

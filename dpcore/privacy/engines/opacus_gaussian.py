@@ -3,7 +3,7 @@
 The pieces are assembled by hand (as PrivacyEngine.make_private would) so that accounting stays
 ours (RDP, PRV or PLD from the run's history) and the optimizer can report clipping
 diagnostics. Order matters and is kept: DPGRU swapped in *before* the optimizer is built; a plain
-``DataLoader(dataset, batch_size=B)`` handed to ``DPDataLoader`` so q = 1/len(loader) = 1/ceil(N/B).
+Poisson loader at q = 1/ceil(N/B) (:meth:`~dpcore.privacy.engines.base.Engine.poisson_loader`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ import warnings
 
 import torch
 from opacus import GradSampleModule
-from opacus.data_loader import DPDataLoader
 from opacus.optimizers import DPOptimizer
-from torch.utils.data import DataLoader, TensorDataset
 
 from dpcore.model import to_dp_layers
 from dpcore.privacy.engines.base import Engine, EngineSetup, StepStats, split_noise
@@ -55,13 +53,7 @@ class OpacusGaussianEngine(Engine):
             raise ValueError("DP engines need a noise multiplier and a sample rate")
         dp_model = to_dp_layers(self.model).to(self.device)
         self.gsm = GradSampleModule(dp_model, batch_first=True, loss_reduction="mean")
-        base_loader = DataLoader(TensorDataset(setup.train), batch_size=setup.batch_size)
-        self.loader = DPDataLoader.from_data_loader(base_loader, generator=self._sample_gen)
-        if abs(self.loader.sample_rate - setup.sample_rate) > 1e-12:
-            raise AssertionError(
-                f"Opacus sample rate {self.loader.sample_rate} differs from the accounted {setup.sample_rate}"
-            )
-        self.expected_batch_size = max(1, int(len(setup.train) * setup.sample_rate))
+        self.loader = self.poisson_loader()  # sets expected_batch_size
         self.grad_noise_multiplier, self.count_noise = setup.noise_multiplier, None
         if self.private_count:
             self.grad_noise_multiplier, self.count_noise = split_noise(setup.noise_multiplier,
