@@ -164,18 +164,29 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    """Print the text, the lines that explain what covers it, and last ``epsilon=<value>``.
+
+    ``value``: the decoder's basic-composition ε (pure, against any change to the model) for a
+    private decoder; the training ε for plain sampling from a DP-trained checkpoint; ``null``
+    otherwise. It names one statement, never a minimum across statements.
+    """
     from dpcore.checkpoint import load_checkpoint
     from dpcore.decoding import DecoderSpec, decode, text_guarantee
 
-    ckpt = load_checkpoint(args.checkpoint)
     spec = DecoderSpec(args.decoder, logit_bound=args.logit_bound, temperature=args.temperature,
                        noise_scale=args.noise_scale, mix=args.mix).validate()
-    out = decode(ckpt.model, ckpt.tokenizer, args.prompt, spec, max_tokens=args.tokens, seed=args.seed,
-                 delta_prime=args.delta_prime)
+    if spec.has_guarantee and args.seed is not None:
+        raise ArgumentError(f"--seed applies to plain sampling (and naive-logits) only: the {spec.name} decoder "
+                            "draws secret randomness, or its ε would not hold")
+    ckpt = load_checkpoint(args.checkpoint)
+    out = decode(ckpt.model, ckpt.tokenizer, args.prompt, spec, max_tokens=args.tokens,
+                 seed=0 if args.seed is None else args.seed, delta_prime=args.delta_prime)
     print(out.text)
     guarantee = text_guarantee(out, spec, ckpt.result)
-    print(guarantee.explanation)
-    print(f"epsilon={'null' if guarantee.epsilon is None else f'{guarantee.epsilon:.6g}'}")
+    for line in guarantee.lines:
+        print(line)
+    headline = guarantee.headline
+    print(f"epsilon={'null' if headline is None else f'{headline.epsilon:.6g}'}")
     return 0
 
 
@@ -214,7 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise-scale", type=_positive_float, default=1.0, help="b: Laplace scale (noisy-max)")
     p.add_argument("--mix", type=_mix_weight, default=0.5, help="λ: weight of the model vs uniform (mix)")
     p.add_argument("--delta-prime", type=_unit_float, default=1e-6, help="δ′ for advanced composition")
-    p.add_argument("--seed", type=_nonneg_int, default=0)
+    p.add_argument("--seed", type=_nonneg_int, default=None,
+                   help="seed for plain sampling and naive-logits (default 0); refused with a private decoder, "
+                        "which draws secret randomness")
     p.set_defaults(func=cmd_generate)
 
     try:

@@ -14,12 +14,27 @@
 A text of n tokens spends n·ε_token under basic composition; advanced composition at δ′ gives
 √(2n ln(1/δ′))·ε + n·ε(e^ε − 1), which is smaller for many tokens. Training ε instead covers
 unlimited queries: that is the point to make next to these numbers.
+
+Secret randomness: a private decoder's guarantee is about a *random* choice. A generator seeded by a
+value the reader knows (or can pick) makes every draw replayable, and the per-token ε is void. So
+the private decoders draw from a fresh generator seeded from the OS's CSPRNG for every text, and that
+seed is never stored, logged or shown; a user's ``seed`` applies to ``plain`` sampling (and to the
+``naive-logits`` counterexample, which claims nothing) only.
+
+Statements, never a minimum: each guarantee is reported as a labelled (ε, δ, neighbour relation)
+pair — the training guarantee for adding or removing one training sequence, the decoder's against
+any change to the model, basic and advanced composition at their own δ — shown side by side.
+Taking the ``min`` of ε values that hold at different δ or for different neighbours gives a number
+that no theorem backs.
 """
 
 from __future__ import annotations
 
 import math
+import secrets
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -28,7 +43,13 @@ from dpcore.errors import DPCoreError
 from dpcore.model import GRULanguageModel
 from dpcore.privacy.noise import laplace_noise
 
+if TYPE_CHECKING:
+    from dpcore.store import LedgerState
+
 DECODERS = ("plain", "exponential", "noisy-max", "mix", "naive-logits")
+PRIVATE_DECODERS = ("exponential", "noisy-max", "mix")
+#: Neighbour relation of a decoder's own guarantee: it bounds the ratio for ANY two models.
+DECODER_RELATION = "any change to the model, hence to its training data"
 
 
 @dataclass(frozen=True)
@@ -53,7 +74,12 @@ class DecoderSpec:
     @property
     def has_guarantee(self) -> bool:
         """Whether this decoder by itself bounds what one token reveals about the model."""
-        return self.name in ("exponential", "noisy-max", "mix")
+        return self.name in PRIVATE_DECODERS
+
+    @property
+    def seedable(self) -> bool:
+        """Whether a user-chosen seed may drive this decoder (never for a private one)."""
+        return not self.has_guarantee
 
     def epsilon_per_token(self, vocab_size: int) -> float | None:
         """ε of one generated token (None: no guarantee of its own)."""
@@ -97,6 +123,39 @@ def advanced_composition(eps: float, n: int, delta_prime: float) -> float:
     return math.sqrt(2 * n * math.log(1 / delta_prime)) * eps + n * eps * math.expm1(eps)
 
 
+def advanced_composition_heterogeneous(counts: Iterable[tuple[float, int]], delta_prime: float) -> float:
+    """Advanced composition of ε_i-DP mechanisms with different ε_i, at δ′.
+
+    ``counts``: (ε_i, how many mechanisms with that ε_i). The bound is
+    √(2 ln(1/δ′) Σ ε_i²) + Σ ε_i(e^{ε_i} − 1): the Dwork–Rothblum–Vadhan proof (Dwork & Roth 2014,
+    Thm 3.20) with each privacy-loss term bounded by its own ε_i (Azuma–Hoeffding over ranges
+    [−ε_i, ε_i]). With one ε it is exactly :func:`advanced_composition`, and it never exceeds the
+    homogeneous bound at max ε_i.
+    """
+    if not 0 < delta_prime < 1:
+        raise DPCoreError(f"δ′ must be between 0 and 1, got {delta_prime!r}")
+    squares = drift = 0.0
+    for eps, n in counts:
+        squares += n * eps * eps
+        drift += n * eps * math.expm1(eps)
+    if squares == 0.0:
+        return 0.0
+    return math.sqrt(2 * math.log(1 / delta_prime) * squares) + drift
+
+
+@dataclass(frozen=True)
+class PrivacyStatement:
+    """One (ε, δ)-DP statement, with what it is about. Statements are shown side by side, never merged."""
+
+    label: str  # "training", "decoder, basic composition", ...
+    epsilon: float
+    delta: float
+    relation: str  # the neighbouring relation it holds for
+
+    def describe(self) -> str:
+        return f"{self.label}: (ε = {self.epsilon:.3g}, δ = {self.delta:.2g}) for {self.relation}"
+
+
 @dataclass
 class DecodedText:
     text: str
@@ -107,23 +166,54 @@ class DecodedText:
     delta_prime: float = 1e-6
 
     @property
-    def epsilon(self) -> float | None:
-        """What the whole text spends: the better of basic and advanced composition (None: none holds)."""
+    def picks(self) -> int:
+        """How many private choices this text made (its tokens, plus the end-of-text pick if any)."""
+        return len(self.epsilon_basic)
+
+    @property
+    def epsilon_basic_total(self) -> float | None:
+        """The pure ε of the whole text by basic composition (δ = 0); None: no guarantee of its own."""
         if self.epsilon_per_token is None:
             return None
-        if not self.epsilon_basic:
-            return 0.0
-        return min(self.epsilon_basic[-1], self.epsilon_advanced[-1])
+        return self.epsilon_basic[-1] if self.epsilon_basic else 0.0
+
+    def statements(self) -> list[PrivacyStatement]:
+        """The decoder's own statements for this text: basic (δ = 0) and advanced (δ′), both valid."""
+        if self.epsilon_per_token is None:
+            return []
+        advanced = self.epsilon_advanced[-1] if self.epsilon_advanced else 0.0
+        return [PrivacyStatement("decoder, basic composition", float(self.epsilon_basic_total or 0.0), 0.0,
+                                 DECODER_RELATION),
+                PrivacyStatement(f"decoder, advanced composition at δ′ = {self.delta_prime:g}", advanced,
+                                 self.delta_prime, DECODER_RELATION)]
+
+
+def decoder_generator(spec: DecoderSpec, seed: int | None) -> torch.Generator:
+    """The random source of one text: secret for a private decoder, ``seed`` for the others.
+
+    The secret seed comes from the OS's CSPRNG and lives only in the returned generator: it is not
+    stored, logged or returned, so nobody can replay the draw.
+    """
+    gen = torch.Generator()
+    if spec.has_guarantee or seed is None:
+        gen.manual_seed(secrets.randbits(63))
+    else:
+        gen.manual_seed(int(seed))
+    return gen
 
 
 @torch.no_grad()
 def decode(model: GRULanguageModel, tokenizer: Tokenizer, prompt: str, spec: DecoderSpec, *, max_tokens: int,
-           seed: int = 0, delta_prime: float = 1e-6) -> DecodedText:
-    """Generate with ``spec``, tracking the ε the text spends token by token."""
+           seed: int | None = 0, delta_prime: float = 1e-6) -> DecodedText:
+    """Generate with ``spec``, tracking the ε the text spends token by token.
+
+    ``seed`` drives ``plain`` and ``naive-logits`` only (same seed, same text). A private decoder
+    ignores it and draws secret randomness (:func:`decoder_generator`): two texts always differ in
+    their draws, whatever ``seed`` says. At most ``max_tokens`` private choices are made.
+    """
     spec.validate()
     model.eval()
-    gen = torch.Generator()
-    gen.manual_seed(seed)
+    gen = decoder_generator(spec, seed)
     device = next(model.parameters()).device
     ids = torch.tensor([[EOS_ID] + tokenizer.encode(prompt)], dtype=torch.long, device=device)
     logits, h = model(ids)
@@ -147,34 +237,124 @@ def decode(model: GRULanguageModel, tokenizer: Tokenizer, prompt: str, spec: Dec
 
 @dataclass(frozen=True)
 class TextGuarantee:
-    """The ε that covers a generated text with respect to the training data (None: nothing claimed)."""
+    """What covers a generated text: labelled (ε, δ, relation) statements, each valid on its own.
 
-    epsilon: float | None
-    explanation: str
+    ``statements`` is empty when nothing is claimed. They are never combined into one number: a
+    ``min`` across pairs with different δ or neighbour relations is backed by no theorem.
+    """
+
+    statements: tuple[PrivacyStatement, ...]
+    lines: tuple[str, ...]
+
+    @property
+    def explanation(self) -> str:
+        return "; ".join(self.lines)
+
+    @property
+    def headline(self) -> PrivacyStatement | None:
+        """The statement named first: the decoder's basic composition (pure) for a private decoder,
+        the training guarantee for plain sampling from a DP-trained model; None when none holds."""
+        return self.statements[0] if self.statements else None
+
+    @property
+    def epsilon(self) -> float | None:
+        """The headline statement's ε (not a minimum of anything); None when nothing is claimed."""
+        return None if self.headline is None else self.headline.epsilon
+
+
+def training_statements(training_result: dict) -> list[PrivacyStatement]:
+    """The model's training guarantee(s): add/remove one sequence and, where known, replace one."""
+    eps, delta = training_result.get("epsilon"), training_result.get("delta")
+    if eps is None or delta is None:
+        return []
+    unit = training_result.get("privacy_unit") or "one training sequence"
+    relation = training_result.get("neighbours") or f"adding or removing {unit}"
+    out = [PrivacyStatement("training", float(eps), float(delta), relation)]
+    if training_result.get("epsilon_replace_one") is not None:
+        out.append(PrivacyStatement("training", float(training_result["epsilon_replace_one"]), float(delta),
+                                    f"replacing {unit}"))
+    return out
 
 
 def text_guarantee(out: DecodedText, spec: DecoderSpec, training_result: dict) -> TextGuarantee:
-    """Combine the model's training guarantee (post-processing) with the decoder's own.
+    """The statements that cover one generated text, side by side.
 
-    Both are valid bounds for a text drawn from a DP-trained model through a private decoder,
-    so the smaller holds. The naive decoder never claims anything: its noise sits on unbounded
-    logits, and we do not let it borrow the training ε either, so nothing "naive" shows a number.
+    A text drawn from a DP-trained model is post-processing, so the training statements hold for
+    it; a private decoder adds its own, which hold against any change to the model. Each is valid
+    on its own and none is merged with another. The naive decoder never claims anything, and does
+    not borrow the training guarantee either, so nothing "naive" shows a number.
     """
-    train_eps = training_result.get("epsilon")
-    train = (f"the model was DP-trained (ε = {train_eps:.3g}, δ = {training_result.get('delta'):.2g}); "
-             "any text drawn from it is post-processing and costs no extra ε"
-             if train_eps is not None else "the model was NOT trained with differential privacy")
+    training = training_statements(training_result)
+    if training:
+        train_line = ("the model was DP-trained: " + "; ".join(t.describe() for t in training)
+                      + "; any text drawn from it is post-processing and costs no extra ε")
+    else:
+        train_line = "the model was NOT trained with differential privacy"
     if spec.name == "naive-logits":
-        return TextGuarantee(None, "naive-logits: Laplace noise on unbounded logits gives NO privacy guarantee; "
-                                   "no ε is claimed for this text")
+        return TextGuarantee((), ("naive-logits: Laplace noise on unbounded logits gives NO privacy guarantee",
+                                  "no ε is claimed for this text"))
     if spec.name == "plain":
-        if train_eps is None:
-            return TextGuarantee(None, f"plain sampling: {train}, so this text has no privacy guarantee")
-        return TextGuarantee(float(train_eps), f"plain sampling: {train}")
-    dec = out.epsilon
-    note = (f"{spec.name}: ε per token = {out.epsilon_per_token:.3g}; this text ({len(out.epsilon_basic)} tokens) "
-            f"spends {dec:.3g} (basic {out.epsilon_basic[-1] if out.epsilon_basic else 0:.3g}, advanced at "
-            f"δ′ = {out.delta_prime:g}: {out.epsilon_advanced[-1] if out.epsilon_advanced else 0:.3g}); {train}")
-    if train_eps is not None:
-        return TextGuarantee(min(float(train_eps), dec), note)
-    return TextGuarantee(dec, note)
+        if not training:
+            return TextGuarantee((), (f"plain sampling: {train_line}, so this text has no privacy guarantee",))
+        return TextGuarantee(tuple(training), (f"plain sampling: {train_line}",))
+    decoder = out.statements()
+    basic, advanced = decoder
+    lines = [f"{spec.name}: ε per token = {out.epsilon_per_token:.3g} (pure, against {DECODER_RELATION}); "
+             f"this text ({out.picks} tokens) is ({basic.epsilon:.3g}, 0)-DP by basic composition and "
+             f"({advanced.epsilon:.3g}, {advanced.delta:g})-DP by advanced composition",
+             train_line]
+    if training:
+        lines.append("each statement holds on its own (different δ and neighbours): none is combined with another")
+    return TextGuarantee(tuple(decoder + training), tuple(lines))
+
+
+# ---------------------------------------------------------------------------------- the ledger
+@dataclass(frozen=True)
+class LedgerSummary:
+    """All privately decoded texts of one model so far, as (ε, δ) statements against any change to it."""
+
+    texts: int
+    tokens: int
+    budget: float
+    budget_is_default: bool
+    basic: PrivacyStatement  # what the budget is checked against (pure, δ = 0)
+    advanced: PrivacyStatement  # heterogeneous advanced composition at δ′
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, self.budget - self.basic.epsilon)
+
+    def lines(self) -> list[str]:
+        who = "the default" if self.budget_is_default else "set by the run's owner"
+        return [f"Private decoding of this model so far: {self.texts} text{'s' if self.texts != 1 else ''}, "
+                f"{self.tokens} tokens",
+                f"basic composition: (ε = {self.basic.epsilon:.3g}, δ = 0); advanced composition: "
+                f"(ε = {self.advanced.epsilon:.3g}, δ = {self.advanced.delta:g}) — two valid statements, "
+                f"against {DECODER_RELATION}",
+                f"budget ε = {self.budget:.3g} ({who}), checked against basic composition; "
+                f"{self.remaining:.3g} left"]
+
+
+def ledger_statements(counts: Sequence[tuple[float, int]], delta_prime: float = 1e-6) -> list[PrivacyStatement]:
+    """Basic (Σ ε₀ over tokens, δ = 0) and advanced (heterogeneous DRV at δ′) composition of a ledger.
+
+    ``counts``: (ε₀ per token, tokens) of each text. Every decoded token is an ε₀-DP mechanism
+    against any change to the model, and texts are composed adaptively across all viewers. The
+    budget is enforced on the basic sum, which is a valid pure-DP privacy filter even when viewers
+    choose ε₀ and lengths adaptively; the advanced pair treats the ledger as one adaptive sequence of
+    those mechanisms and is shown beside it, not instead of it.
+    """
+    basic = math.fsum(eps * n for eps, n in counts)
+    advanced = advanced_composition_heterogeneous(counts, delta_prime)
+    return [PrivacyStatement("all private texts, basic composition", basic, 0.0, DECODER_RELATION),
+            PrivacyStatement(f"all private texts, advanced composition at δ′ = {delta_prime:g}", advanced,
+                             delta_prime, DECODER_RELATION)]
+
+
+def ledger_summary(state: LedgerState, delta_prime: float = 1e-6) -> LedgerSummary:
+    """The ledger of one run as statements and totals (``texts`` counts texts that spent tokens)."""
+    entries = list(state.entries)
+    basic, advanced = ledger_statements([(e.epsilon_per_token, e.tokens) for e in entries], delta_prime)
+    return LedgerSummary(texts=sum(1 for e in entries if e.tokens > 0), tokens=sum(e.tokens for e in entries),
+                         budget=float(state.budget), budget_is_default=bool(state.budget_is_default),
+                         basic=basic, advanced=advanced)

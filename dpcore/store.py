@@ -6,7 +6,11 @@ row here that any session, CLI call or worker can find again. The store holds
 * ``runs`` - id, owner key, config (JSON), status, timestamps, pid/host/heartbeat of the worker,
   device, error message, the trainer's RunInfo and result (JSON);
 * ``metrics`` (one row per optimizer step), ``evals``, ``samples`` and ``artifacts`` of each run;
-* ``uploads`` - corpora uploaded by an owner, stored under ``uploads/<hash of owner>/``.
+* ``uploads`` - corpora uploaded by an owner, stored under ``uploads/<hash of owner>/``;
+* ``inference_ledger`` (schema v2) - every text privately decoded from a run's model: who asked
+  (owner key), the decoder, tokens, ε per token and the text's ε; ``runs.inference_budget`` caps
+  their basic-composition total, and ``runs.share_uncovered`` is the owner's opt-in to show
+  statistics that the DP guarantee does not cover to people who open the run by link.
 
 Design notes:
 
@@ -44,12 +48,19 @@ from dpcore.config import TrainConfig
 from dpcore.errors import DPCoreError
 from dpcore.paths import STORE_FILENAME, resolve_data_dir
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: The ε budget for private decoding of one model when its owner has not set one. Pure ε = 20 is
+#: already a weak promise (a likelihood ratio up to e^20 ≈ 5·10^8 per model, over all texts and
+#: viewers together); it is 2.5 times the largest workshop preset's training ε (8), so private
+#: decoding cannot quietly dwarf the model's own guarantee by orders of magnitude, and it still fits
+#: a few short texts at a moderate ε per token (e.g. 2 texts of 20 tokens at ε₀ = 0.5). Past it every
+#: further statement would be vacuous; an owner who wants more must say so (``set_inference_budget``).
+DEFAULT_INFERENCE_BUDGET = 20.0
 STATUSES = ("queued", "running", "finished", "failed", "cancelled")
 TERMINAL_STATUSES = ("finished", "failed", "cancelled")
 METRIC_COLUMNS = (
     "step", "train_loss", "epsilon", "batch_size", "frac_clipped", "median_grad_norm",
-    "step_time_s", "elapsed_s",
+    "step_time_s", "elapsed_s", "noisy_frac_clipped",
 )
 EVAL_COLUMNS = ("step", "val_loss", "val_perplexity")
 BUSY_TIMEOUT_S = 30.0
@@ -125,8 +136,26 @@ _SCHEMA_V1 = [
     "CREATE INDEX IF NOT EXISTS uploads_owner ON uploads (owner, created_at)",
 ]
 
+_SCHEMA_V2 = [
+    # the private (noised, accounted) fraction of clipped examples; frac_clipped is the exact one
+    "ALTER TABLE metrics ADD COLUMN noisy_frac_clipped REAL",
+    "ALTER TABLE runs ADD COLUMN inference_budget REAL",
+    "ALTER TABLE runs ADD COLUMN share_uncovered INTEGER NOT NULL DEFAULT 0",
+    """CREATE TABLE IF NOT EXISTS inference_ledger (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        ts REAL NOT NULL,
+        viewer TEXT NOT NULL,
+        decoder TEXT NOT NULL,
+        tokens INTEGER NOT NULL CHECK (tokens >= 0),
+        epsilon_per_token REAL NOT NULL CHECK (epsilon_per_token > 0),
+        epsilon REAL NOT NULL CHECK (epsilon >= 0)
+    )""",
+    "CREATE INDEX IF NOT EXISTS inference_ledger_run ON inference_ledger (run_id, id)",
+]
+
 #: version -> statements that bring a file from version-1 to version. Append, never edit.
-_MIGRATIONS: dict[int, list[str]] = {1: _SCHEMA_V1}
+_MIGRATIONS: dict[int, list[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
 
 
 class RunNotFound(DPCoreError):
@@ -135,6 +164,10 @@ class RunNotFound(DPCoreError):
 
 class UploadNotFound(DPCoreError):
     """No upload with that id among the caller's uploads."""
+
+
+class InferenceBudgetExceeded(DPCoreError):
+    """A private decoding charge that would take a model's inference ledger past its budget."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +192,13 @@ class Run:
     last_step: int | None = None
     info: dict[str, Any] | None = None  # the trainer's RunInfo, once it has started
     result: dict[str, Any] | None = None  # the trainer's result dict, once it has returned
+    inference_budget: float | None = None  # the owner's ε budget for private decoding (None: the default)
+    share_uncovered: bool = False  # the owner's opt-in to show uncovered statistics to link holders
+
+    @property
+    def effective_inference_budget(self) -> float:
+        """The ε budget for private decoding of this run's model (the owner's, or the default)."""
+        return DEFAULT_INFERENCE_BUDGET if self.inference_budget is None else float(self.inference_budget)
 
     @property
     def is_terminal(self) -> bool:
@@ -205,6 +245,43 @@ class Upload:
     size: int
     sha256: str
     created_at: float
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One privately decoded text: ``epsilon`` = ``tokens`` × ``epsilon_per_token`` (basic composition)."""
+
+    id: int
+    run_id: str
+    ts: float
+    viewer: str  # the owner key of whoever asked (never shown)
+    decoder: str
+    tokens: int
+    epsilon_per_token: float
+    epsilon: float
+
+
+@dataclass(frozen=True)
+class LedgerState:
+    """A run's inference ledger read in one transaction. ``spent`` is the basic-composition total."""
+
+    run_id: str
+    budget: float
+    budget_is_default: bool
+    entries: tuple[LedgerEntry, ...]
+    charged: LedgerEntry | None = None  # the entry :meth:`RunStore.charge_inference` just wrote
+
+    @property
+    def spent(self) -> float:
+        return math.fsum(e.epsilon for e in self.entries)
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, self.budget - self.spent)
+
+    @property
+    def tokens(self) -> int:
+        return sum(e.tokens for e in self.entries)
 
 
 class RunStore:
@@ -591,6 +668,79 @@ class RunStore:
                 metric_count=self.metric_count(run_id, conn=conn),
             )
 
+    # ------------------------------------------------------------------ inference ledger
+    def charge_inference(self, run_id: str, viewer: str, decoder: str, epsilon_per_token: float,
+                         tokens: int) -> LedgerState:
+        """Record that ``viewer`` decodes up to ``tokens`` tokens privately, if the budget allows.
+
+        The budget check and the insert are ONE write transaction (``BEGIN IMMEDIATE`` serialises
+        writers across threads and processes), so concurrent viewers can never overspend. Raises
+        :class:`InferenceBudgetExceeded` (and records nothing) when the charge would take the
+        basic-composition total past the run's budget. Charge the most a text may spend *before*
+        decoding it, then :meth:`settle_inference` down to what it used.
+        """
+        viewer = _check_owner(viewer)
+        eps0, tokens = float(epsilon_per_token), int(tokens)
+        if not (math.isfinite(eps0) and eps0 > 0):
+            raise DPCoreError(f"ε per token must be a positive number, got {epsilon_per_token!r}")
+        if tokens < 0:
+            raise DPCoreError(f"a text cannot spend a negative number of tokens ({tokens})")
+        cost = eps0 * tokens
+        with self.transaction() as conn:
+            run = self.get_run(run_id, conn=conn)
+            state = self._ledger(conn, run)
+            if state.spent + cost > state.budget * (1 + 1e-12):
+                raise InferenceBudgetExceeded(
+                    f"this text may spend ε = {cost:.3g} ({tokens} tokens × {eps0:.3g}), but the model's "
+                    f"private-decoding budget of ε = {state.budget:.3g} has {state.remaining:.3g} left: ask for "
+                    f"fewer tokens or a smaller ε per token, or ask the run's owner to raise the budget"
+                )
+            row = conn.execute(
+                "INSERT INTO inference_ledger (run_id, ts, viewer, decoder, tokens, epsilon_per_token, epsilon) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *",
+                (run_id, time.time(), viewer, str(decoder), tokens, eps0, cost),
+            ).fetchone()
+            entry = LedgerEntry(**dict(row))
+            return LedgerState(state.run_id, state.budget, state.budget_is_default, (*state.entries, entry), entry)
+
+    def settle_inference(self, entry_id: int, tokens: int) -> None:
+        """Lower a charged entry to the ``tokens`` a text really used (never raises a charge)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE inference_ledger SET tokens = ?, epsilon = ? * epsilon_per_token "
+                "WHERE id = ? AND tokens >= ?",
+                (int(tokens), int(tokens), int(entry_id), int(tokens)),
+            )
+
+    def ledger(self, run_id: str) -> LedgerState:
+        """The run's inference ledger: every private text's charge, its budget and totals."""
+        with self.transaction(write=False) as conn:
+            return self._ledger(conn, self.get_run(run_id, conn=conn))
+
+    def _ledger(self, conn: sqlite3.Connection, run: Run) -> LedgerState:
+        rows = conn.execute("SELECT * FROM inference_ledger WHERE run_id = ? ORDER BY id", (run.id,)).fetchall()
+        return LedgerState(run.id, run.effective_inference_budget, run.inference_budget is None,
+                           tuple(LedgerEntry(**dict(r)) for r in rows))
+
+    def set_inference_budget(self, run_id: str, owner: str, epsilon: float | None) -> Run:
+        """The owner sets the ε budget for private decoding of their run's model (None: the default)."""
+        if epsilon is not None:
+            epsilon = float(epsilon)
+            if not (math.isfinite(epsilon) and epsilon >= 0):
+                raise DPCoreError(f"the inference budget must be a number ≥ 0, got {epsilon!r}")
+        return self._owner_update(run_id, owner, "inference_budget", epsilon)
+
+    def set_share_uncovered(self, run_id: str, owner: str, value: bool) -> Run:
+        """The owner opts in (or out) to show uncovered statistics to people who open the run by link."""
+        return self._owner_update(run_id, owner, "share_uncovered", 1 if value else 0)
+
+    def _owner_update(self, run_id: str, owner: str, column: str, value: Any) -> Run:
+        with self.transaction() as conn:
+            cur = conn.execute(f"UPDATE runs SET {column} = ? WHERE id = ? AND owner = ?", (value, run_id, owner))
+            if cur.rowcount != 1:  # another owner's run looks exactly like an unknown one
+                raise RunNotFound(f"no run with id {run_id!r} in {self.data_dir}")
+            return self.get_run(run_id, conn=conn)
+
     # ------------------------------------------------------------------ uploads
     def save_upload(self, owner: str, filename: str, data: bytes) -> Upload:
         """Store an uploaded corpus privately for ``owner``; the returned ``path`` goes in a config."""
@@ -671,6 +821,7 @@ def _run_from_row(row: sqlite3.Row) -> Run:
     data["config"] = json.loads(data["config"])
     for key in ("info", "result"):
         data[key] = None if data[key] is None else json.loads(data[key])
+    data["share_uncovered"] = bool(data.get("share_uncovered"))
     return Run(**data)
 
 

@@ -4,15 +4,21 @@ Sampling is post-processing of the trained model: it costs no privacy, however m
 drawn. Generation is a few milliseconds per sample with the small GRU, so it runs here on
 demand (it is not training). A private decoder (exponential, noisy-max, mix) adds its own ε per
 token, which protects even a non-private model; naive-logits noise protects nothing.
+
+Private decoding compounds: every private text is charged to the model's inference ledger (across
+all viewers) before it is shown, and refused past the budget its owner set. It runs only on a
+click, never on a rerun, and its randomness is secret: the seed drives plain sampling only.
 """
 
 import streamlit as st
 
 from dpcore import charts
-from dpcore.decoding import DECODERS, DecoderSpec
+from dpcore.decoding import DECODERS, DecoderSpec, ledger_summary
+from dpcore.disclosure import may_show_samples, may_show_uncovered
 from dpcore.errors import DPCoreError
 from dpcore.report import guarantee_of, run_epsilon, run_label
 from dpcore.runview import decode_text, generate_samples, unknown_prompt_chars
+from dpcore.store import InferenceBudgetExceeded
 from pages.ui import session
 from pages.ui.widgets import no_runs_yet, privacy_badge
 
@@ -50,7 +56,10 @@ if st.query_params.get("runs", "") != ",".join(chosen):
 cols = st.columns([4, 1, 1, 1, 1])
 prompt = cols[0].text_input("Prompt", key="smp_prompt", placeholder="e.g. my phone number is",
                             help="The text every model continues. Empty: each starts a new message.")
-seed = cols[1].number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="smp_seed")
+seed = cols[1].number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="smp_seed",
+                            help="Seeds plain sampling (and the naive-logits counterexample) only: same seed, same "
+                                 "texts. Private decoders draw secret randomness that nobody can replay, or their "
+                                 "ε would not hold.")
 count = cols[2].number_input("Samples", min_value=1, max_value=5, value=3, step=1, key="smp_n")
 tokens = cols[3].number_input("Length", min_value=10, max_value=300, value=80, step=10, key="smp_tokens",
                               help="Maximum number of tokens per sample.")
@@ -97,21 +106,69 @@ if not chosen:
     st.info("Choose at least one run.")
     st.stop()
 
+viewer = session.owner()
+generate_private = False
+if spec.has_guarantee:
+    most = int(tokens) * int(count)
+    st.caption(f"Private decoding spends each model's inference budget (shared by everyone who decodes it): each "
+               f"text is charged up to {int(tokens)} tokens × ε per token before it is decoded, and only the tokens "
+               f"it draws are kept on the ledger. Up to {most} tokens per model for this click.")
+    generate_private = st.button("Generate privately (spends ε)", key="smp_generate", type="primary")
+# The last private texts stay on screen (they were paid for) until a setting changes.
+signature = (tuple(chosen), prompt, spec, int(tokens), int(count), float(delta_prime))
+kept = st.session_state.get("_smp_private")
+if generate_private:
+    kept = st.session_state["_smp_private"] = {"signature": signature, "by_run": {}}
+private_results = kept["by_run"] if kept and kept["signature"] == signature else {}
 
-def decoded_sample(run, index: int, key: str) -> None:
-    """One text from a non-plain decoder, with its ε per token, running total and guarantee."""
-    out, guarantee = decode_text(store, run, prompt, spec, max_tokens=int(tokens), seed=int(seed) + index,
-                                 delta_prime=float(delta_prime))
+
+def set_budget(run_id: str) -> None:
+    try:
+        store.set_inference_budget(run_id, viewer, float(st.session_state[f"smp_budget_{run_id}"]))
+    except DPCoreError as err:
+        st.session_state["_smp_budget_error"] = str(err)
+
+
+def show_decoded(out, guarantee, key: str) -> None:
+    """One text from a non-plain decoder, with its ε per token, running totals and statements."""
     st.code(out.text or "(empty)", language=None, wrap_lines=True)
     if out.epsilon_per_token is None:
         st.caption(f"ε per token: none (no privacy guarantee). {guarantee.explanation}.")
         return
-    st.caption(f"ε per token = {out.epsilon_per_token:.3g} · this text: ε = {out.epsilon:.3g}")
+    basic, advanced = out.statements()
+    st.caption(f"ε per token = {out.epsilon_per_token:.3g} · this text: (ε = {basic.epsilon:.3g}, δ = 0) by basic "
+               f"composition, (ε = {advanced.epsilon:.3g}, δ = {advanced.delta:g}) by advanced composition")
     if out.epsilon_basic:
         st.plotly_chart(charts.decoding_epsilon_figure(out.epsilon_basic, out.epsilon_advanced,
                                                        delta_prime=out.delta_prime),
                         key=key, config={"displayModeBar": False})
     st.caption(guarantee.explanation[:1].upper() + guarantee.explanation[1:] + ".")
+
+
+def private_texts(run) -> list:
+    """``count`` privately decoded texts, each charged to the ledger first; stops at a refusal."""
+    made: list = []
+    for _ in range(int(count)):
+        try:
+            made.append(("text", *decode_text(store, run, prompt, spec, viewer=viewer, max_tokens=int(tokens),
+                                              delta_prime=float(delta_prime))))
+        except InferenceBudgetExceeded as err:
+            made.append(("refused", str(err)))
+            break
+    return made
+
+
+def ledger_panel(run) -> None:
+    """What all private texts of this model have spent so far, and (its owner only) the budget."""
+    summary = ledger_summary(store.ledger(run.id), float(delta_prime))
+    head, pairs, budget = summary.lines()
+    st.caption(f"**{head}**. {pairs[:1].upper() + pairs[1:]}. {budget[:1].upper() + budget[1:]}.")
+    if session.is_owner(run):
+        st.number_input("Private-decoding budget ε (yours to set)", min_value=0.0, max_value=1e6,
+                        value=min(float(summary.budget), 1e6), step=1.0, key=f"smp_budget_{run.id}",
+                        on_change=set_budget, args=(run.id,),
+                        help="The most ε that private decoding of this model may spend, over all texts and "
+                             "viewers together (basic composition, δ = 0). Past it, private decoding is refused.")
 
 for start in range(0, len(chosen), MAX_COLUMNS):
     row = st.columns(MAX_COLUMNS)
@@ -121,10 +178,15 @@ for start in range(0, len(chosen), MAX_COLUMNS):
             st.markdown(f"**{run_label(run)}**")
             privacy_badge(str(run.config.get("mechanism")))
             eps = run_epsilon(run)
-            ppl = (run.result or {}).get("val_perplexity")
+            ppl = (run.result or {}).get("val_perplexity") if may_show_uncovered(run, viewer=viewer) else None
             st.caption(" · ".join(
                 ([f"ε = {eps:.2f}"] if eps is not None else ["no ε" if guarantee_of(run) != "dp" else "ε pending"])
                 + ([f"perplexity {ppl:.2f}"] if ppl is not None else [])))
+            if decoder == "plain" and not may_show_samples(run, viewer=viewer):
+                st.info("This model has no privacy guarantee and was trained on its owner's own text, so plain "
+                        "samples of it are for its owner only (they can quote that text). A private decoder's "
+                        "texts carry their own ε.", icon=":material/lock:")
+                continue
             try:
                 texts = generate_samples(store, run, prompt, n=int(count), max_tokens=int(tokens),
                                          temperature=float(temperature), seed=int(seed)) if decoder == "plain" else []
@@ -142,9 +204,28 @@ for start in range(0, len(chosen), MAX_COLUMNS):
                                "guarantee.")
                 for text in texts:
                     st.code(text or "(empty)", language=None, wrap_lines=True)
-                continue
-            for i in range(int(count)):
-                try:
-                    decoded_sample(run, i, key=f"smp_eps_{run_id}_{i}")
-                except DPCoreError as err:
-                    st.error(str(err))
+            elif not spec.has_guarantee:  # naive-logits: claims nothing, charges nothing, seeded
+                for i in range(int(count)):
+                    try:
+                        show_decoded(*decode_text(store, run, prompt, spec, max_tokens=int(tokens),
+                                                  seed=int(seed) + i, delta_prime=float(delta_prime)),
+                                     key=f"smp_eps_{run_id}_{i}")
+                    except DPCoreError as err:
+                        st.error(str(err))
+            else:
+                if generate_private:
+                    try:
+                        private_results[run_id] = private_texts(run)
+                    except DPCoreError as err:
+                        private_results[run_id] = [("refused", str(err))]
+                made = private_results.get(run_id)
+                if made is None:
+                    st.caption("Press **Generate privately** to decode (it is charged to this model's ledger).")
+                for i, item in enumerate(made or []):
+                    if item[0] == "refused":
+                        st.error(f"Refused: {item[1]}.", icon=":material/block:")
+                    else:
+                        show_decoded(item[1], item[2], key=f"smp_eps_{run_id}_{i}")
+            ledger_panel(run)
+if (problem := st.session_state.pop("_smp_budget_error", None)) is not None:
+    st.error(problem)

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from dpcore.decoding import DecoderSpec, advanced_composition, decode, text_guarantee
+from dpcore.decoding import (
+    DecoderSpec,
+    advanced_composition,
+    advanced_composition_heterogeneous,
+    decode,
+    ledger_statements,
+    text_guarantee,
+)
 from dpcore.errors import DPCoreError
 from dpcore.model import ModelConfig, build_model
 
@@ -105,20 +112,104 @@ def test_decode_tracks_epsilon_token_by_token(tiny_data):
     spec = DecoderSpec("exponential", logit_bound=0.5, temperature=1.0)
     out = decode(model, tiny_data.tokenizer, "my ", spec, max_tokens=20, seed=0)
     n = len(out.epsilon_basic)
-    assert 1 <= n <= 20
+    assert 1 <= n <= 20 and out.picks == n
     assert out.epsilon_basic == pytest.approx([2.0 * (i + 1) for i in range(n)])
     assert out.epsilon_advanced[-1] == pytest.approx(advanced_composition(2.0, n, 1e-6))
-    assert out.epsilon == min(out.epsilon_basic[-1], out.epsilon_advanced[-1])
+    assert out.epsilon_basic_total == out.epsilon_basic[-1]
+    basic, advanced = out.statements()
+    assert (basic.epsilon, basic.delta) == (out.epsilon_basic[-1], 0.0)
+    assert (advanced.epsilon, advanced.delta) == (out.epsilon_advanced[-1], 1e-6)
     assert out.text.startswith("my ")
-    again = decode(model, tiny_data.tokenizer, "my ", spec, max_tokens=20, seed=0)
-    assert again.text == out.text
-    # non-private model: the decoder's ε is what holds; a DP-trained model's ε caps it
-    assert text_guarantee(out, spec, {"epsilon": None}).epsilon == out.epsilon
-    assert text_guarantee(out, spec, {"epsilon": 1.5, "delta": 1e-5}).epsilon == min(1.5, out.epsilon)
+
+
+def test_text_guarantee_lists_statements_and_never_takes_a_min(tiny_data):
+    model = build_model(ModelConfig(tiny_data.tokenizer.vocab_size, 8, 12, 1), seed=0).eval()
+    spec = DecoderSpec("exponential", logit_bound=0.5, temperature=1.0)
+    out = decode(model, tiny_data.tokenizer, "my ", spec, max_tokens=20)
+    # non-private model: only the decoder's statements hold
+    g = text_guarantee(out, spec, {"epsilon": None})
+    assert [(s.epsilon, s.delta) for s in g.statements] == [(out.epsilon_basic[-1], 0.0),
+                                                            (out.epsilon_advanced[-1], 1e-6)]
+    assert g.epsilon == out.epsilon_basic[-1]  # the headline: the decoder's basic composition
+    # DP-trained model: the training pair is shown beside the decoder's, none replaces another
+    dp = {"epsilon": 1.5, "delta": 1e-5, "epsilon_replace_one": 2.9,
+          "neighbours": "add or remove one training sequence; N treated as public"}
+    g = text_guarantee(out, spec, dp)
+    pairs = [(s.label, s.epsilon, s.delta) for s in g.statements]
+    assert pairs[:2] == [(s.label, s.epsilon, s.delta) for s in out.statements()]
+    assert ("training", 1.5, 1e-5) in pairs and ("training", 2.9, 1e-5) in pairs
+    assert g.epsilon == out.epsilon_basic[-1] != 1.5  # not min(training ε, decoder ε)
+    assert any("add or remove one training sequence" in s.relation for s in g.statements)
+    assert all("any change to the model" in s.relation for s in g.statements[:2])
+    assert "none is combined" in g.explanation
     plain = DecoderSpec("plain")
     assert text_guarantee(out, plain, {"epsilon": None}).epsilon is None
+    assert text_guarantee(out, plain, {"epsilon": None}).statements == ()
     assert text_guarantee(out, plain, {"epsilon": 3.0, "delta": 1e-5}).epsilon == 3.0
-    assert text_guarantee(out, DecoderSpec("naive-logits"), {"epsilon": 3.0, "delta": 1e-5}).epsilon is None
+    naive = text_guarantee(out, DecoderSpec("naive-logits"), {"epsilon": 3.0, "delta": 1e-5})
+    assert naive.epsilon is None and naive.statements == () and "NO privacy guarantee" in naive.explanation
+
+
+@pytest.mark.parametrize("spec", [DecoderSpec("exponential", logit_bound=0.5, temperature=1.0),
+                                  DecoderSpec("noisy-max", logit_bound=0.5, noise_scale=2.0),
+                                  DecoderSpec("mix", mix=0.3, temperature=1.0)])
+def test_private_decoders_ignore_the_seed_and_draw_secret_randomness(tiny_data, spec, monkeypatch):
+    """Same prompt, model and seed: a private decoder still draws afresh (its ε needs an unknown draw)."""
+    model = build_model(ModelConfig(tiny_data.tokenizer.vocab_size, 8, 12, 1), seed=0).eval()
+    # B = 0.5: every token keeps probability ≥ e^-1/V, so 40 draws from a ~30-token vocabulary almost
+    # surely differ somewhere (equal texts have probability far below 1e-9)
+    texts = {decode(model, tiny_data.tokenizer, "my ", spec, max_tokens=40, seed=7).text for _ in range(3)}
+    assert len(texts) >= 2
+    # the secret seed comes from the OS's CSPRNG, once per text, and is not kept on the output
+    import dpcore.decoding as decoding
+
+    drawn = []
+    real = decoding.secrets.randbits
+    monkeypatch.setattr(decoding.secrets, "randbits", lambda k: drawn.append(k) or real(k))
+    out = decode(model, tiny_data.tokenizer, "my ", spec, max_tokens=5, seed=7)
+    assert drawn == [63]
+    assert "seed" not in vars(out)
+
+
+@pytest.mark.parametrize("name", ["plain", "naive-logits"])
+def test_plain_and_naive_decoders_are_reproducible_from_the_seed(tiny_data, name):
+    model = build_model(ModelConfig(tiny_data.tokenizer.vocab_size, 8, 12, 1), seed=0).eval()
+    spec = DecoderSpec(name, temperature=1.0, noise_scale=2.0)
+    a = decode(model, tiny_data.tokenizer, "my ", spec, max_tokens=40, seed=7)
+    b = decode(model, tiny_data.tokenizer, "my ", spec, max_tokens=40, seed=7)
+    c = decode(model, tiny_data.tokenizer, "my ", spec, max_tokens=40, seed=8)
+    assert a.text == b.text and a.text != c.text
+    assert spec.seedable and not DecoderSpec("mix").seedable
+
+
+def test_heterogeneous_advanced_composition():
+    # one ε: exactly the homogeneous Dwork–Rothblum–Vadhan bound
+    assert advanced_composition_heterogeneous([(0.1, 300)], 1e-6) == pytest.approx(advanced_composition(0.1, 300, 1e-6))
+    assert advanced_composition_heterogeneous([(0.1, 100), (0.1, 200)], 1e-6) == pytest.approx(
+        advanced_composition(0.1, 300, 1e-6))
+    assert advanced_composition_heterogeneous([], 1e-6) == 0.0
+    mixed = [(0.05, 500), (0.5, 20)]
+    het = advanced_composition_heterogeneous(mixed, 1e-6)
+    # the formula, computed independently: sqrt(2 ln(1/δ′) Σ ε_i²) + Σ ε_i (e^ε_i − 1)
+    expected = math.sqrt(2 * math.log(1e6) * (500 * 0.05**2 + 20 * 0.5**2)) + 500 * 0.05 * math.expm1(0.05) \
+        + 20 * 0.5 * math.expm1(0.5)
+    assert het == pytest.approx(expected)
+    assert het <= advanced_composition(0.5, 520, 1e-6)  # never above the homogeneous bound at max ε
+    with pytest.raises(DPCoreError):
+        advanced_composition_heterogeneous(mixed, 0.0)
+
+
+def test_ledger_statements_are_the_basic_sum_and_the_advanced_pair():
+    counts = [(0.1, 80), (0.1, 40), (0.05, 200)]
+    basic, advanced = ledger_statements(counts, delta_prime=1e-6)
+    assert (basic.epsilon, basic.delta) == (pytest.approx(0.1 * 120 + 0.05 * 200), 0.0)
+    assert advanced.delta == 1e-6
+    assert advanced.epsilon == pytest.approx(advanced_composition_heterogeneous(counts, 1e-6))
+    assert basic.relation == advanced.relation and "any change to the model" in basic.relation
+    # many small-ε tokens: advanced composition is the smaller ε, at its own δ; both stay listed
+    many = [(0.01, 100_000)]
+    b, a = ledger_statements(many, 1e-6)
+    assert a.epsilon < b.epsilon and a.delta > b.delta == 0.0
 
 
 @pytest.mark.parametrize("kwargs", [{"name": "magic"}, {"name": "mix", "mix": 1.0}, {"logit_bound": 0.0},

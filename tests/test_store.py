@@ -193,3 +193,106 @@ def test_uploads_are_private(store: RunStore, monkeypatch: pytest.MonkeyPatch) -
         store.save_upload("alice", "big.txt", b"x" * 11)
     store.delete_upload("alice", a.id)
     assert store.list_uploads("alice") == [] and not path.exists()
+
+
+# ------------------------------------------------------------------ inference ledger (schema v2)
+def test_ledger_charges_records_and_refuses_past_the_budget(store: RunStore) -> None:
+    run_id = store.create_run("alice", CONFIG)
+    empty = store.ledger(run_id)
+    assert (empty.budget, empty.budget_is_default, empty.entries, empty.spent) == (
+        store_mod.DEFAULT_INFERENCE_BUDGET, True, (), 0.0)
+    state = store.charge_inference(run_id, "browser:bob", "exponential", 0.5, 20)
+    assert state.charged is not None and state.charged.epsilon == 10.0 and state.spent == 10.0
+    store.settle_inference(state.charged.id, 12)  # the text stopped after 12 tokens
+    store.settle_inference(state.charged.id, 15)  # a settlement never raises a charge
+    state = store.charge_inference(run_id, "browser:carol", "mix", 1.0, 14)
+    ledger = store.ledger(run_id)
+    assert [(e.viewer, e.decoder, e.tokens, e.epsilon) for e in ledger.entries] == [
+        ("browser:bob", "exponential", 12, 6.0), ("browser:carol", "mix", 14, 14.0)]
+    assert ledger.spent == 20.0 and ledger.remaining == 0.0 and ledger.tokens == 26
+    with pytest.raises(store_mod.InferenceBudgetExceeded, match="budget of ε = 20 has 0 left"):
+        store.charge_inference(run_id, "browser:bob", "exponential", 0.5, 1)
+    assert store.ledger(run_id).entries == ledger.entries  # the refused charge was not recorded
+    assert isinstance(store_mod.InferenceBudgetExceeded("x"), DPCoreError)
+    with pytest.raises(RunNotFound):
+        store.charge_inference("nope", "browser:bob", "mix", 1.0, 1)
+    with pytest.raises(DPCoreError):
+        store.charge_inference(run_id, "browser:bob", "mix", 0.0, 1)
+
+
+def test_ledger_charge_is_atomic_under_concurrency(store: RunStore) -> None:
+    """Many viewers charging at once never take the ledger past its budget."""
+    run_id = store.create_run("alice", CONFIG)
+    store.set_inference_budget(run_id, "alice", 10.0)
+    accepted: list[int] = []
+    refused: list[int] = []
+    barrier = threading.Barrier(8)
+
+    def viewer(i: int) -> None:
+        own = RunStore(store.data_dir)  # its own connections, as another process would have
+        barrier.wait()
+        for _ in range(10):
+            try:
+                own.charge_inference(run_id, f"browser:{i}", "exponential", 0.3, 1)  # 0.3 each
+                accepted.append(i)
+            except store_mod.InferenceBudgetExceeded:
+                refused.append(i)
+
+    threads = [threading.Thread(target=viewer, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    ledger = store.ledger(run_id)
+    assert len(accepted) == len(ledger.entries) == 33  # ⌊10 / 0.3⌋: exactly up to the budget, no further
+    assert len(refused) == 80 - 33
+    assert ledger.spent <= 10.0
+
+
+def test_budget_and_share_uncovered_are_the_owners_alone(store: RunStore) -> None:
+    run_id = store.create_run("alice", CONFIG)
+    run = store.get_run(run_id)
+    assert (run.inference_budget, run.share_uncovered, run.effective_inference_budget) == (
+        None, False, store_mod.DEFAULT_INFERENCE_BUDGET)
+    with pytest.raises(RunNotFound):
+        store.set_inference_budget(run_id, "bob", 100.0)
+    with pytest.raises(RunNotFound):
+        store.set_share_uncovered(run_id, "bob", True)
+    with pytest.raises(RunNotFound):
+        store.set_inference_budget("nope", "alice", 1.0)
+    with pytest.raises(DPCoreError):
+        store.set_inference_budget(run_id, "alice", float("inf"))
+    assert store.get_run(run_id).inference_budget is None and not store.get_run(run_id).share_uncovered
+    assert store.set_inference_budget(run_id, "alice", 3.0).inference_budget == 3.0
+    assert store.set_share_uncovered(run_id, "alice", True).share_uncovered is True
+    ledger = store.ledger(run_id)
+    assert (ledger.budget, ledger.budget_is_default) == (3.0, False)
+    assert store.set_inference_budget(run_id, "alice", None).effective_inference_budget == \
+        store_mod.DEFAULT_INFERENCE_BUDGET
+    assert store.set_share_uncovered(run_id, "alice", False).share_uncovered is False
+
+
+def test_v1_file_migrates_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old" / "runs.sqlite3"
+    path.parent.mkdir()
+    with sqlite3.connect(path) as conn:  # a file as the v1 release wrote it
+        conn.execute("PRAGMA journal_mode=WAL")
+        for statement in store_mod._MIGRATIONS[1]:
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute("INSERT INTO runs (id, owner, config, status, created_at) VALUES "
+                     "('old1', 'alice', '{}', 'finished', 1.0)")
+        conn.execute("INSERT INTO metrics (run_id, step, train_loss, ts) VALUES ('old1', 1, 2.0, 1.0)")
+    store = RunStore(path)
+    assert store.schema_version() == 2 == store_mod.SCHEMA_VERSION
+    run = store.get_run("old1")
+    assert (run.owner, run.inference_budget, run.share_uncovered) == ("alice", None, False)
+    assert store.metrics("old1")[0]["train_loss"] == 2.0
+    store.charge_inference("old1", "browser:bob", "mix", 1.0, 3)
+    assert store.ledger("old1").spent == 3.0
+    assert RunStore(path).schema_version() == 2  # reopening does not migrate twice
+    with sqlite3.connect(path) as conn:  # the ledger goes with its run
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("DELETE FROM runs WHERE id = 'old1'")
+        assert conn.execute("SELECT COUNT(*) FROM inference_ledger").fetchone()[0] == 0
+    assert store.integrity_check() == "ok"
