@@ -76,9 +76,50 @@ def mean_exposure(audit: Mapping[str, Any], min_insertions: int = MIN_INSERTIONS
 
 
 def empirical_epsilon(audit: Mapping[str, Any]) -> dict[str, Any] | None:
-    """{value, confidence, attack, max_certifiable} of the audit's ε lower bound, or None."""
+    """{value, confidence, attack, max_certifiable} of the audit's ε lower bound, or None.
+
+    Only the one-run audit (Steinke et al. 2023) gives one. Audits written before it (version 1)
+    took theirs from user-level membership inference with Clopper–Pearson intervals, which is not a
+    sound bound on the example-level ε: those are not shown (None).
+    """
     emp = audit.get("empirical_epsilon")
-    return dict(emp) if isinstance(emp, Mapping) and emp.get("value") is not None else None
+    if not isinstance(emp, Mapping) or emp.get("value") is None or one_run(audit) is None:
+        return None
+    return dict(emp)
+
+
+def one_run(audit: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The one-run audit's full result (m, guesses, correct, bound, …), or None when the run planted no canaries."""
+    found = audit.get("one_run")
+    return dict(found) if isinstance(found, Mapping) and found.get("epsilon_lower_bound") is not None else None
+
+
+def no_bound_reason(audit: Mapping[str, Any]) -> str | None:
+    """Why the audit has no empirical ε (None when it has one)."""
+    if empirical_epsilon(audit) is not None:
+        return None
+    emp = audit.get("empirical_epsilon")
+    note = emp.get("note") if isinstance(emp, Mapping) else None
+    if note:
+        return str(note)
+    return ("No sound empirical ε: this audit predates the one-run audit (its membership-inference bound was "
+            "user-level and assumed independent trials, so it is not shown). Launch a run with the audit ticked "
+            "for a one-run bound.")
+
+
+def plain_lines(audit: Mapping[str, Any]) -> list[str]:
+    """The audit's plain sentences, without the unsound membership-inference ε of version-1 audits."""
+    lines = [str(line) for line in audit.get("plain") or []]
+    if _version(audit) < 2:
+        lines = [line for line in lines if "the attack shows ε ≥" not in line]
+    return lines
+
+
+def _version(audit: Mapping[str, Any]) -> int:
+    try:
+        return int(audit.get("version") or 1)
+    except (TypeError, ValueError):
+        return 1
 
 
 def audit_points(store: RunStore, runs: Sequence[Run]) -> list[dict[str, Any]]:

@@ -30,6 +30,7 @@ import torch
 from dpcore.checkpoint import save_checkpoint
 from dpcore.config import TrainConfig, check_delta, default_delta
 from dpcore.data import LMData, build_lm_data, load_corpus
+from dpcore.data.prior import public_log_prior
 from dpcore.data.tokenizer import PAD_ID
 from dpcore.device import resolve_device
 from dpcore.errors import DPCoreError
@@ -115,15 +116,27 @@ def run_training(
         corpus = load_corpus(config.corpus, text_column=config.text_column, user_column=config.user_column)
         data = build_lm_data(corpus, tokenizer=config.tokenizer, seq_len=config.seq_len,
                              val_fraction=config.val_fraction, max_vocab=config.max_vocab)
-    num_train = int(data.train.shape[0])
-    p = plan(config, num_train)
+    train, canaries = data.train, None
+    if config.audit:
+        # The one-run audit (Steinke, Nasr and Jagielski 2023) needs its canaries in training, each
+        # included by a secret fair coin. q and δ are planned from N + m (every canary counted) so that
+        # they cannot depend on the coins; the accountant then covers the actual, smaller set too.
+        from dpcore.audit.defaults import AUDIT_CANARIES
+        from dpcore.audit.one_run import make_audit_canaries
+
+        canaries = make_audit_canaries(data.tokenizer.vocab_size, config.seq_len, AUDIT_CANARIES)
+        train = torch.cat([data.train, canaries.training_rows()])
+    num_train = int(train.shape[0])
+    num_accounted = int(data.train.shape[0]) + (canaries.m if canaries is not None else 0)
+    p = plan(config, num_accounted)
     model_cfg = ModelConfig(data.tokenizer.vocab_size, config.embed_dim, config.hidden_size,
                             config.num_layers, config.dropout)
     engine = build_engine(config.mechanism, config.engine, EngineSetup(
-        train=data.train, model_config=model_cfg, pad_id=PAD_ID, batch_size=config.batch_size, lr=config.lr,
+        train=train, model_config=model_cfg, pad_id=PAD_ID, batch_size=config.batch_size, lr=config.lr,
         optimizer=config.optimizer, clip=config.clip, noise_multiplier=p["noise_multiplier"],
         sample_rate=p["sample_rate"], seed=config.seed, device=device,
         naive_sensitivity=config.naive_sensitivity, naive_epsilon=config.epsilon,
+        output_bias=torch.tensor(public_log_prior(data.tokenizer)), accounted_examples=num_accounted,
     ))
     curve = None
     if config.is_private:
@@ -222,7 +235,13 @@ def run_training(
         "engine": config.engine if config.mechanism == "gaussian" else "opacus" if config.is_private else "torch",
         "privacy_unit": info.privacy_unit,
         "num_train_examples": num_train,
+        "num_accounted_examples": num_accounted,
+        "num_audit_canaries": canaries.m if canaries is not None else 0,
         "num_val_examples": info.num_val_examples,
+        "vocabulary": data.vocabulary,
+        "vocabulary_epsilon": 0.0,
+        "num_records": data.num_train_records,
+        "num_multiwindow_records": data.num_multiwindow_records,
         "num_parameters": info.num_parameters,
         "vocab_size": info.vocab_size,
         "train_loss": statistics.fmean(losses) if losses else None,
@@ -241,8 +260,10 @@ def run_training(
     if config.audit and not stopped:
         from dpcore.audit.run import run_audit  # the audit is optional and pulls in scipy
 
-        report = run_audit(out / "model.pt", out, seed=config.seed, data=data, device=str(device))
-        result["audit"] = {k: report.get(k) for k in ("auc", "empirical_epsilon", "exposure_by_insertions", "plain")}
+        report = run_audit(out / "model.pt", out, seed=config.seed, data=data, device=str(device),
+                           audit_canaries=canaries)
+        result["audit"] = {k: report.get(k) for k in ("auc", "empirical_epsilon", "one_run", "exposure_by_insertions",
+                                                      "plain")}
     (out / "result.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return result
 

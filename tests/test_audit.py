@@ -1,4 +1,4 @@
-"""Privacy audits: canary exposure, membership inference and the empirical ε lower bound.
+"""Privacy audits: the one-run ε lower bound, canary exposure and user-level membership inference.
 
 The models here are tiny and trained for a few hundred Adam steps on a handful of rows, so each
 test runs in seconds; every random draw is seeded.
@@ -6,6 +6,7 @@ test runs in seconds; every random draw is seeded.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -13,21 +14,23 @@ import random
 import numpy as np
 import pytest
 import torch
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
 from dpcore.audit import (
     NoCanariesError,
     canary_exposure,
     canary_exposures,
-    clopper_pearson,
-    empirical_epsilon,
-    epsilon_from_rates,
     exposure_by_insertions,
+    make_audit_canaries,
+    one_run_audit,
+    one_run_bound,
     per_sequence_losses,
     roc_curve,
     run_audit,
+    score_canaries,
 )
 from dpcore.audit.exposure import NO_CANARIES_MESSAGE, encode_candidates
+from dpcore.audit.one_run import count_correct, epsilon_lower_bound, guess_grid, p_value
 from dpcore.config import TrainConfig
 from dpcore.data import Canary, CharTokenizer, WordTokenizer, build_lm_data, builtin_corpus
 from dpcore.data.tokenizer import EOS_ID, PAD_ID
@@ -63,8 +66,8 @@ def _train(rows: torch.Tensor, vocab: int, *, steps: int, seed: int = 0, hidden:
 
 
 def _rows(tok: CharTokenizer, texts: list[str]) -> torch.Tensor:
-    """One window per text, ``text + EOS`` padded, as build_lm_data lays out canary records."""
-    ids = [[*tok.encode(t), EOS_ID] for t in texts]
+    """One window per text, ``[EOS] + text + [EOS]`` padded, as build_lm_data lays out records."""
+    ids = [[EOS_ID, *tok.encode(t), EOS_ID] for t in texts]
     width = max(len(r) for r in ids)
     return torch.tensor([r + [PAD_ID] * (width - len(r)) for r in ids], dtype=torch.long)
 
@@ -129,7 +132,7 @@ def test_candidates_are_tokenized_in_context_for_word_tokenizer():
     tok = WordTokenizer.fit(["Zed Quorum's PIN is 3 1 4 1", "0 1 2 3 4 5 6 7 8 9"])
     canary = Canary(id="c", prefix=SECRET_PREFIX, secret="3 1 4 1", insertions=1)
     prefix_ids, suffixes = encode_candidates(tok, canary, [("3", "1", "4", "1"), ("0", "0", "0", "9")])
-    assert prefix_ids == tok.encode(SECRET_PREFIX)
+    assert prefix_ids == [EOS_ID, *tok.encode(SECRET_PREFIX)]  # the context a record's window starts with
     assert suffixes.tolist() == [tok.encode("3 1 4 1"), tok.encode("0 0 0 9")]
 
 
@@ -150,16 +153,6 @@ def test_no_canaries_is_a_clear_error(memorised):
 
 
 # ------------------------------------------------------------------------- membership
-def test_clopper_pearson_matches_scipy():
-    for k, n in [(0, 10), (3, 10), (10, 10), (1, 1000), (497, 1000), (0, 128)]:
-        ref = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
-        lo, hi = clopper_pearson(k, n, 0.95)
-        assert lo == pytest.approx(ref.low, abs=1e-12) and hi == pytest.approx(ref.high, abs=1e-12)
-    assert clopper_pearson(0, 10, 0.95)[1] == pytest.approx(1 - 0.025 ** (1 / 10))
-    lo, hi = clopper_pearson(np.array([0, 5, 10]), 10, 0.9)
-    assert lo[0] == 0.0 and hi[2] == 1.0 and lo[1] < 0.5 < hi[1]
-
-
 def test_roc_auc_equals_mann_whitney_and_tpr_at_low_fpr():
     rng = np.random.default_rng(0)
     pos, neg = rng.normal(1.0, 1.0, 300).round(1), rng.normal(0.0, 1.0, 400).round(1)  # rounding makes ties
@@ -170,46 +163,6 @@ def test_roc_auc_equals_mann_whitney_and_tpr_at_low_fpr():
     perfect = roc_curve(np.array([5.0, 6.0]), np.array([1.0, 2.0, 3.0]))
     assert perfect.auc == 1.0 and perfect.tpr_at_fpr(0.001) == 1.0
     assert roc_curve(np.array([1.0, 3.0]), np.array([2.0, 4.0])).tpr_at_fpr(0.01) == 0.0
-
-
-def test_epsilon_from_rates_is_the_dp_inequality():
-    assert epsilon_from_rates(0.5, 0.05, 0.0) == pytest.approx(math.log(10))
-    assert epsilon_from_rates(0.99, 0.5, 0.0) == pytest.approx(math.log(0.5 / 0.01))
-    assert epsilon_from_rates(0.3, 0.3, 1e-5) == 0.0
-    assert epsilon_from_rates(0.2, 0.4, 0.0) == 0.0  # worse than chance forces nothing
-
-
-def _gdp_epsilon(mu: float, delta: float) -> float:
-    """ε of μ-GDP at δ (Dong, Roth, Su 2019): δ(ε) = Φ(−ε/μ + μ/2) − e^ε Φ(−ε/μ − μ/2)."""
-    def gap(eps: float) -> float:
-        return stats.norm.cdf(-eps / mu + mu / 2) - math.exp(eps) * stats.norm.cdf(-eps / mu - mu / 2) - delta
-    return optimize.brentq(gap, 0.0, 100.0)
-
-
-@pytest.mark.parametrize("mu", [0.5, 1.0, 2.0])
-def test_empirical_epsilon_never_exceeds_a_known_guarantee(mu):
-    """Scores N(μ,1) vs N(0,1) are exactly what a μ-GDP mechanism lets the best attacker see."""
-    delta = 1e-5
-    true_eps = _gdp_epsilon(mu, delta)
-    bounds = []
-    for seed in range(10):
-        rng = np.random.default_rng(seed)
-        res = empirical_epsilon(rng.normal(mu, 1, 4000), rng.normal(0, 1, 4000), delta, seed=seed)
-        assert res["confidence"] == 0.95 and res["num_members_eval"] == 2000
-        assert res["value"] <= res["max_certifiable"]
-        bounds.append(res["value"])
-    assert max(bounds) <= true_eps
-    if mu >= 2.0:
-        assert min(bounds) >= 1.0  # and the audit has power: it certifies a good part of the true ε
-
-
-def test_no_leak_gives_no_epsilon():
-    """Members and non-members from one distribution: the bound stays 0 (the threshold is chosen out of sample)."""
-    values = []
-    for seed in range(10):
-        rng = np.random.default_rng(100 + seed)
-        values.append(empirical_epsilon(rng.normal(0, 1, 2000), rng.normal(0, 1, 2000), 1e-5, seed=seed)["value"])
-    assert max(values) == 0.0
 
 
 def test_membership_auc_is_chance_for_a_model_that_saw_neither_set():
@@ -232,23 +185,131 @@ def test_membership_detects_memorised_rows():
     assert roc.auc >= 0.95
 
 
+# ------------------------------------------------------------------------- one-run audit
+def test_seeded_canaries_are_reproducible_and_secret_coins_are_not():
+    a = make_audit_canaries(20, 16, 300, rng=np.random.default_rng(3))
+    b = make_audit_canaries(20, 16, 300, rng=np.random.default_rng(3))
+    assert torch.equal(a.rows, b.rows) and np.array_equal(a.included, b.included)
+    assert a.rows.shape == (300, 17) and a.rows.dtype == torch.long
+    assert (a.rows[:, 0] == EOS_ID).all() and (a.rows[:, 1:] >= 3).all() and (a.rows[:, 1:] < 20).all()
+    assert a.included.dtype == bool and 100 < a.num_included < 200
+    assert torch.equal(a.training_rows(), a.rows[torch.from_numpy(a.included)])
+    assert "included" not in repr(a)  # the coins are the audit's secret
+    s1, s2 = make_audit_canaries(20, 16, 300), make_audit_canaries(20, 16, 300)  # from the OS's CSPRNG
+    assert not np.array_equal(s1.included, s2.included) and not torch.equal(s1.rows, s2.rows)
+
+
+def _binomial_root(r: int, v: int, alpha: float) -> float:
+    """The ε at which P[Binomial(r, e^ε/(1+e^ε)) ≥ v] = α (0 when the tail at ε = 0 is already ≥ α)."""
+    tail = lambda eps: stats.binom.sf(v - 1, r, special.expit(eps)) - alpha  # noqa: E731
+    return 0.0 if tail(0.0) >= 0 else optimize.brentq(tail, 0.0, 50.0, xtol=1e-10)
+
+
+@pytest.mark.parametrize(("r", "v"), [(40, 30), (40, 40), (200, 120), (1000, 560), (1000, 1000), (7, 7)])
+def test_pure_dp_bound_is_the_binomial_tail(r, v):
+    """δ = 0: W is dominated by Binomial(r, e^ε/(1+e^ε)); the bound is where its tail at W reaches α."""
+    alpha = 0.05
+    root = 0.0 if stats.binom.sf(v - 1, r, 0.5) > alpha else _binomial_root(r, v, alpha)
+    assert epsilon_lower_bound(1000, r, v, delta=0.0, alpha=alpha) == pytest.approx(root, abs=2e-4)
+    assert epsilon_lower_bound(1000, r, v, delta=0.0, alpha=alpha) <= root  # rounded down, never up
+    assert p_value(1000, r, v, root, 0.0) == pytest.approx(alpha, rel=1e-6)
+
+
+def test_one_run_bound_uses_the_guess_grid_with_a_union_bound():
+    rng = np.random.default_rng(0)
+    included = rng.random(1000) < 0.5
+    scores = included + rng.normal(0, 0.7, 1000)
+    res = one_run_bound(scores, included, delta=0.0, confidence=0.95)
+    grid = guess_grid(1000)
+    assert [(t["k_plus"], t["k_minus"]) for t in res["tried"]] == grid == [(20, 20), (50, 50), (100, 100),
+                                                                          (250, 250), (500, 500)]
+    assert res["alpha_per_guess_count"] == pytest.approx(0.05 / 5)
+    best = max(res["tried"], key=lambda t: t["epsilon"])
+    assert res["epsilon_lower_bound"] == best["epsilon"] > 0
+    assert res["epsilon_lower_bound"] == pytest.approx(_binomial_root(best["guesses"], best["correct"], 0.01),
+                                                       abs=2e-4)
+    assert count_correct(scores, included, best["k_plus"], best["k_minus"]) == best["correct"]
+    single = one_run_bound(scores, included, delta=0.0, guesses=[(50, 50)])
+    assert single["alpha_per_guess_count"] == pytest.approx(0.05)
+    with_delta = one_run_bound(scores, included, delta=1e-3)
+    assert with_delta["epsilon_lower_bound"] <= res["epsilon_lower_bound"]  # δ > 0 can only cost
+
+
+def test_bound_is_zero_at_chance_and_grows_with_correct_guesses():
+    assert epsilon_lower_bound(1000, 200, 100, delta=1e-5, alpha=0.05) == 0.0
+    assert epsilon_lower_bound(1000, 200, 0, delta=1e-5, alpha=0.05) == 0.0
+    values = [epsilon_lower_bound(1000, 200, v, delta=1e-5, alpha=0.05) for v in range(100, 201, 10)]
+    assert values == sorted(values) and values[-1] > 3.0
+
+
+def test_one_run_bound_holds_for_a_known_epsilon():
+    """Randomised response on each coin is exactly ε-DP in the coins: the bound exceeds ε at most ~5% of the time."""
+    eps, over, bounds = 1.0, 0, []
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        included = rng.random(1000) < 0.5
+        kept = rng.random(1000) < special.expit(eps)
+        released = np.where(kept, included, ~included)
+        res = one_run_bound(released + rng.random(1000) * 0.01, included, delta=0.0)
+        bounds.append(res["epsilon_lower_bound"])
+        over += res["epsilon_lower_bound"] > eps
+    assert over <= 20  # 5% of 200 is 10 in expectation
+    assert np.mean(bounds) >= 0.6  # and it has power: close to the ε it audits
+
+
+@pytest.fixture(scope="module")
+def one_run_setup():
+    """(canaries, model trained on filler + the included canaries, model trained on the filler only)."""
+    canaries = make_audit_canaries(20, 16, 200, rng=np.random.default_rng(7))
+    filler = make_audit_canaries(20, 16, 64, rng=np.random.default_rng(8)).rows
+    trained = _train(torch.cat([filler, canaries.training_rows()]), 20, steps=150, hidden=48)
+    without = _train(filler, 20, steps=150, hidden=48)
+    return canaries, trained, without
+
+
+def test_one_run_audit_of_a_memorising_run_is_clearly_positive(one_run_setup):
+    canaries, trained, _ = one_run_setup
+    res = one_run_audit(trained, canaries, delta=1e-5)
+    assert res["m"] == 200 and res["num_included"] == canaries.num_included
+    assert res["correct"] == res["guesses"] and res["epsilon_lower_bound"] >= 2.5
+    assert res["epsilon_lower_bound"] <= res["max_certifiable"]
+    assert res["confidence"] == 0.95 and res["delta"] == 1e-5 and res["attack"].startswith("one-run")
+    assert "ε ≥ " in res["plain"] and "coin" in res["plain"]
+    json.dumps(res, allow_nan=False)
+    scores = score_canaries(trained, canaries, method="loss")
+    assert scores[canaries.included].min() > scores[~canaries.included].max()
+
+
+@pytest.mark.parametrize("score", ["calibrated", "loss"])
+def test_one_run_audit_of_a_model_that_saw_no_canary_is_near_zero(one_run_setup, score):
+    canaries, _, without = one_run_setup
+    untrained = build_model(ModelConfig(20, embed_dim=16, hidden_size=48), seed=0).eval()
+    for model in (without, untrained):
+        assert one_run_audit(model, canaries, delta=1e-5, score=score)["epsilon_lower_bound"] <= 0.1
+
+
 # -------------------------------------------------------------------------- run_audit
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
+    """(run folder, the real data, the audit canaries): trained on the real windows + the included canaries,
+    as the trainer does when the audit is ticked."""
     from dpcore.training import run_training
 
     out = tmp_path_factory.mktemp("run")
     config = TrainConfig(seq_len=16, embed_dim=8, hidden_size=16, batch_size=64, max_steps=4, eval_every=4,
                          num_samples=0, mechanism="none", lr=0.01)
     data = build_lm_data(builtin_corpus(seed=0, num_users=40), seq_len=16)
-    run_training(config, out, data=data)
-    return out, data
+    canaries = make_audit_canaries(data.tokenizer.vocab_size, 16, 100, rng=np.random.default_rng(5))
+    trained_on = dataclasses.replace(data, train=torch.cat([data.train, canaries.training_rows()]))
+    run_training(config, out, data=trained_on)
+    return out, data, canaries
 
 
 def test_run_audit_writes_the_report(tiny_run, tmp_path):
-    run_dir, data = tiny_run
+    run_dir, data, canaries = tiny_run
     py_state, np_state = random.getstate(), np.random.get_state()
-    audit = run_audit(run_dir / "model.pt", tmp_path, data=data, max_examples=60, reference_steps=3)
+    audit = run_audit(run_dir / "model.pt", tmp_path, data=data, max_examples=60, reference_steps=3,
+                      audit_canaries=canaries)
     assert random.getstate() == py_state  # training the reference reseeded these; the audit restores them
     assert np.array_equal(np.random.get_state()[1], np_state[1])
     on_disk = json.loads((tmp_path / "audit.json").read_text(encoding="utf-8"))
@@ -258,11 +319,34 @@ def test_run_audit_writes_the_report(tiny_run, tmp_path):
     assert audit["claimed_epsilon"] is None and audit["delta"] > 0
     assert set(audit["membership"]["attacks"]) == {"loss", "calibrated"}
     assert audit["membership"]["num_members"] == audit["membership"]["num_nonmembers"] == 60
-    assert audit["membership"]["confidence_per_attack"] == pytest.approx(0.975)
     assert set(audit["tpr_at_fpr"]) == {"0.001", "0.01"}
+    # the one-run audit is THE empirical ε; membership inference is user-level and carries no ε
+    one = audit["one_run"]
+    assert one["m"] == 100 and one["num_included"] == canaries.num_included and one["delta"] == audit["delta"]
+    assert set(audit["empirical_epsilon"]) == {"value", "confidence", "attack", "max_certifiable"}
+    assert audit["empirical_epsilon"]["attack"] == "one-run (Steinke et al. 2023)"
     assert audit["empirical_epsilon"]["confidence"] == 0.95
+    assert audit["empirical_epsilon"]["value"] == one["epsilon_lower_bound"]
     assert 0.0 <= audit["empirical_epsilon"]["value"] <= audit["empirical_epsilon"]["max_certifiable"]
+    assert audit["membership"]["level"] == "user"
+    for attack in audit["membership"]["attacks"].values():
+        assert "epsilon_lower_bound" not in attack and attack["level"] == "user"
+    assert "confidence_per_attack" not in audit["membership"]
+    assert audit["plain"][0] == one["plain"] and "One-run audit" in audit["plain"][0]
+    assert any(line.startswith("User-level membership inference") for line in audit["plain"])
+    assert "user-level" in audit["caveat"] and "Clopper" not in json.dumps(audit)
     assert any("2^" in line for line in audit["plain"])
+
+
+def test_run_audit_counts_the_included_canaries(tiny_run, tmp_path):
+    """The checkpoint trained on real windows + included canaries: without the canaries the sizes differ."""
+    run_dir, data, canaries = tiny_run
+    with pytest.raises(DPCoreError, match="can only be audited with them"):
+        run_audit(run_dir / "model.pt", tmp_path, data=data, reference="none")
+    other = make_audit_canaries(data.tokenizer.vocab_size, 16, 100, rng=np.random.default_rng(6))
+    if other.num_included != canaries.num_included:
+        with pytest.raises(DPCoreError, match="included audit canaries"):
+            run_audit(run_dir / "model.pt", tmp_path, data=data, reference="none", audit_canaries=other)
 
 
 def test_reference_model_sees_no_attacked_user(tiny_run):
@@ -270,7 +354,7 @@ def test_reference_model_sees_no_attacked_user(tiny_run):
     from dpcore.audit.reference import reference_data
     from dpcore.audit.run import _targets
 
-    _, data = tiny_run
+    _, data, _ = tiny_run
     members, nonmembers, user_rows, num_users = _targets(data, 60, seed=0)
     assert len(members) == len(nonmembers) == 60 and num_users == len(data.train_users) // 2
     assert set(members.tolist()) <= set(user_rows.tolist())
@@ -290,17 +374,22 @@ def test_dp_run_bound_stays_below_its_claimed_epsilon(tmp_path):
     from dpcore.training import run_training
 
     data = build_lm_data(builtin_corpus(seed=0, num_users=40), seq_len=16)
+    canaries = make_audit_canaries(data.tokenizer.vocab_size, 16, 200, rng=np.random.default_rng(9))
     config = TrainConfig(seq_len=16, embed_dim=8, hidden_size=16, batch_size=64, max_steps=4, eval_every=4,
                          num_samples=0, mechanism="gaussian", epsilon=1.0, lr=0.01)
-    result = run_training(config, tmp_path / "run", data=data)
-    audit = run_audit(tmp_path / "run" / "model.pt", tmp_path, data=data, reference="none", max_examples=100)
+    trained_on = dataclasses.replace(data, train=torch.cat([data.train, canaries.training_rows()]))
+    result = run_training(config, tmp_path / "run", data=trained_on)
+    assert result["num_train_examples"] == len(data.train) + canaries.num_included
+    audit = run_audit(tmp_path / "run" / "model.pt", tmp_path, data=data, reference="none", max_examples=100,
+                      audit_canaries=canaries)
     assert audit["claimed_epsilon"] == pytest.approx(result["epsilon"]) and audit["delta"] == result["delta"]
+    assert audit["one_run"]["delta"] == result["delta"]
     assert audit["empirical_epsilon"]["value"] <= audit["claimed_epsilon"]
-    assert "The run claims ε = " in " ".join(audit["plain"])
+    assert f"the run claims ε = {result['epsilon']:.2f}" in audit["plain"][0]
 
 
 def test_run_audit_refuses_a_changed_corpus(tiny_run, tmp_path):
-    run_dir, _ = tiny_run
+    run_dir, _, _ = tiny_run
     other = build_lm_data(builtin_corpus(seed=0, num_users=40), seq_len=16, val_fraction=0.3)
     with pytest.raises(DPCoreError, match="differs from the one this run was trained on"):
         run_audit(run_dir / "model.pt", tmp_path, data=other, reference="none")
@@ -368,11 +457,15 @@ def test_cli_audit_rebuilds_the_run_data(cli_main, tmp_path, capsys):
     assert set(summary["exposure_by_insertions"]) == {"1", "3", "10", "30"}
     audit = json.loads((tmp_path / "audit" / "audit.json").read_text(encoding="utf-8"))
     assert set(audit["membership"]["attacks"]) == {"loss"} and audit["membership"]["num_members"] == 50
+    # no canaries were planted before training: no one-run bound, and the report says why
+    assert audit["one_run"] is None and summary["empirical_epsilon"]["value"] is None
+    assert "tick \"audit\" at launch" in audit["empirical_epsilon"]["note"]
+    assert any("no one-run ε bound" in line.lower() for line in out)
     assert out[-1].startswith("wrote ")
 
 
 def test_cli_audit_errors_are_one_line(cli_main, tiny_run, tmp_path, capsys):
-    run_dir, _ = tiny_run
+    run_dir, _, _ = tiny_run
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"junk")
     assert cli_main(["audit", "--checkpoint", str(bad), "--out", str(tmp_path)]) == 2

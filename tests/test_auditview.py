@@ -7,8 +7,9 @@ import pytest
 
 from dpcore import auditview, charts, runview
 from dpcore.decoding import DecoderSpec
+from dpcore.errors import DPCoreError
 from dpcore.mechanism_compare import noise_to_signal
-from dpcore.store import RunStore
+from dpcore.store import InferenceBudgetExceeded, RunStore
 from dpcore.urlstate import config_to_params, params_to_config
 from tests.apptest_support import TINY, write_run
 from tests.audit_fixture import add_audit, fake_audit
@@ -30,7 +31,25 @@ def test_audit_views_read_and_shape_an_audit(store):
     assert auditview.mean_exposure(audit, min_insertions=100) is None
     assert {c["name"] for c in auditview.roc_curves(audit)} == {"loss", "calibrated"}
     assert auditview.empirical_epsilon(audit)["confidence"] == 0.95
+    assert auditview.empirical_epsilon(audit)["attack"] == "one-run (Steinke et al. 2023)"
+    assert auditview.one_run(audit)["guesses"] == 200 and auditview.no_bound_reason(audit) is None
     assert "python -m dpcore audit --checkpoint x.pt" in auditview.how_to_audit("x.pt")
+
+
+def test_audit_views_without_a_sound_bound():
+    """No canaries planted: no ε, and why. A version-1 audit's membership ε (unsound) is not shown at all."""
+    none = fake_audit(one_run=False)
+    assert auditview.empirical_epsilon(none) is None and auditview.one_run(none) is None
+    assert "planted no audit canaries" in auditview.no_bound_reason(none)
+    old = {"version": 1, "empirical_epsilon": {"value": 0.4, "confidence": 0.95, "attack": "calibrated",
+                                               "max_certifiable": 4.1},
+           "plain": ["The run claims ε = 3.00; the attack shows ε ≥ 0.40 with 95% confidence (…)", "AUC 0.520: …"]}
+    assert auditview.empirical_epsilon(old) is None
+    assert "predates the one-run audit" in auditview.no_bound_reason(old)
+    assert auditview.plain_lines(old) == ["AUC 0.520: …"]
+    assert auditview.plain_lines(fake_audit()) == fake_audit()["plain"]
+    fig = charts.epsilon_bounds_figure(3.0, auditview.empirical_epsilon(none))
+    assert [tr.y[0] for tr in fig.data] == ["claimed ε (upper bound)"]
 
 
 def test_audit_points_mark_runs_without_a_guarantee(store):
@@ -55,6 +74,9 @@ def test_audit_charts_are_figures():
                 charts.epsilon_bounds_figure(3.0, auditview.empirical_epsilon(audit)),
                 charts.epsilon_bounds_figure(None, None)):
         assert isinstance(fig, go.Figure)
+    bounds = charts.epsilon_bounds_figure(3.0, auditview.empirical_epsilon(audit))
+    assert any("one-run" in tr.y[0] for tr in bounds.data) and "one-run" in bounds.layout.title.text
+    assert "User-level" in charts.roc_figure(auditview.roc_curves(audit)).layout.title.text
     assert charts.roc_figure(auditview.roc_curves(audit)).layout.xaxis.type == "log"
     assert len(charts.exposure_figure(auditview.exposure_groups(audit)).data) == 2  # bars + max possible
 
@@ -89,15 +111,24 @@ def test_mechanism_inputs_of_a_preset():
 def test_decode_text_private_plain_and_naive(store):
     dp = write_run(store, "o", checkpoint=True)
     base = write_run(store, "o", TINY.replace(mechanism="none"), checkpoint=True)
-    out, g = runview.decode_text(store, dp, "he", DecoderSpec("exponential", 2.0, 8.0), max_tokens=5, seed=1)
-    assert out.epsilon_per_token == 1.0 and g.epsilon is not None and g.epsilon <= 2.5
+    spec = DecoderSpec("exponential", 2.0, 8.0)
+    with pytest.raises(DPCoreError, match="charged to a viewer"):
+        runview.decode_text(store, dp, "he", spec, max_tokens=5)
+    out, g = runview.decode_text(store, dp, "he", spec, viewer="v", max_tokens=5, seed=1)
+    assert out.epsilon_per_token == 1.0 and g.epsilon == out.epsilon_basic[-1] == out.picks
+    assert [s.label for s in g.statements][-1] == "training" and g.statements[-1].epsilon == 2.5
     assert len(out.epsilon_basic) == len(out.epsilon_advanced) >= 1
-    again, _ = runview.decode_text(store, dp, "he", DecoderSpec("exponential", 2.0, 8.0), max_tokens=5, seed=1)
-    assert again.text == out.text
+    (entry,) = store.ledger(dp.id).entries  # charged up to 5 tokens, settled to the tokens drawn
+    assert (entry.viewer, entry.tokens, entry.epsilon) == ("v", out.picks, float(out.picks))
+    store.set_inference_budget(dp.id, "o", store.ledger(dp.id).spent + 4.0)
+    with pytest.raises(InferenceBudgetExceeded):  # up to 5 tokens × 1 > 4 left: refused before decoding
+        runview.decode_text(store, dp, "he", spec, viewer="v", max_tokens=5)
+    assert len(store.ledger(dp.id).entries) == 1
     _, g = runview.decode_text(store, base, "he", DecoderSpec("plain"), max_tokens=5)
     assert g.epsilon is None
     _, g = runview.decode_text(store, dp, "he", DecoderSpec("naive-logits"), max_tokens=5)
     assert g.epsilon is None and "NO privacy guarantee" in g.explanation
+    assert len(store.ledger(dp.id).entries) == 1  # neither plain nor naive-logits is charged
 
 
 def test_audit_flag_in_the_url():

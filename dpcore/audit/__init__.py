@@ -1,8 +1,9 @@
 """Privacy audits of trained runs: what an attacker actually gets, beside the claimed ε.
 
+* :mod:`dpcore.audit.one_run` — the run's empirical ε: the one-run audit of Steinke, Nasr and
+  Jagielski (2023), canaries included by secret coin flips before training, a sound lower bound;
 * :mod:`dpcore.audit.exposure` — canary exposure (the "secret sharer" test);
-* :mod:`dpcore.audit.membership` — membership inference, ROC/AUC, TPR at low FPR and the empirical
-  ε lower bound with Clopper–Pearson confidence;
+* :mod:`dpcore.audit.membership` — user-level membership inference: ROC/AUC, TPR at low FPR (no ε);
 * :mod:`dpcore.audit.reference` — the reference model of the calibrated attack;
 * :mod:`dpcore.audit.run` — :func:`run_audit`: a checkpoint in, ``audit.json`` out;
 * :mod:`dpcore.audit.cli` — ``python -m dpcore audit``.
@@ -24,12 +25,13 @@ _EXPORTS = {
     "exposure_by_insertions": "exposure",
     "Roc": "membership",
     "attack_report": "membership",
-    "clopper_pearson": "membership",
-    "empirical_epsilon": "membership",
-    "epsilon_from_rates": "membership",
-    "epsilon_lower_bound": "membership",
     "per_sequence_losses": "membership",
     "roc_curve": "membership",
+    "AuditCanaries": "one_run",
+    "make_audit_canaries": "one_run",
+    "one_run_audit": "one_run",
+    "one_run_bound": "one_run",
+    "score_canaries": "one_run",
     "AUDIT_FILE": "run",
     "run_audit": "run",
 }

@@ -1,4 +1,7 @@
-"""``python -m dpcore audit``: canary exposure and membership inference for a trained checkpoint.
+"""``python -m dpcore audit``: canary exposure and user-level membership inference for a trained checkpoint.
+
+The one-run ε lower bound needs canaries planted before training (``audit`` ticked at launch), so an
+audit of a finished checkpoint reports none and says why.
 
 Registered by :func:`dpcore.cli.build_parser` through :func:`register`. Prints a one-line JSON
 summary and the plain-words lines; writes the full report to ``OUT/audit.json``.
@@ -56,14 +59,16 @@ def register(subparsers: Any) -> None:
     from dpcore.config import DEVICES
 
     p = subparsers.add_parser(
-        "audit", help="measure canary exposure and membership inference for a checkpoint",
+        "audit", help="measure canary exposure and user-level membership inference for a checkpoint",
         description="Rebuilds the run's training data from the checkpoint, ranks each planted canary "
-                    "among all candidate secrets (exposure) and attacks training vs held-out sequences "
-                    "(AUC, TPR at low FPR, empirical ε lower bound). Writes OUT/audit.json.",
+                    "among all candidate secrets (exposure) and attacks training vs held-out users' "
+                    "sequences (user-level AUC, TPR at low FPR). The empirical ε lower bound (one-run "
+                    "audit) needs canaries planted before training: launch the run with the audit "
+                    "ticked; here it is reported as unavailable. Writes OUT/audit.json.",
     )
     p.add_argument("--checkpoint", required=True, help="a model.pt written by 'train'")
     p.add_argument("--out", required=True, help="output folder for audit.json")
-    p.add_argument("--seed", type=cli._nonneg_int, default=0, help="seeds the example draw and the halving")
+    p.add_argument("--seed", type=cli._nonneg_int, default=0, help="seeds the draw of attacked examples")
     p.add_argument("--max-examples", type=cli._positive_int, default=MAX_EXAMPLES,
                    help=f"members and non-members attacked, each (at least {MIN_EXAMPLES})")
     p.add_argument("--reference", choices=REFERENCES, default="model",
@@ -72,6 +77,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--reference-steps", type=cli._positive_int, default=None,
                    help=f"reference training steps (default: the run's steps, at most {MAX_REFERENCE_STEPS})")
     p.add_argument("--confidence", type=_confidence, default=CONFIDENCE,
-                   help="confidence level of the empirical ε lower bound")
+                   help="confidence level of the empirical ε lower bound (one-run audit)")
     p.add_argument("--device", choices=DEVICES, default="cpu")
     p.set_defaults(func=cmd_audit)

@@ -11,8 +11,9 @@ is how many bits the model gave away: 0 when the model ranks the secret like a r
 log2(candidates) (13.3 bits for a 4-digit PIN) when it ranks it first.
 
 Scoring matches how the canary was trained (see :mod:`dpcore.data.dataset`): each planted copy is
-its own training window starting from a zero hidden state at the prefix's first token, so the
-prefix is run once from a zero state and every candidate is scored from the hidden state it leaves
+its own training window, ``[EOS] + prefix + secret + [EOS]``, starting from a zero hidden state at
+that leading EOS (every record's window starts with EOS), so ``[EOS] + prefix`` is run once from a
+zero state and every candidate is scored from the hidden state it leaves
 (all candidates share it, so 10^4 candidates cost a few batched GRU calls). The score is the
 log-perplexity of the secret's tokens (separators included); the prefix's own tokens are common to
 all candidates and cannot change the rank. If a short ``seq_len`` cut a canary window in two, the
@@ -39,7 +40,7 @@ import torch
 from scipy import stats
 
 from dpcore.data.corpus import Canary
-from dpcore.data.tokenizer import PAD_ID, Tokenizer
+from dpcore.data.tokenizer import EOS_ID, PAD_ID, Tokenizer
 from dpcore.errors import DPCoreError
 from dpcore.model import GRULanguageModel
 
@@ -110,11 +111,12 @@ def _sample(canary: Canary, n: int, rng: np.random.Generator) -> list[tuple[str,
 
 def encode_candidates(tokenizer: Tokenizer, canary: Canary,
                       candidates: Sequence[Sequence[str]]) -> tuple[list[int], torch.Tensor]:
-    """(prefix ids, PAD-padded candidate-suffix ids ``[n, L]``).
+    """(context ids ``[EOS] + prefix``, PAD-padded candidate-suffix ids ``[n, L]``).
 
-    Each candidate is encoded as part of the full record text so the word tokenizer splits it as it
-    split the planted copy; the prefix's tokens must come out unchanged, or the candidate would not
-    continue the same context.
+    The context starts with EOS because every record's training window does (``[EOS] + record + [EOS]``):
+    it is what the model saw from its zero hidden state before the prefix. Each candidate is encoded
+    as part of the full record text so the word tokenizer splits it as it split the planted copy; the
+    prefix's tokens must come out unchanged, or the candidate would not continue the same context.
     """
     prefix_ids = tokenizer.encode(canary.prefix)
     n_prefix = len(prefix_ids)
@@ -133,7 +135,7 @@ def encode_candidates(tokenizer: Tokenizer, canary: Canary,
     out = torch.full((len(rows), width), PAD_ID, dtype=torch.long)
     for i, r in enumerate(rows):
         out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-    return prefix_ids, out
+    return [EOS_ID, *prefix_ids], out
 
 
 # ------------------------------------------------------------------------------- scoring
@@ -142,8 +144,10 @@ def score_candidates(model: GRULanguageModel, prefix_ids: Sequence[int], suffixe
                      batch_size: int = BATCH_SIZE) -> np.ndarray:
     """Log-perplexity in bits, −Σ log2 p(suffix token | prefix, earlier tokens), of each row of ``suffixes``.
 
-    The prefix runs once from a zero hidden state; every batch of candidates continues from the
-    hidden state it leaves. PAD positions (candidates of unequal token length) do not count.
+    ``prefix_ids`` is the whole context as :func:`encode_candidates` returns it (``[EOS] + prefix``, the
+    way a record's window starts); it runs once from a zero hidden state, and every batch of
+    candidates continues from the hidden state it leaves. PAD positions (candidates of unequal token
+    length) do not count.
     """
     was_training = model.training
     model.eval()

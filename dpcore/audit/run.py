@@ -5,14 +5,23 @@ tokenizer, window length and user split, ``split_seed=0`` as training uses) and 
 the rebuilt vocabulary or training-set size differs from the checkpoint's: the corpus has changed,
 and "members" would no longer be what the model trained on. It then measures
 
-* canary exposure for every planted canary (:mod:`dpcore.audit.exposure`); a corpus without
-  canaries (an upload) still gets membership inference, and the exposure part says why it is
-  empty (``exposure_note``) instead of failing the whole audit;
-* membership inference on ordinary training windows vs held-out users' windows, with the
-  loss-threshold attack and the reference-calibrated attack (:mod:`dpcore.audit.membership`).
+* **the run's empirical ε** with the one-run audit of Steinke, Nasr and Jagielski (2023)
+  (:mod:`dpcore.audit.one_run`), when the run planted audit canaries before training (``audit_canaries``);
+  a checkpoint audited afterwards (``python -m dpcore audit``) has none, and the report says so
+  (``empirical_epsilon.value`` is None): the canaries and their secret coins must exist before training;
+* canary exposure for every planted secret-sharer canary (:mod:`dpcore.audit.exposure`); a corpus
+  without them (an upload) still gets the rest, and the exposure part says why it is empty
+  (``exposure_note``) instead of failing the whole audit;
+* *user-level* membership inference on ordinary training windows vs held-out users' windows, with the
+  loss-threshold attack and the reference-calibrated attack (:mod:`dpcore.audit.membership`): AUC and
+  ROC only. Its members and non-members differ by a whole user, and its trials are correlated, so no ε
+  is derived from it.
 
-Each attack's ε lower bound is computed at confidence 1 − (1 − c)/(number of attacks), so the
-largest of them, reported at the top level, holds at confidence c (union bound).
+**Which data.** ``data`` is the run's *real* data, without the audit canaries: the trainer appends
+``audit_canaries.training_rows()`` to ``data.train`` for training only, and passes the original
+LMData here with the canaries. So membership members are drawn from real rows only, the reference
+model never sees a canary, and the size check expects ``len(data.train) + audit_canaries.num_included``
+training windows.
 """
 
 from __future__ import annotations
@@ -27,7 +36,8 @@ import numpy as np
 
 from dpcore.audit.defaults import CONFIDENCE, MAX_EXAMPLES, MAX_REFERENCE_STEPS, MIN_EXAMPLES, REFERENCES
 from dpcore.audit.exposure import NO_CANARIES_MESSAGE, canary_exposures, exposure_by_insertions
-from dpcore.audit.membership import LOW_FPRS, attack_report, auc_plain, epsilon_plain, per_sequence_losses
+from dpcore.audit.membership import LOW_FPRS, attack_report, auc_plain, per_sequence_losses
+from dpcore.audit.one_run import ATTACK_NAME, AuditCanaries, one_run_audit
 from dpcore.audit.reference import train_reference
 from dpcore.checkpoint import Checkpoint, load_checkpoint
 from dpcore.config import TrainConfig, default_delta
@@ -35,14 +45,21 @@ from dpcore.data import LMData, build_lm_data, load_corpus
 from dpcore.errors import CheckpointError, ConfigError, DPCoreError
 
 FORMAT = "dpcore-audit"
-VERSION = 1
+VERSION = 2
 AUDIT_FILE = "audit.json"
 
 CAVEAT = (
-    "An audit gives a lower bound on leakage from one trained model, treating its examples as independent "
-    "trials (windows of one user are not); DP's ε is an upper bound over all pairs of datasets. A lower bound "
-    "far below ε is expected and does not make ε smaller; one above ε beyond its confidence interval would "
-    "point to a bug."
+    "An audit gives a lower bound on leakage from one trained model; DP's ε is an upper bound over all pairs of "
+    "datasets. The empirical ε comes only from the one-run audit (canaries included by secret independent coin "
+    "flips, Steinke et al. 2023), which is sound for the run's example-level ε; a lower bound far below ε is "
+    "expected and does not make ε smaller, one above ε would point to a bug. The membership-inference AUC is "
+    "user-level (members and non-members are different users' windows, correlated within a user) and gives no ε."
+)
+
+NO_ONE_RUN = (
+    "no one-run ε bound: this run planted no audit canaries. The canaries and the secret coin flips that "
+    "include them must exist before training (tick \"audit\" at launch); an audit of a finished checkpoint "
+    "cannot add them"
 )
 
 
@@ -66,18 +83,29 @@ def rebuild_data(config: TrainConfig) -> LMData:
                          val_fraction=config.val_fraction, max_vocab=config.max_vocab, split_seed=0)
 
 
-def check_same_data(ckpt: Checkpoint, data: LMData) -> None:
-    """Refuse data that is not what the checkpoint was trained on."""
+def check_same_data(ckpt: Checkpoint, data: LMData, audit_canaries: AuditCanaries | None = None) -> None:
+    """Refuse data that is not what the checkpoint was trained on (the real windows plus the included canaries)."""
     if data.tokenizer != ckpt.tokenizer:
         raise DPCoreError(
             "the corpus differs from the one this run was trained on (its vocabulary changed), so the audit "
             "cannot tell members from non-members; audit with the original corpus"
         )
+    if audit_canaries is not None:
+        if int(audit_canaries.rows.shape[1]) != int(data.train.shape[1]):
+            raise DPCoreError(f"the audit canaries are windows of {audit_canaries.rows.shape[1]} tokens, the run's "
+                              f"of {data.train.shape[1]}")
+        if int(audit_canaries.rows.max()) >= ckpt.tokenizer.vocab_size:
+            raise DPCoreError("the audit canaries use token ids outside this run's vocabulary")
+    extra = audit_canaries.num_included if audit_canaries is not None else 0
     expected = ckpt.result.get("num_train_examples")
-    if expected is not None and int(expected) != int(data.train.shape[0]):
+    now = int(data.train.shape[0]) + extra
+    if expected is not None and int(expected) != now:
+        canaries = f" + {extra} included audit canaries" if audit_canaries is not None else ""
+        hint = (" (a run that planted audit canaries can only be audited with them)"
+                if audit_canaries is None and int(expected) > now else "")
         raise DPCoreError(
-            f"the corpus differs from the one this run was trained on ({data.train.shape[0]} training windows "
-            f"now, {expected} then); audit with the original corpus"
+            f"the corpus differs from the one this run was trained on ({data.train.shape[0]} training windows"
+            f"{canaries} now, {expected} then){hint}; audit with the original corpus"
         )
 
 
@@ -118,20 +146,16 @@ def _targets(data: LMData, max_examples: int, seed: int) -> Targets:
     return Targets(members, nonmembers, user_rows, len(chosen))
 
 
-def _membership_part(ckpt: Checkpoint, config: TrainConfig, data: LMData, *, delta: float, seed: int,
-                     max_examples: int, reference: str, reference_steps: int, confidence: float,
-                     device: str) -> dict[str, Any]:
+def _membership_part(ckpt: Checkpoint, config: TrainConfig, data: LMData, *, seed: int, max_examples: int,
+                     reference: str, reference_steps: int, device: str) -> dict[str, Any]:
     members, nonmembers, user_rows, num_users = _targets(data, max_examples, seed)
     if len(members) < MIN_EXAMPLES:
         return {"skipped": (f"only {len(members)} held-out windows: membership inference needs at least "
                             f"{MIN_EXAMPLES}; raise the validation fraction or lower the sequence length")}
     loss_in = per_sequence_losses(ckpt.model, data.train[members])
     loss_out = per_sequence_losses(ckpt.model, data.val[nonmembers])
-    n_attacks = 2 if reference == "model" else 1
-    each = 1.0 - (1.0 - confidence) / n_attacks
     attacks = {"loss": attack_report(
-        "loss", "member if the sequence's loss under the model is low (Yeom et al. 2018)",
-        -loss_in, -loss_out, delta, confidence=each, seed=seed)}
+        "loss", "member if the sequence's loss under the model is low (Yeom et al. 2018)", -loss_in, -loss_out)}
     calibration: dict[str, Any] = {"kind": "none"}
     if reference == "model":
         ref = train_reference(config, data, user_rows, steps=reference_steps, device=device)
@@ -140,12 +164,15 @@ def _membership_part(ckpt: Checkpoint, config: TrainConfig, data: LMData, *, del
         attacks["calibrated"] = attack_report(
             "calibrated", "member if the model's loss is low compared with a reference model's that saw "
             "neither the attacked users nor the held-out users (Watson et al. 2022)",
-            ref_in - loss_in, ref_out - loss_out, delta, confidence=each, seed=seed)
+            ref_in - loss_in, ref_out - loss_out)
         calibration = {"kind": "reference model", "steps": reference_steps, "mechanism": "none",
                        "trained_on": f"the training windows of the {len(data.train_users) - num_users} training "
                                      f"users the members were not drawn from ({len(data.train) - len(user_rows)} "
                                      f"windows)"}
     return {
+        "level": "user",
+        "note": ("user-level membership inference: members and non-members are windows of different users, "
+                 "correlated within a user, so it measures leakage about users and gives no example-level ε"),
         "members": f"{len(members)} ordinary training windows (canary windows left out), drawn at random from "
                    f"{num_users} randomly chosen training users",
         "nonmembers": f"{len(nonmembers)} windows of held-out users, drawn at random",
@@ -153,7 +180,6 @@ def _membership_part(ckpt: Checkpoint, config: TrainConfig, data: LMData, *, del
         "num_nonmembers": len(nonmembers),
         "attacks": attacks,
         "calibration": calibration,
-        "confidence_per_attack": each,
     }
 
 
@@ -161,38 +187,53 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:] + "."
 
 
-def _summary(membership: dict[str, Any], exposure: dict[str, Any], claimed: float | None,
-             confidence: float) -> dict[str, Any]:
-    """Top-level numbers: best AUC and TPRs, the largest ε lower bound (joint confidence), plain words."""
-    plain = [f"Canaries planted {g['insertions']} time(s): mean exposure {g['mean_exposure']:.1f} of "
-             f"{g['max_possible']:.1f} bits; guessing such a secret would take about "
-             f"2^{g['max_possible'] - g['mean_exposure']:.1f} tries" for g in exposure["exposure_by_insertions"]]
+def _one_run_part(ckpt: Checkpoint, audit_canaries: AuditCanaries | None, *, delta: float, confidence: float,
+                  claimed: float | None) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """(the full one-run result or None, the top-level ``empirical_epsilon``)."""
+    if audit_canaries is None:
+        return None, {"value": None, "confidence": confidence, "attack": None, "max_certifiable": None,
+                      "note": _sentence(NO_ONE_RUN)}
+    one = one_run_audit(ckpt.model, audit_canaries, delta=delta, confidence=confidence, claimed=claimed)
+    return one, {"value": one["epsilon_lower_bound"], "confidence": confidence, "attack": ATTACK_NAME,
+                 "max_certifiable": one["max_certifiable"]}
+
+
+def _summary(membership: dict[str, Any], exposure: dict[str, Any], one_run: dict[str, Any] | None,
+             empirical: dict[str, Any]) -> dict[str, Any]:
+    """Top-level numbers: the one-run ε, the best user-level AUC and TPRs, plain words."""
+    plain = [one_run["plain"] if one_run is not None else empirical["note"]]
+    plain += [f"Canaries planted {g['insertions']} time(s): mean exposure {g['mean_exposure']:.1f} of "
+              f"{g['max_possible']:.1f} bits; guessing such a secret would take about "
+              f"2^{g['max_possible'] - g['mean_exposure']:.1f} tries" for g in exposure["exposure_by_insertions"]]
     if exposure["exposure_note"]:
         plain.append(_sentence(exposure["exposure_note"]))
     attacks = membership.get("attacks")
     if not attacks:
         plain.append(_sentence(membership["skipped"]))
-        return {"auc": None, "tpr_at_fpr": None, "empirical_epsilon": None, "plain": plain}
-    best = max(attacks.values(), key=lambda a: (a["epsilon_lower_bound"]["value"], a["auc"]))
+        return {"empirical_epsilon": empirical, "auc": None, "tpr_at_fpr": None, "plain": plain}
     auc = max(a["auc"] for a in attacks.values())
-    bound = {**best["epsilon_lower_bound"], "confidence": confidence, "attack": best["name"]}
-    plain += [auc_plain(auc), epsilon_plain(bound, claimed)]
+    plain.append(_sentence(auc_plain(auc)))
     return {
+        "empirical_epsilon": empirical,
         "auc": auc,
         "tpr_at_fpr": {f"{f:g}": max(a["tpr_at_fpr"][f"{f:g}"] for a in attacks.values()) for f in LOW_FPRS},
-        "empirical_epsilon": {"value": bound["value"], "confidence": confidence, "attack": best["name"],
-                              "max_certifiable": bound["max_certifiable"]},
         "plain": plain,
     }
 
 
 def run_audit(checkpoint_path: str | Path, out_dir: str | Path, *, seed: int = 0, max_examples: int = MAX_EXAMPLES,
               reference: str = "model", reference_steps: int | None = None, confidence: float = CONFIDENCE,
-              device: str = "cpu", data: LMData | None = None) -> dict[str, Any]:
+              device: str = "cpu", data: LMData | None = None,
+              audit_canaries: AuditCanaries | None = None) -> dict[str, Any]:
     """Audit a checkpoint, write ``out_dir/audit.json`` and return its content.
 
     ``data`` overrides the rebuilt training data (for runs trained on a corpus the config cannot
-    name, e.g. an upload with a user's own canary); it must match the checkpoint all the same.
+    name, e.g. an upload with a user's own canary); it must match the checkpoint all the same. It is
+    the real data *without* the audit canaries (see the module docstring).
+    ``audit_canaries``: the canaries planted before training (:func:`dpcore.audit.one_run.make_audit_canaries`),
+    whose included rows were appended to the training windows; with them the one-run ε lower bound is
+    computed and becomes the report's ``empirical_epsilon`` (full result under ``one_run``), without
+    them ``empirical_epsilon.value`` is None and the report says why.
     ``reference`` is "model" (train the calibration reference, see :mod:`dpcore.audit.reference`)
     or "none" (loss-threshold attack only).
     """
@@ -206,9 +247,9 @@ def run_audit(checkpoint_path: str | Path, out_dir: str | Path, *, seed: int = 0
     ckpt = load_checkpoint(checkpoint_path, device=device)
     config = config_of(ckpt, checkpoint_path)
     data = data if data is not None else rebuild_data(config)
-    check_same_data(ckpt, data)
+    check_same_data(ckpt, data, audit_canaries)
     result = ckpt.result
-    num_train = int(data.train.shape[0])
+    num_train = int(data.train.shape[0]) + (audit_canaries.num_included if audit_canaries is not None else 0)
     delta = result.get("delta")
     delta_source = "the run's δ"
     if delta is None:
@@ -216,11 +257,12 @@ def run_audit(checkpoint_path: str | Path, out_dir: str | Path, *, seed: int = 0
     steps = int(result.get("steps") or config.max_steps or MAX_REFERENCE_STEPS)
     ref_steps = reference_steps if reference_steps is not None else max(1, min(steps, MAX_REFERENCE_STEPS))
     claimed = result.get("epsilon")
+    claimed = claimed if claimed is not None and math.isfinite(claimed) else None
 
+    one_run, empirical = _one_run_part(ckpt, audit_canaries, delta=delta, confidence=confidence, claimed=claimed)
     exposure = _exposure_part(ckpt, data, seed)
-    membership = _membership_part(ckpt, config, data, delta=delta, seed=seed, max_examples=max_examples,
-                                  reference=reference, reference_steps=ref_steps, confidence=confidence,
-                                  device=device)
+    membership = _membership_part(ckpt, config, data, seed=seed, max_examples=max_examples,
+                                  reference=reference, reference_steps=ref_steps, device=device)
     audit: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
@@ -229,10 +271,11 @@ def run_audit(checkpoint_path: str | Path, out_dir: str | Path, *, seed: int = 0
         "mechanism": result.get("mechanism", config.mechanism),
         "guarantee": result.get("guarantee"),
         "privacy_unit": result.get("privacy_unit"),
-        "claimed_epsilon": claimed if claimed is not None and math.isfinite(claimed) else None,
+        "claimed_epsilon": claimed,
         "delta": delta,
         "delta_source": delta_source,
-        **_summary(membership, exposure, claimed, confidence),
+        **_summary(membership, exposure, one_run, empirical),
+        "one_run": one_run,
         **exposure,
         "membership": membership,
         "caveat": CAVEAT,
