@@ -88,16 +88,28 @@ def predicted_epsilon_figure(curve: Sequence[tuple[int, float]], *, target: floa
 
 def clipping_figure(metrics: Sequence[Mapping[str, Any]], *, clip: float | None,
                     total_steps: int | None = None) -> go.Figure:
-    """Fraction of examples clipped and the median per-example gradient norm against C."""
+    """Fraction of examples clipped and the median per-example gradient norm against C.
+
+    The private fraction (noised, covered by ε) is drawn when the run released one; the exact
+    fraction and the median norm are computed without noise and drawn only when the rows carry them
+    (:func:`dpcore.disclosure.visible_metrics` strips them where they may not be shown).
+    """
     fig = go.Figure()
     x, y = _xy(metrics, "median_grad_norm")
-    fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="median per-example norm", line={"color": COLORS[0]}))
-    if clip is not None:
-        fig.add_hline(y=clip, line={"dash": "dot", "color": COLORS[3]}, annotation_text=f"clipping norm C = {clip:g}",
-                      annotation_position="top left")
+    if x:
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="median per-example norm (without noise)",
+                                 line={"color": COLORS[0]}))
+        if clip is not None:
+            fig.add_hline(y=clip, line={"dash": "dot", "color": COLORS[3]},
+                          annotation_text=f"clipping norm C = {clip:g}", annotation_position="top left")
+    x, y = _xy(metrics, "noisy_frac_clipped")
+    if x:
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="fraction clipped (private: noised, covered by ε)",
+                                 yaxis="y2", line={"color": COLORS[2]}))
     x, y = _xy(metrics, "frac_clipped")
-    fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="fraction clipped", yaxis="y2",
-                             line={"color": COLORS[1]}))
+    if x:
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="fraction clipped (without noise)", yaxis="y2",
+                                 line={"color": COLORS[1]}))
     _layout(fig, "Clipping diagnostics", "gradient norm", xmax=total_steps)
     fig.update_layout(yaxis2={"title": {"text": "fraction clipped"}, "overlaying": "y", "side": "right",
                               "range": [0, 1.05], "showgrid": False, "tickformat": ".0%",
@@ -242,7 +254,7 @@ def exposure_figure(groups: Sequence[Mapping[str, Any]]) -> go.Figure:
 
 
 def roc_figure(curves: Sequence[Mapping[str, Any]]) -> go.Figure:
-    """Membership-inference ROC curves, FPR on a log scale (where the attacks that matter live)."""
+    """User-level membership-inference ROC curves, FPR on a log scale (where the attacks that matter live)."""
     fig = go.Figure()
     floor = 1e-4
     for i, c in enumerate(curves):
@@ -254,7 +266,7 @@ def roc_figure(curves: Sequence[Mapping[str, Any]]) -> go.Figure:
             floor = min(floor, pts[0][0])
     fig.add_trace(go.Scatter(x=[floor, 1.0], y=[floor, 1.0], mode="lines", name="random guessing",
                              line={"color": BASELINE_COLOR, "dash": "dot"}))
-    _layout(fig, "Membership inference ROC", "true positive rate", height=320)
+    _layout(fig, "User-level membership inference ROC", "true positive rate", height=320)
     fig.update_xaxes(title_text="false positive rate (log scale)", type="log", range=None, rangemode="normal")
     fig.update_yaxes(type="log")
     fig.update_layout(hovermode="closest")
@@ -262,22 +274,23 @@ def roc_figure(curves: Sequence[Mapping[str, Any]]) -> go.Figure:
 
 
 def epsilon_bounds_figure(claimed: float | None, empirical: Mapping[str, Any] | None) -> go.Figure:
-    """The claimed ε (an upper bound) beside the audit's empirical lower bound, with its confidence."""
+    """The claimed ε (an upper bound) beside the one-run audit's empirical lower bound, with its confidence."""
     fig = go.Figure()
     if claimed is not None:
         fig.add_trace(go.Bar(y=["claimed ε (upper bound)"], x=[claimed], orientation="h", name="claimed ε",
                              marker={"color": COLORS[0]}, text=[f"{claimed:.3g}"], textposition="auto"))
-    if empirical is not None:
+    if empirical is not None and empirical.get("value") is not None:
         conf = empirical.get("confidence")
-        label = f"empirical lower bound ({conf:.0%} conf.)" if conf is not None else "empirical lower bound"
+        label = f"one-run audit lower bound ({conf:.0%} conf.)" if conf is not None else "one-run audit lower bound"
         fig.add_trace(go.Bar(y=[label], x=[empirical["value"]], orientation="h", name="empirical ε (lower bound)",
-                             marker={"color": COLORS[2]}, text=[f"{empirical['value']:.3g}"], textposition="auto"))
+                             marker={"color": COLORS[2]}, text=[f"{empirical['value']:.3g}"], textposition="auto",
+                             hovertext=[empirical.get("attack") or ""]))
         cap = empirical.get("max_certifiable")
         if cap is not None:
             fig.add_vline(x=cap, line={"dash": "dot", "color": BASELINE_COLOR},
                           annotation_text=f"largest this audit could certify: {cap:.3g}",
                           annotation_position="bottom right")
-    _layout(fig, "Claimed ε vs what the attacks could show", "", height=260)
+    _layout(fig, "Claimed ε vs what the one-run audit could show", "", height=260)
     fig.update_xaxes(title_text="ε", range=None, rangemode="tozero")
     fig.update_layout(hovermode="closest", showlegend=False)
     return fig

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from dpcore.disclosure import UNCOVERED_METRICS, may_show_uncovered
 from dpcore.report import guarantee_of, mechanism_label, run_epsilon, run_label
 from dpcore.store import Run, RunStore
 
@@ -82,12 +83,17 @@ def progress(run: Run, recent: Sequence[Mapping[str, Any]], queue_position: int 
 
 
 # ---------------------------------------------------------------------------------- tables
-def results_table(runs: Sequence[Run]) -> pd.DataFrame:
-    """One row per run: its configuration and results, ready for st.dataframe or CSV."""
+def results_table(runs: Sequence[Run], *, viewer: str | None = None) -> pd.DataFrame:
+    """One row per run: its configuration and results, ready for st.dataframe or CSV.
+
+    ``viewer`` is who looks (an owner key; None: an export): numbers ε does not cover are left
+    empty where :func:`dpcore.disclosure.may_show_uncovered` says so.
+    """
     rows = []
     for run in runs:
         cfg, res = run.config, run.result or {}
         private = guarantee_of(run) == "dp"
+        show = may_show_uncovered(run, viewer=viewer)
         rows.append({
             "run": run.id,
             "label": run_label(run),
@@ -104,21 +110,25 @@ def results_table(runs: Sequence[Run]) -> pd.DataFrame:
             "lr": cfg.get("lr"),
             "hidden": cfg.get("hidden_size"),
             "seed": cfg.get("seed"),
-            "val perplexity": res.get("val_perplexity"),
+            "val perplexity": res.get("val_perplexity") if show else None,
             "wall time (s)": round(res["wall_time_s"], 1) if res.get("wall_time_s") is not None else None,
         })
     return pd.DataFrame(rows)
 
 
-def metrics_frame(store: RunStore, runs: Sequence[Run]) -> pd.DataFrame:
-    """Every step of every run (with its validation pass where there was one), long format."""
+def metrics_frame(store: RunStore, runs: Sequence[Run], *, viewer: str | None = None) -> pd.DataFrame:
+    """Every step of every run (with its validation pass where there was one), long format.
+
+    Columns ε does not cover are dropped for runs whose viewer may not see them (None: an export).
+    """
     frames = []
     for run in runs:
         metrics = pd.DataFrame(store.metrics(run.id))
         if metrics.empty:
             continue
-        evals = pd.DataFrame(store.evals(run.id))
-        metrics = metrics.drop(columns=["ts"], errors="ignore")
+        show = may_show_uncovered(run, viewer=viewer)
+        evals = pd.DataFrame(store.evals(run.id)) if show else pd.DataFrame()
+        metrics = metrics.drop(columns=["ts"] + ([] if show else list(UNCOVERED_METRICS)), errors="ignore")
         if not evals.empty:
             metrics = metrics.merge(evals.drop(columns=["ts"], errors="ignore"), on="step", how="left")
         metrics.insert(0, "label", run_label(run))
@@ -129,18 +139,22 @@ def metrics_frame(store: RunStore, runs: Sequence[Run]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def metrics_csv(store: RunStore, runs: Sequence[Run]) -> bytes:
+def metrics_csv(store: RunStore, runs: Sequence[Run], *, viewer: str | None = None) -> bytes:
+    """Every step as CSV (a file leaves the page: pass viewer=None unless it is the owner's own download)."""
     buf = io.StringIO()
-    metrics_frame(store, runs).to_csv(buf, index=False)
+    metrics_frame(store, runs, viewer=viewer).to_csv(buf, index=False)
     return buf.getvalue().encode("utf-8")
 
 
-def frontier(runs: Sequence[Run]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(private points with ε and final perplexity, non-private baselines) of finished runs."""
+def frontier(runs: Sequence[Run], *, viewer: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(private points with ε and final perplexity, non-private baselines) of finished runs.
+
+    Validation perplexity is not covered by ε: runs whose viewer may not see it are left out.
+    """
     points, baselines = [], []
     for run in runs:
         ppl = (run.result or {}).get("val_perplexity")
-        if run.status != "finished" or ppl is None:
+        if run.status != "finished" or ppl is None or not may_show_uncovered(run, viewer=viewer):
             continue
         g = guarantee_of(run)
         if g == "dp":
@@ -185,7 +199,11 @@ def load_run_checkpoint(store: RunStore, run: Run) -> Any:
 
 def generate_samples(store: RunStore, run: Run, prompt: str, *, n: int = 3, max_tokens: int = 80,
                      temperature: float = 0.8, seed: int = 0) -> list[str]:
-    """``n`` continuations of ``prompt`` from the run's final model, seeded (same seed, same draws)."""
+    """``n`` plain continuations of ``prompt`` from the run's final model, seeded (same seed, same draws).
+
+    Plain sampling claims no ε of its own (post-processing of the model), so a visible seed costs
+    nothing; private decoders go through :func:`decode_text`, which ignores a seed for them.
+    """
     from dpcore.sampling import sample_texts
 
     ckpt = load_run_checkpoint(store, run)
@@ -204,14 +222,32 @@ def unknown_prompt_chars(store: RunStore, run: Run, prompt: str) -> str:
     return "".join(sorted({c for c in prompt if tok.encode(c) == [UNK_ID]}))
 
 
-def decode_text(store: RunStore, run: Run, prompt: str, spec: Any, *, max_tokens: int = 80, seed: int = 0,
-                delta_prime: float = 1e-6) -> tuple[Any, Any]:
-    """(DecodedText, TextGuarantee) of one continuation of ``prompt`` from the run's final model."""
+def decode_text(store: RunStore, run: Run, prompt: str, spec: Any, *, viewer: str | None = None,
+                max_tokens: int = 80, seed: int = 0, delta_prime: float = 1e-6) -> tuple[Any, Any]:
+    """(DecodedText, TextGuarantee) of one continuation of ``prompt`` from the run's final model.
+
+    A private decoder (``spec.has_guarantee``) spends the model's inference ledger: before
+    decoding, ``viewer`` is charged the most the text may spend (``max_tokens`` × ε per token) in one
+    atomic check-and-record (:class:`dpcore.store.InferenceBudgetExceeded` past the budget: nothing
+    is decoded), then the charge is settled down to the tokens actually drawn (an interrupted decode
+    keeps the full charge: conservative). Its randomness is secret; ``seed`` applies to ``plain`` and
+    ``naive-logits`` only.
+    """
     from dpcore.decoding import decode, text_guarantee
+    from dpcore.errors import DPCoreError
 
     ckpt = load_run_checkpoint(store, run)
+    spec.validate()
+    entry = None
+    if spec.has_guarantee:
+        if viewer is None:
+            raise DPCoreError("private decoding is charged to a viewer: pass viewer=<owner key>")
+        eps0 = spec.epsilon_per_token(ckpt.tokenizer.vocab_size)
+        entry = store.charge_inference(run.id, viewer, spec.name, eps0, int(max_tokens)).charged
     out = decode(ckpt.model, ckpt.tokenizer, prompt, spec, max_tokens=max_tokens, seed=seed,
                  delta_prime=delta_prime)
+    if entry is not None:
+        store.settle_inference(entry.id, out.picks)
     result = dict(run.result or {})
     if guarantee_of(run) != "dp":  # only a DP guarantee may be borrowed by the text
         result["epsilon"] = None

@@ -7,6 +7,7 @@ import streamlit as st
 
 from dpcore import charts
 from dpcore.auditview import audit_points
+from dpcore.disclosure import may_show_uncovered, visible_metrics
 from dpcore.report import run_label
 from dpcore.runview import frontier, metrics_csv, results_table
 from pages.ui import session
@@ -49,8 +50,10 @@ any_active = any(not by_id[i].is_terminal for i in selected_ids)
 @st.fragment(run_every=POLL_S if any_active else None)
 def comparison() -> None:
     selected = [store.get_run(i) for i in selected_ids]
-    series = [(run_label(r), store.metrics(r.id)) for r in selected]
-    eval_series = [(run_label(r), store.evals(r.id)) for r in selected]
+    viewer = session.owner()
+    shown = {r.id: may_show_uncovered(r, viewer=viewer) for r in selected}  # what ε does not cover
+    series = [(run_label(r), visible_metrics(store.metrics(r.id), shown[r.id])) for r in selected]
+    eval_series = [(run_label(r), store.evals(r.id)) for r in selected if shown[r.id]]
     row = st.columns(2)
     with row[0]:
         st.plotly_chart(charts.overlay_figure(series, "train_loss", title="Training loss", ytitle="loss"),
@@ -64,7 +67,7 @@ def comparison() -> None:
                         config={"displayModeBar": False})
         st.caption("Runs without a privacy guarantee have no ε and draw no line here.")
     with row[1]:
-        points, baselines = frontier(selected)
+        points, baselines = frontier(selected, viewer=viewer)
         st.plotly_chart(charts.frontier_figure(points, baselines), key="cmp_frontier",
                         config={"displayModeBar": False})
         if not points:
@@ -82,7 +85,10 @@ def comparison() -> None:
                             key="cmp_aud_auc", config={"displayModeBar": False})
         st.caption("Runs without a privacy guarantee sit at the right, marked “∞ / none”. Lower is better on both.")
     st.subheader("Configurations and results")
-    st.dataframe(results_table(selected), hide_index=True, key="cmp_table", placeholder="—",
+    if not all(shown.values()):
+        st.caption("Runs trained on someone else's uploaded text show only what ε covers: their training loss and "
+                   "validation perplexity are not shared.")
+    st.dataframe(results_table(selected, viewer=viewer), hide_index=True, key="cmp_table", placeholder="—",
                  column_config={"ε spent": st.column_config.NumberColumn(format="%.3f"),
                                 "val perplexity": st.column_config.NumberColumn(format="%.2f"),
                                 "σ": st.column_config.NumberColumn(format="%.3f"),
@@ -94,6 +100,8 @@ def comparison() -> None:
 comparison()
 st.download_button(
     "Download every step as CSV", data=lambda: metrics_csv(store, [store.get_run(i) for i in selected_ids]),
+    help="A file can travel: for runs on uploaded text it holds only what ε covers, unless the run's owner chose to "
+         "share more on its Run report.",
     file_name="dp-rnn-lab-metrics.csv", mime="text/csv", icon=":material/download:", on_click="ignore",
     key="cmp_csv",
 )

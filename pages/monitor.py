@@ -8,6 +8,7 @@ the polling. Nothing is trained here: the worker process writes, this page reads
 import streamlit as st
 
 from dpcore import charts
+from dpcore.disclosure import UNCOVERED_LABEL, may_show_samples, may_show_uncovered, visible_metrics
 from dpcore.preview import epsilon_sentence, predicted_curve
 from dpcore.report import guarantee_of, run_epsilon, run_label
 from dpcore.runview import baseline_perplexity, progress
@@ -49,6 +50,14 @@ share_caption("monitor", run_id)
 
 active_at_start = not run.is_terminal
 dp = guarantee_of(run) == "dp"
+show_uncovered = may_show_uncovered(run, viewer=session.owner())  # loss, batch, exact clipping, val ppl
+show_samples = may_show_samples(run, viewer=session.owner())
+if not show_uncovered:
+    st.caption("This run trained on its owner's own text: numbers that ε does not cover (training loss, validation "
+               "perplexity, exact clipping statistics) are not shared, unless the owner chooses to on the Run report.")
+elif str(cfg.get("corpus", "builtin")) != "builtin":
+    st.caption(f"Training loss, validation perplexity and the exact clipping statistics are {UNCOVERED_LABEL}; "
+               "people with this run's link do not see them unless you share them on the Run report.")
 
 
 def _predicted(r: Run) -> list[tuple[int, float]] | None:
@@ -75,7 +84,8 @@ def live() -> None:
     if fresh:
         cache["samples"].extend(fresh)
         cache["sample_id"] = fresh[-1]["id"]
-    r, metrics, evals = snap.run, cache["metrics"], snap.evals
+    r, metrics, evals = snap.run, visible_metrics(cache["metrics"], show_uncovered), snap.evals
+    evals = evals if show_uncovered else []
     queue = store.queue_position(run_id) if r.status == "queued" else None
     prog = progress(r, metrics, queue)
     st.progress(prog.fraction, text=f"{status_text(r)} · {prog.text}")
@@ -84,24 +94,28 @@ def live() -> None:
     cols = st.columns(4)
     cols[0].metric("Step", f"{r.last_step or 0:,}" + (f" / {r.total_steps:,}" if r.total_steps else ""))
     loss = next((m["train_loss"] for m in reversed(metrics) if m.get("train_loss") is not None), None)
-    cols[1].metric("Training loss", f"{loss:.3f}" if loss is not None else "—")
+    not_shared = "not shared"
+    cols[1].metric("Training loss", f"{loss:.3f}" if loss is not None else "—" if show_uncovered else not_shared,
+                   help=f"Mean loss of the step's batch: {UNCOVERED_LABEL}.")
     ppl = evals[-1]["val_perplexity"] if evals else None
-    cols[2].metric("Validation perplexity", f"{ppl:.2f}" if ppl is not None else "—",
-                   help="exp(average loss per token) on held-out users: lower is better.")
+    cols[2].metric("Validation perplexity", f"{ppl:.2f}" if ppl is not None else "—" if show_uncovered else not_shared,
+                   help="exp(average loss per token) on held-out users: lower is better. Measured on their text "
+                        f"without noise: {UNCOVERED_LABEL}.")
     eps = run_epsilon(r, last.get("epsilon"))
     cols[3].metric("ε spent", f"{eps:.3f}" if eps is not None else "none" if not dp else "—",
                    help="Grows with every step; the run stops at its target." if dp else
                    "This run has no privacy guarantee, so no ε is shown.")
 
     total = r.total_steps
-    row = st.columns(2)
-    with row[0]:
-        st.plotly_chart(charts.loss_figure(metrics, total_steps=total), key="mon_loss",
-                        config={"displayModeBar": False})
-    with row[1]:
-        baseline = baseline_perplexity(session.my_runs(), cfg) if cfg.get("mechanism") != "none" else None
-        st.plotly_chart(charts.perplexity_figure(evals, total_steps=total, baseline=baseline), key="mon_ppl",
-                        config={"displayModeBar": False})
+    if show_uncovered:
+        row = st.columns(2)
+        with row[0]:
+            st.plotly_chart(charts.loss_figure(metrics, total_steps=total), key="mon_loss",
+                            config={"displayModeBar": False})
+        with row[1]:
+            baseline = baseline_perplexity(session.my_runs(), cfg) if cfg.get("mechanism") != "none" else None
+            st.plotly_chart(charts.perplexity_figure(evals, total_steps=total, baseline=baseline), key="mon_ppl",
+                            config={"displayModeBar": False})
     if dp:
         row = st.columns(2)
         with row[0]:
@@ -115,8 +129,11 @@ def live() -> None:
             st.caption(epsilon_sentence(eps, seq_len=cfg.get("seq_len"), tokenizer=cfg.get("tokenizer", "char")))
 
     st.markdown("**Samples as they arrive** (generated from the model at each evaluation)")
-    samples = cache["samples"]
-    if not samples:
+    samples = cache["samples"] if show_samples else []
+    if not show_samples:
+        st.caption("Samples of a model without a privacy guarantee, trained on someone's own text, are shown to "
+                   "its owner only: they can quote that text.")
+    elif not samples:
         st.caption("The first samples appear at the first evaluation.")
     else:
         latest = max(s["step"] for s in samples)

@@ -85,14 +85,16 @@ with right:
         cols = st.columns(3)
         cols[0].metric("Noise σ", f"{pv.noise_multiplier:.3g}" if pv.noise_multiplier else "—",
                        help="The noise multiplier: noise standard deviation in units of the clipping norm C "
-                            "(λ, the Laplace scale, for Laplace). Calibrated so the run spends exactly the target ε.")
+                            "(λ, the Laplace scale, for Laplace). Calibrated so the run spends at most the target ε.")
         cols[1].metric("Batch ≈", f"{pv.expected_batch_size:,}",
                        help=f"Expected batch size. Sampling rate q = {pv.sample_rate:.3g}: each sequence joins each "
                             "batch with this probability.")
         cols[2].metric("Steps", f"{pv.steps:,}", help=f"≈ {pv.epochs:.2g} epochs over {pv.num_train:,} sequences.")
         st.caption(f"{pv.num_train:,} training sequences from {pv.data['num_train_users']:,} users; "
                    f"{pv.data['num_val_users']:,} other users are held out for validation. Vocabulary: "
-                   f"{pv.data['vocab_size']:,} tokens.")
+                   f"{pv.data['vocab_size']:,} tokens"
+                   + (f", {pv.data['vocabulary']}: it does not depend on the text, so it costs no ε."
+                      if pv.data.get("vocabulary") else "."))
         if pv.curve:
             st.plotly_chart(predicted_epsilon_figure(pv.curve, target=config.epsilon), key="nr_predicted_eps",
                             config={"displayModeBar": False})

@@ -6,6 +6,7 @@ import streamlit as st
 
 from dpcore import charts
 from dpcore.auditview import empirical_epsilon, exposure_groups, how_to_audit, load_audit, roc_curves
+from dpcore.disclosure import UNCOVERED_LABEL, is_builtin, may_show_samples, may_show_uncovered
 from dpcore.report import html_report, markdown_report, privacy_statement, run_figures, run_label, summary_rows
 from pages.ui import session
 from pages.ui.widgets import privacy_badge, run_from_link, share_caption
@@ -29,6 +30,18 @@ st.markdown("### Privacy statement")
 latest_eps = next((m["epsilon"] for m in reversed(metrics) if m.get("epsilon") is not None), None)
 st.markdown("\n".join(f"- {s}" for s in privacy_statement(run, latest_epsilon=latest_eps)))
 
+show_uncovered = may_show_uncovered(run, viewer=session.owner())
+if session.is_owner(run) and not is_builtin(run.config):
+    shared = st.toggle(
+        "Share statistics that ε does not cover", value=bool(run.share_uncovered), key="rep_share_uncovered",
+        help=f"Training loss, validation perplexity, clipping statistics and (for a run without a guarantee) its "
+             f"samples are {UNCOVERED_LABEL}. By default people with this run's link and every downloaded report "
+             "leave them out; tick this to include them.",
+    )
+    if shared != bool(run.share_uncovered):
+        store.set_share_uncovered(run.id, session.owner(), shared)
+        st.rerun()
+
 downloads = st.columns(3)
 downloads[0].download_button(
     "Download report (HTML, with charts)", data=lambda: html_report(run, metrics, evals, samples),
@@ -48,7 +61,7 @@ if checkpoint and session.is_owner(run):  # weights of a non-private run can hol
     )
 
 st.markdown("### Curves")
-figures = run_figures(run, metrics, evals)
+figures = run_figures(run, metrics, evals, show_uncovered=show_uncovered)
 for start in range(0, len(figures), 2):
     row = st.columns(2)
     for col, (i, fig) in zip(row, enumerate(figures[start:start + 2], start)):
@@ -62,8 +75,11 @@ if audit is None:
     else:
         st.caption("An audit, if this run asked for one, appears here after training.")
 else:
-    if audit.get("plain"):
-        st.markdown("\n".join(f"- {s}" for s in audit["plain"]))
+    from dpcore.auditview import no_bound_reason, plain_lines  # this section's helpers
+
+    lines = plain_lines(audit)
+    if lines:
+        st.markdown("\n".join(f"- {s}" for s in lines))
     row = st.columns(2)
     groups = exposure_groups(audit)
     if groups:
@@ -73,17 +89,23 @@ else:
     curves = roc_curves(audit)
     if curves:
         row[1].plotly_chart(charts.roc_figure(curves), key="rep_aud_roc", config={"displayModeBar": False})
+        row[1].caption("User-level membership inference: members and non-members are windows of different users, "
+                       "so it shows leakage about users; no ε is derived from it.")
     emp = empirical_epsilon(audit)
     if emp is not None or audit.get("claimed_epsilon") is not None:
         st.plotly_chart(charts.epsilon_bounds_figure(audit.get("claimed_epsilon"), emp), key="rep_aud_eps",
                         config={"displayModeBar": False})
+    reason = no_bound_reason(audit)
+    if reason:
+        st.caption(reason)
     if audit.get("caveat"):
         st.caption(audit["caveat"])
 
 st.markdown("### Configuration and results")
-st.table({"": [k for k, _ in summary_rows(run)], "value": [v for _, v in summary_rows(run)]})
+rows = summary_rows(run, show_uncovered=show_uncovered)
+st.table({"": [k for k, _ in rows], "value": [v for _, v in rows]})
 
-final = [s for s in samples if s["kind"] == "final"]
+final = [s for s in samples if s["kind"] == "final"] if may_show_samples(run, viewer=session.owner()) else []
 if final:
     st.markdown("### Samples from the final model")
     for s in final:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.apptest_support import TINY, app_env_for, executor_of, texts, write_run
+from tests.apptest_support import SECRET_B, TINY, app_env_for, executor_of, texts, write_run
 from tests.audit_fixture import add_audit, fake_audit
 
 
@@ -49,27 +49,65 @@ def test_mechanisms_page_groups_runs_and_labels_naive(app_env):
 
 
 # ------------------------------------------------------------------------------------ samples
-def test_samples_with_a_private_decoder_show_epsilon_per_token(app_env):
+def test_samples_with_a_private_decoder_charge_the_ledger_and_show_it(app_env):
     owner = app_env.owner()
     runs = [write_run(app_env.store, owner, checkpoint=True),
             write_run(app_env.store, owner, TINY.replace(mechanism="none"), checkpoint=True)]
     at = app_env.app(page=SAMPLES).run()
     _no_crash(at)
     assert any("Post-processing: no extra ε; the training ε = 2.5" in c for c in texts(at.caption))
+    assert any("Seeds plain sampling" in (n.help or "") for n in at.number_input if n.key == "smp_seed")
     at.number_input(key="smp_n").set_value(1).run()
+    at.number_input(key="smp_tokens").set_value(10).run()  # 10 tokens × ε 2 = the default budget of 20
     at.text_input(key="smp_prompt").input("he").run()
     at.selectbox(key="smp_decoder").set_value("exponential").run()
     _no_crash(at)
+    assert not at.code, "a private decoder decodes only when asked (every text is charged)"
+    assert all(not app_env.store.ledger(r.id).entries for r in runs)
+    at.button(key="smp_generate").click().run()
+    _no_crash(at)
     captions = texts(at.caption)
-    assert sum(c.startswith("ε per token = 2 ·") for c in captions) == 2  # 4B/T = 4·4/8
-    assert any("Exponential: ε per token" in c for c in captions)
+    assert sum(c.startswith("ε per token = 2 ·") and "δ = 0" in c for c in captions) == 2  # 4B/T = 4·4/8
+    assert any("Exponential: ε per token" in c and "training: (ε = 2.5" in c for c in captions)
     assert _charts(at) == 2
     codes = [c.value for c in at.code]
     assert len(codes) == 2 and all(c.startswith("he") for c in codes)
-    again = app_env.app(page=SAMPLES, runs=",".join(r.id for r in runs))
-    again.session_state["smp_prompt"], again.session_state["smp_n"] = "he", 1
-    again.session_state["smp_decoder"] = "exponential"
-    assert sorted(c.value for c in again.run().code) == sorted(codes), "same prompt and seed, same text"
+    for run in runs:  # one ledger entry per text, charged to this browser, settled to the tokens drawn
+        (entry,) = app_env.store.ledger(run.id).entries
+        assert (entry.viewer, entry.decoder, entry.epsilon_per_token) == (owner, "exponential", 2.0)
+        assert 1 <= entry.tokens <= 10 and entry.epsilon == 2.0 * entry.tokens
+    assert sum("Private decoding of this model so far: 1 text" in c and "Basic composition: (ε =" in c
+               and "advanced composition" in c and "Budget ε = 20 (the default" in c for c in captions) == 2
+    at.run()  # a rerun shows the texts it paid for again and charges nothing
+    assert [c.value for c in at.code] == codes
+    assert all(len(app_env.store.ledger(r.id).entries) == 1 for r in runs)
+
+
+def test_samples_refuse_private_decoding_past_the_budget(app_env):
+    owner = app_env.owner()
+    run = write_run(app_env.store, owner, checkpoint=True)
+    app_env.store.charge_inference(run.id, "browser:someone-else", "mix", 1.0, 15)  # 15 of 20 spent
+    at = app_env.app(page=SAMPLES)
+    at.session_state["smp_decoder"], at.session_state["smp_n"] = "exponential", 1
+    at.session_state["smp_tokens"] = 10  # may spend 20 > 5 left
+    at.run()
+    at.button(key="smp_generate").click().run()
+    _no_crash(at)
+    assert not at.code
+    assert any(e.startswith("Refused:") and "has 5 left" in e for e in texts(at.error))
+    assert len(app_env.store.ledger(run.id).entries) == 1  # the refused text was not recorded
+    # the owner raises the budget; then the same request goes through
+    at.number_input(key=f"smp_budget_{run.id}").set_value(40.0).run()
+    assert app_env.store.get_run(run.id).inference_budget == 40.0
+    at.button(key="smp_generate").click().run()
+    _no_crash(at)
+    assert len(at.code) == 1 and len(app_env.store.ledger(run.id).entries) == 2
+    # someone who opened the run by link sees the ledger, but cannot set the budget
+    other = app_env.app(secret=SECRET_B, page=SAMPLES, runs=run.id).run()
+    _no_crash(other)
+    assert not [n for n in other.number_input if n.key == f"smp_budget_{run.id}"]
+    assert any("Private decoding of this model so far: 2 texts" in c and "set by the run's owner" in c
+               for c in texts(other.caption))
 
 
 def test_samples_naive_logits_decoder_claims_no_guarantee(app_env):

@@ -154,10 +154,28 @@ def test_report_states_the_privacy_guarantee_and_offers_downloads(app_env):
     _no_crash(at)
     statement = " ".join(texts(at.markdown))
     for phrase in ("one training sequence", "ε = 2.5", "δ = 1e-05", "Rényi-DP", "Poisson sampling",
-                   "every checkpoint", "every sample", "vocabulary", "floating-point"):
+                   "every checkpoint", "any text sampled", "vocabulary", "floating-point"):
         assert phrase in statement, phrase
     assert at.download_button(key="rep_html") and at.download_button(key="rep_md")
     assert _charts(at) == 4
+
+
+def test_a_share_link_to_an_upload_run_shows_only_what_epsilon_covers(app_env):
+    upload = TINY.replace(corpus="/data/uploads/x/diary.txt")
+    run = write_run(app_env.store, app_env.owner(SECRET_A), upload, val_perplexity=7.25)
+    stranger = app_env.app(SECRET_B, page=REPORT, run=run.id).run()
+    _no_crash(stranger)
+    shown = " ".join(texts(stranger.markdown)) + str(stranger.table[0].value.to_dict())
+    assert "7.25" not in shown and _charts(stranger) == 2  # ε and the private clipping chart only
+    monitor = app_env.app(SECRET_B, page=MONITOR, run=run.id).run()
+    _no_crash(monitor)
+    assert "7.25" not in str([m.value for m in monitor.metric]) and _charts(monitor) == 2
+    owner = app_env.app(SECRET_A, page=REPORT, run=run.id).run()
+    assert _charts(owner) == 4 and "7.25" in str(owner.table[0].value.to_dict())
+    owner.toggle(key="rep_share_uncovered").set_value(True).run()
+    assert app_env.store.get_run(run.id).share_uncovered
+    stranger = app_env.app(SECRET_B, page=REPORT, run=run.id).run()
+    assert _charts(stranger) == 4
 
 
 def test_only_the_owner_may_download_the_checkpoint(app_env):
@@ -187,3 +205,14 @@ def test_an_unusable_data_folder_is_explained_not_a_traceback(app_env, tmp_path,
     at = app_env.app().run()
     _no_crash(at)
     assert any("The run store cannot be opened" in e for e in texts(at.error))
+
+
+def test_samples_of_a_non_private_upload_model_are_for_its_owner_only(app_env):
+    upload = TINY.replace(corpus="/data/uploads/x/diary.txt", mechanism="none")
+    run = write_run(app_env.store, app_env.owner(SECRET_A), upload, checkpoint=True)
+    stranger = app_env.app(SECRET_B, page=SAMPLES, runs=run.id).run()
+    _no_crash(stranger)
+    assert any("for its owner only" in i for i in texts(stranger.info)) and not stranger.code
+    owner = app_env.app(SECRET_A, page=SAMPLES, runs=run.id).run()
+    _no_crash(owner)
+    assert owner.code

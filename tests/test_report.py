@@ -41,15 +41,18 @@ def test_dp_statement_covers_everything_a_reader_needs(store):
                    "ε = 2.5 and δ = 1e-05 after the 10 steps actually run", "Rényi-DP (RDP) accountant",
                    "noise multiplier σ = 1.1", "sampling rate q = 0.01", "L2 clipping norm C = 1",
                    "can change the odds of any outcome by at most e^2.5 ≈ 12×", "small chance that this promise fails",
-                   "Poisson sampling", "every checkpoint", "every sample drawn", "post-processing",
-                   "vocabulary", "synthetic", "floating-point", "not cryptographically secure", "19.6"):
+                   "Poisson sampling", "every checkpoint", "any text sampled from the model", "post-processing",
+                   "vocabulary", "synthetic", "floating-point", "cryptographic random source", "never stored",
+                   "adding or removing one training sequence", "treated as public", "Windows are cut per record",
+                   "Not covered by ε: the training loss per step", "Not covered by ε: the validation perplexity",
+                   "at most the target", "19.6"):
         assert phrase in text, phrase
 
 
 def test_statement_of_an_upload_warns_about_its_vocabulary(store):
     run = write_run(store, "o", TINY.replace(corpus="/data/uploads/x/notes.txt"))
     text = " ".join(privacy_statement(run))
-    assert "an uploaded file (notes.txt)" in text and "can reveal rare characters" in text
+    assert "an uploaded file (notes.txt)" in text and "fixed independently of the data" in text
     assert "/data/uploads" not in text
 
 
@@ -84,7 +87,7 @@ def test_reports_carry_statement_table_charts_and_samples(store):
     run = write_run(store, "o")
     md = markdown_report(run, store.samples(run.id))
     assert md.startswith("# DP-RNN Lab run report") and "## Privacy statement" in md and "| ε spent | 2.5 |" in md
-    assert "`hello there`" in md
+    assert "~~~\nhello there\n~~~" in md
     page = html_report(run, store.metrics(run.id), store.evals(run.id), store.samples(run.id))
     assert page.startswith("<!doctype html>") and page.count("Plotly.newPlot") == 4
     assert page.count("plotly.js v") == 1, "plotly.js embedded once, so the file works offline"
@@ -134,8 +137,61 @@ def test_charts_draw_what_they_are_given():
     eps = charts.epsilon_figure(rows, predicted=[(0, 0.0), (3000, 300.0)], target=300.0)
     assert [t.name for t in eps.data] == ["predicted", "ε spent"]
     clip = charts.clipping_figure(rows, clip=1.0)
-    assert {t.name for t in clip.data} == {"median per-example norm", "fraction clipped"}
+    names = {t.name for t in clip.data}
+    assert names == {"median per-example norm (without noise)", "fraction clipped (without noise)"}
+    private_only = charts.clipping_figure([{"step": 1, "noisy_frac_clipped": 0.4}], clip=1.0)
+    assert [t.name for t in private_only.data] == ["fraction clipped (private: noised, covered by ε)"]
     frontier_fig = charts.frontier_figure([{"label": "a", "epsilon": 1.0, "val_perplexity": 9.0}],
                                           [{"label": "b", "val_perplexity": 5.0}])
     assert frontier_fig.layout.xaxis.type == "log" and len(frontier_fig.layout.shapes) == 1
     assert all(t.type == "scatter" for t in loss.data + eps.data + clip.data), "SVG traces, never WebGL"
+
+
+# ------------------------------------------------------------------ what ε does not cover (uploads)
+def _upload_run(store, **kw):
+    return write_run(store, "owner", TINY.replace(corpus="/data/uploads/x/diary.txt"), val_perplexity=7.25, **kw)
+
+
+def test_exports_of_an_upload_run_leave_out_what_epsilon_does_not_cover(store):
+    run = _upload_run(store)
+    md = markdown_report(run, store.samples(run.id))
+    assert "7.25" not in md and "not shared" in md
+    page = html_report(run, store.metrics(run.id), store.evals(run.id), store.samples(run.id))
+    assert "7.25" not in page and "Training loss" not in page and page.count("Plotly.newPlot") == 2
+    csv = pd.read_csv(io.BytesIO(metrics_csv(store, [run])))
+    assert not {"train_loss", "batch_size", "frac_clipped", "median_grad_norm", "val_perplexity"} & set(csv.columns)
+    assert "epsilon" in csv.columns
+    assert frontier([run]) == ([], []) and results_table([run])["val perplexity"].isna().all()
+    assert results_table([run], viewer="owner")["val perplexity"].tolist() == [7.25]  # the owner's own page
+
+
+def test_the_owner_can_choose_to_share_uncovered_statistics(store):
+    run = _upload_run(store)
+    store.set_share_uncovered(run.id, "owner", True)
+    shared = store.get_run(run.id)
+    assert shared.share_uncovered
+    page = html_report(shared, store.metrics(run.id), store.evals(run.id), store.samples(run.id))
+    assert "7.25" in page and page.count("Plotly.newPlot") == 4
+    assert results_table([shared])["val perplexity"].tolist() == [7.25]
+
+
+def test_samples_of_a_non_private_upload_run_stay_with_its_owner(store):
+    from dpcore.disclosure import may_show_samples
+
+    run = write_run(store, "owner", TINY.replace(corpus="/data/uploads/x/diary.txt", mechanism="none"))
+    assert may_show_samples(run, viewer="owner") and not may_show_samples(run, viewer="someone else")
+    assert "hello there" not in markdown_report(run, store.samples(run.id))
+    private = _upload_run(store)
+    assert may_show_samples(private, viewer="someone else")  # DP: post-processing, covered
+
+
+def test_statement_lists_every_released_quantity(store):
+    from dpcore.disclosure import released_quantities
+
+    run = write_run(store, "o", TINY.replace(audit=True))
+    items = {r.what: r.covered for r in released_quantities(run)}
+    assert items["the training loss per step"] is False and items["the validation perplexity"] is False
+    assert items["the weights, every checkpoint and the final model"] is True
+    assert items["the audit's membership-inference AUC and ROC"] is False
+    text = " ".join(privacy_statement(run))
+    assert all(what in text for what in items)

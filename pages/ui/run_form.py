@@ -206,7 +206,7 @@ def privacy_widgets() -> dict[str, Any]:
         options=epsilon_choices(s.get("nr_epsilon")), key="nr_epsilon", persist_state=PERSIST,
         format_func=lambda v: f"{v:g}",
         help="Smaller ε = stronger privacy = more noise. The noise is calibrated so that the whole run spends "
-             "exactly this ε. Log scale from 0.1 to 50.",
+             "at most this ε. Log scale from 0.1 to 50.",
     )
     slots["epsilon"] = st.empty()
     if naive:
@@ -264,7 +264,10 @@ def training_widgets() -> dict[str, Any]:
     cols = st.columns(2)
     with cols[0]:
         st.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="nr_seed", persist_state=PERSIST,
-                        help="Same config and seed, same curve (on CPU).")
+                        help="Fixes the initial weights, the train/validation split and dropout: a run without "
+                             "privacy is reproducible exactly (on CPU). A private run's noise and batch sampling "
+                             "are secret (drawn from the operating system's random source, never stored), so its "
+                             "curve is reproducible only up to its noise.")
     with cols[1]:
         st.selectbox("Device", list(DEVICES), key="nr_device", persist_state=PERSIST,
                      help="auto: a GPU if the server has one, else the CPU. The workshop presets use the CPU so "

@@ -1,0 +1,114 @@
+"""What a run releases, which of it the DP guarantee covers, and who may see the rest.
+
+ε bounds only what went through an accounted mechanism. Everything else the product shows about
+a run — the training loss per step, the realised batch sizes, the exact fraction of clipped
+examples and the median gradient norm, the validation perplexity on held-out users, the
+membership-inference numbers of an audit, and any text sampled from a model *without* a
+guarantee — is computed from private text without noise. This module is the one list of those
+quantities (:func:`released_quantities`, read by the privacy statement) and the one rule for
+showing them (:func:`may_show_uncovered`, :func:`may_show_samples`, :func:`visible_metrics`):
+
+* the built-in corpus is synthetic and public, so everything may be shown (and is labelled);
+* for a run on uploaded text, the owner's own pages show the uncovered numbers labelled
+  "computed without noise"; people who open the run by link, and every exported report or CSV,
+  get only covered quantities — unless the owner ticked the explicit "share statistics that ε
+  does not cover" box (``Run.share_uncovered``);
+* text sampled from a model with no DP guarantee, trained on an upload, is never shown to anyone
+  but its owner on screen (and exported only with the same box ticked).
+
+Pure data, no streamlit and no torch: pages and reports call these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+#: Step metrics computed from private data without noise (never covered by ε).
+UNCOVERED_METRICS = ("train_loss", "batch_size", "frac_clipped", "median_grad_norm")
+#: The label every uncovered number carries where it is shown.
+UNCOVERED_LABEL = "computed without noise: not covered by ε"
+
+
+@dataclass(frozen=True)
+class Released:
+    """One quantity a run releases and whether its DP guarantee covers it."""
+
+    what: str
+    covered: bool
+    why: str
+
+
+def is_builtin(config: Mapping[str, Any]) -> bool:
+    return str(config.get("corpus", "builtin")) == "builtin"
+
+
+def _is_dp(run: Any) -> bool:
+    for source in (getattr(run, "result", None), getattr(run, "info", None)):
+        if source and source.get("guarantee"):
+            return source["guarantee"] == "dp"
+    return run.config.get("mechanism") in ("gaussian", "laplace")
+
+
+def may_show_uncovered(run: Any, *, viewer: str | None) -> bool:
+    """May ``viewer`` (an owner key; None for an exported file) see the run's uncovered statistics?"""
+    if is_builtin(run.config) or bool(getattr(run, "share_uncovered", False)):
+        return True
+    return viewer is not None and viewer == run.owner
+
+
+def may_show_samples(run: Any, *, viewer: str | None) -> bool:
+    """May ``viewer`` read text sampled from the run's model? (None: an exported file.)
+
+    Text from a DP-trained model is post-processing and covered. Text from a model without a
+    guarantee can quote its training text: for an upload, only its owner reads it on screen, and an
+    export includes it only when the owner ticked the sharing box.
+    """
+    if _is_dp(run) or is_builtin(run.config):
+        return True
+    if viewer is None:
+        return bool(getattr(run, "share_uncovered", False))
+    return viewer == run.owner
+
+
+def visible_metrics(rows: Sequence[Mapping[str, Any]], show_uncovered: bool) -> list[dict[str, Any]]:
+    """Step rows without the uncovered columns unless they may be shown."""
+    if show_uncovered:
+        return [dict(r) for r in rows]
+    return [{k: v for k, v in r.items() if k not in UNCOVERED_METRICS} for r in rows]
+
+
+def released_quantities(run: Any) -> list[Released]:
+    """Every quantity the run releases, covered by its guarantee or not (for the statement)."""
+    cfg, res = run.config, getattr(run, "result", None) or {}
+    dp = _is_dp(run)
+    mech = cfg.get("mechanism")
+    if not dp:
+        return [Released("everything: weights, samples, curves and every statistic", False,
+                         "this run has no differential-privacy guarantee")]
+    vocab = res.get("vocabulary") or ("the built-in generator's alphabet (public)" if is_builtin(cfg)
+                                      else "a vocabulary fixed independently of the data")
+    out = [
+        Released("the weights, every checkpoint and the final model", True, "trained with DP-SGD"),
+        Released("any text sampled from the model, however much", True, "post-processing of the weights"),
+        Released(f"the vocabulary ({vocab})", True, "it does not depend on the training text"),
+        Released("the ε curve, N, the sampling rate q, σ, C, the steps and δ", True,
+                 "functions of the configuration and of N, which is treated as public"),
+    ]
+    if res.get("clip_count_noise") is not None or (mech == "gaussian" and not res):
+        out.append(Released("the private fraction of clipped examples", True,
+                            "a noisy count whose noise is folded into the accounted Gaussian mechanism"))
+    out += [
+        Released("the training loss per step", False, UNCOVERED_LABEL),
+        Released("the realised batch sizes", False, UNCOVERED_LABEL),
+        Released("the exact fraction clipped and the median per-example gradient norm", False, UNCOVERED_LABEL),
+        Released("the validation perplexity", False,
+                 "measured on held-out users' text without noise (their text is never trained on)"),
+    ]
+    if cfg.get("audit"):
+        out.append(Released("the audit's membership-inference AUC and ROC", False,
+                            "computed on training and held-out text without noise"))
+        out.append(Released("the audit's canary exposure and one-run ε lower bound", True,
+                            "functions of the model and of synthetic canaries"))
+    return out
