@@ -7,8 +7,8 @@ started by the executor, never in this process; pages only read the run store.
 import streamlit as st
 
 from dpcore.errors import DPCoreError
-from dpcore.presets import workshop_presets
-from dpcore.preview import warm
+from dpcore.views.presets import workshop_presets
+from dpcore.views.preview import warm
 from pages.ui import session
 
 st.set_page_config(page_title="DP-RNN Lab", page_icon=":material/lock:", layout="wide")

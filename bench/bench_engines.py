@@ -56,10 +56,11 @@ def run_child(engine: str, size: Size, device: str, steps: int, warmup: int, thr
     """In the child process: build the engine, time ``steps`` steps after ``warmup``, report JSON."""
     import torch
 
+    from dpcore.engines import fast_gaussian, nonprivate, opacus_gaussian
+    from dpcore.engines.base import EngineSetup
+
     # Import every engine whatever is measured, so each child carries the same libraries.
     from dpcore.model import ModelConfig
-    from dpcore.privacy.engines import fast_gaussian, nonprivate, opacus_gaussian
-    from dpcore.privacy.engines.base import EngineSetup
 
     if threads:
         torch.set_num_threads(threads)

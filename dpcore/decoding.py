@@ -34,17 +34,27 @@ import math
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 
 from dpcore.data.tokenizer import EOS_ID, Tokenizer
 from dpcore.errors import DPCoreError
-from dpcore.model import GRULanguageModel
+from dpcore.model import GRULanguageModel, continuation_text
 from dpcore.privacy.noise import laplace_noise
 
-if TYPE_CHECKING:
-    from dpcore.store import LedgerState
+
+class _LedgerEntry(Protocol):
+    epsilon_per_token: float
+    tokens: int
+
+
+class LedgerLike(Protocol):
+    """What :func:`ledger_summary` reads of a ledger (the run store's ``LedgerState`` is one)."""
+
+    entries: Sequence[_LedgerEntry]
+    budget: float
+    budget_is_default: bool
 
 DECODERS = ("plain", "exponential", "noisy-max", "mix", "naive-logits")
 PRIVATE_DECODERS = ("exponential", "noisy-max", "mix")
@@ -230,8 +240,7 @@ def decode(model: GRULanguageModel, tokenizer: Tokenizer, prompt: str, spec: Dec
         generated.append(nxt)
         out.tokens.append(tokenizer.decode([nxt]))
         logits, h = model(torch.tensor([[nxt]], dtype=torch.long, device=device), h)
-    piece = tokenizer.decode(generated)
-    out.text = prompt + (" " + piece if tokenizer.kind == "word" and prompt and piece else piece)
+    out.text = continuation_text(tokenizer, prompt, generated)
     return out
 
 
@@ -351,7 +360,7 @@ def ledger_statements(counts: Sequence[tuple[float, int]], delta_prime: float = 
                              delta_prime, DECODER_RELATION)]
 
 
-def ledger_summary(state: LedgerState, delta_prime: float = 1e-6) -> LedgerSummary:
+def ledger_summary(state: LedgerLike, delta_prime: float = 1e-6) -> LedgerSummary:
     """The ledger of one run as statements and totals (``texts`` counts texts that spent tokens)."""
     entries = list(state.entries)
     basic, advanced = ledger_statements([(e.epsilon_per_token, e.tokens) for e in entries], delta_prime)

@@ -1,4 +1,4 @@
-"""The GRU language model: embedding → GRU → linear head, and text generation.
+"""The GRU language model: embedding → GRU → linear head, and text generation (one place).
 
 One module, two GRU implementations with the same parameter names:
 
@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+
+from dpcore.data.tokenizer import EOS_ID, Tokenizer
 
 
 @dataclass(frozen=True)
@@ -136,3 +138,25 @@ def generate(
         return out
     finally:
         model.train(was_training)
+
+
+def continuation_text(tokenizer: Tokenizer, prompt: str, ids: list[int]) -> str:
+    """``prompt`` followed by the decoded ``ids`` (a space between them for word tokens)."""
+    piece = tokenizer.decode(ids)
+    return prompt + (" " + piece if tokenizer.kind == "word" and prompt and piece else piece)
+
+
+def sample_texts(model: GRULanguageModel, tokenizer: Tokenizer, prompt: str, *, n: int, max_tokens: int,
+                 temperature: float = 0.8, top_k: int | None = None, seed: int = 0) -> list[str]:
+    """``n`` continuations of ``prompt``, each starting a new record and ending at the record end.
+
+    Seeded, so the same model, prompt and seed give the same texts (side-by-side comparisons): plain
+    sampling claims no ε of its own, it is post-processing of the model.
+    """
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    prompt_ids = [EOS_ID] + tokenizer.encode(prompt)
+    return [continuation_text(tokenizer, prompt, generate(model, prompt_ids, max_tokens=max_tokens,
+                                                          temperature=temperature, top_k=top_k, stop_id=EOS_ID,
+                                                          generator=gen))
+            for _ in range(n)]

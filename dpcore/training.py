@@ -28,23 +28,20 @@ import numpy as np
 import torch
 
 from dpcore.checkpoint import save_checkpoint
-from dpcore.config import TrainConfig, check_delta, default_delta
+from dpcore.config import TrainConfig
 from dpcore.data import LMData, build_lm_data, load_corpus
 from dpcore.data.prior import public_log_prior
 from dpcore.data.tokenizer import PAD_ID
 from dpcore.device import resolve_device
+from dpcore.engines import EngineSetup, build_engine
 from dpcore.errors import DPCoreError
 from dpcore.events import EvalMetrics, RunInfo, SampleEvent, StepMetrics, TrainCallbacks
-from dpcore.model import GRULanguageModel, ModelConfig, sequence_losses
+from dpcore.model import GRULanguageModel, ModelConfig, sample_texts, sequence_losses
 from dpcore.privacy.accounting import (
     EpsilonCurve,
-    calibrate_noise,
     epsilon_replace_one,
-    sample_rate_for,
-    steps_for_epochs,
 )
-from dpcore.privacy.engines import EngineSetup, build_engine
-from dpcore.sampling import sample_texts
+from dpcore.privacy.plan import plan
 
 METRIC_COLUMNS = ["step", "train_loss", "epsilon", "batch_size", "frac_clipped", "median_grad_norm",
                   "noisy_frac_clipped", "step_time_s", "elapsed_s", "val_loss", "val_perplexity"]
@@ -58,23 +55,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def plan(config: TrainConfig, num_train: int) -> dict[str, Any]:
-    """Sample rate, steps, δ and noise for a config and a training-set size (no training)."""
-    config.validate()
-    q = sample_rate_for(num_train, config.batch_size)
-    steps = config.max_steps if config.max_steps is not None else steps_for_epochs(config.epochs, q)
-    out: dict[str, Any] = {"sample_rate": q, "steps": steps, "delta": None, "noise_multiplier": None,
-                           "expected_batch_size": max(1, int(num_train * q))}
-    if config.is_private:
-        delta = config.delta if config.delta is not None else default_delta(num_train)
-        check_delta(delta, num_train)
-        noise = config.noise_multiplier
-        if noise is None:
-            noise = calibrate_noise(config.mechanism, config.epsilon, delta, q, steps, config.accountant)
-        out.update(delta=delta, noise_multiplier=noise)
-    return out
 
 
 @torch.no_grad()
@@ -98,11 +78,17 @@ def run_training(
     callbacks: TrainCallbacks | None = None,
     should_stop: Callable[[], bool] | None = None,
     data: LMData | None = None,
+    extra_rows: torch.Tensor | None = None,
+    extra_accounted: int = 0,
 ) -> dict[str, Any]:
     """Train, write ``result.json``, ``metrics.csv`` and ``model.pt`` in ``out_dir``, return the result.
 
     ``should_stop`` is polled between steps; when it turns True the run finishes the current
     step, evaluates, saves and returns with ``stopped=True`` (its ε covers the steps run).
+
+    ``extra_rows`` are appended to the training windows (the one-run audit's included canaries,
+    see :mod:`dpcore.audit.pipeline`); ``extra_accounted`` is how many such rows N counts for q and
+    δ *whether or not they were included*, so that neither depends on the audit's secret coins.
     """
     config = config.validate()
     callbacks = callbacks or TrainCallbacks()
@@ -112,22 +98,12 @@ def run_training(
     seed_everything(config.seed)
     device = resolve_device(config.device)
 
-    if data is None:
-        corpus = load_corpus(config.corpus, text_column=config.text_column, user_column=config.user_column)
-        data = build_lm_data(corpus, tokenizer=config.tokenizer, seq_len=config.seq_len,
-                             val_fraction=config.val_fraction, max_vocab=config.max_vocab)
-    train, canaries = data.train, None
-    if config.audit:
-        # The one-run audit (Steinke, Nasr and Jagielski 2023) needs its canaries in training, each
-        # included by a secret fair coin. q and δ are planned from N + m (every canary counted) so that
-        # they cannot depend on the coins; the accountant then covers the actual, smaller set too.
-        from dpcore.audit.defaults import AUDIT_CANARIES
-        from dpcore.audit.one_run import make_audit_canaries
-
-        canaries = make_audit_canaries(data.tokenizer.vocab_size, config.seq_len, AUDIT_CANARIES)
-        train = torch.cat([data.train, canaries.training_rows()])
+    data = data if data is not None else load_data(config)
+    train = data.train if extra_rows is None else torch.cat([data.train, extra_rows.to(data.train.dtype)])
     num_train = int(train.shape[0])
-    num_accounted = int(data.train.shape[0]) + (canaries.m if canaries is not None else 0)
+    num_accounted = int(data.train.shape[0]) + int(extra_accounted)
+    if num_accounted < num_train:
+        raise ValueError("extra_accounted must count every extra row (included or not)")
     p = plan(config, num_accounted)
     model_cfg = ModelConfig(data.tokenizer.vocab_size, config.embed_dim, config.hidden_size,
                             config.num_layers, config.dropout)
@@ -236,7 +212,6 @@ def run_training(
         "privacy_unit": info.privacy_unit,
         "num_train_examples": num_train,
         "num_accounted_examples": num_accounted,
-        "num_audit_canaries": canaries.m if canaries is not None else 0,
         "num_val_examples": info.num_val_examples,
         "vocabulary": data.vocabulary,
         "vocabulary_epsilon": 0.0,
@@ -257,15 +232,23 @@ def run_training(
     save_checkpoint(out / "model.pt", engine.plain_model().state_dict(), model_cfg, data.tokenizer,
                     config.to_dict(), {k: v for k, v in result.items() if k != "config"})
     write_metrics_csv(out / "metrics.csv", rows)
-    if config.audit and not stopped:
-        from dpcore.audit.run import run_audit  # the audit is optional and pulls in scipy
-
-        report = run_audit(out / "model.pt", out, seed=config.seed, data=data, device=str(device),
-                           audit_canaries=canaries)
-        result["audit"] = {k: report.get(k) for k in ("auc", "empirical_epsilon", "one_run", "exposure_by_insertions",
-                                                      "plain")}
-    (out / "result.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_result(out, result)
     return result
+
+
+def load_data(config: TrainConfig) -> LMData:
+    """The config's corpus, split by user and cut into windows (what :func:`run_training` trains on)."""
+    corpus = load_corpus(config.corpus, text_column=config.text_column, user_column=config.user_column)
+    return build_lm_data(corpus, tokenizer=config.tokenizer, seq_len=config.seq_len,
+                         val_fraction=config.val_fraction, max_vocab=config.max_vocab)
+
+
+def write_result(out_dir: str | Path, result: dict[str, Any]) -> None:
+    """``result.json`` (atomic: a reader never sees half a file)."""
+    path = Path(out_dir) / "result.json"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
 
 
 def write_metrics_csv(path: Path, rows: list[dict[str, Any]]) -> None:

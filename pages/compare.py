@@ -5,11 +5,11 @@ The selection lives in the URL (``?runs=a,b,c``) so a comparison can be shared l
 
 import streamlit as st
 
-from dpcore import charts
-from dpcore.auditview import audit_points
-from dpcore.disclosure import may_show_uncovered, visible_metrics
-from dpcore.report import run_label
-from dpcore.runview import frontier, metrics_csv, results_table
+from dpcore.views import charts
+from dpcore.views.auditview import audit_points
+from dpcore.views.disclosure import may_show_uncovered, visible_metrics
+from dpcore.views.meaning import run_label
+from dpcore.views.runview import frontier, metrics_csv, results_table
 from pages.ui import session
 from pages.ui.widgets import no_runs_yet
 

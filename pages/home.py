@@ -2,9 +2,8 @@
 
 import streamlit as st
 
-from dpcore.presets import PRESETS, workshop_presets
-from dpcore.preview import CENSUS_SENTENCE, odds_multiplier
-from dpcore.report import run_epsilon, run_label
+from dpcore.views.meaning import CENSUS_SENTENCE, odds_multiplier, run_epsilon, run_label
+from dpcore.views.presets import PRESETS, workshop_presets
 from pages.ui import session
 from pages.ui.widgets import COMPARE_PAGE, MONITOR_PAGE, NEW_RUN_PAGE, status_text
 

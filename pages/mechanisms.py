@@ -7,12 +7,12 @@ curves grouped by mechanism.
 
 import streamlit as st
 
-from dpcore import charts
 from dpcore.errors import DPCoreError
-from dpcore.mechanism_compare import comparison_sentences, noise_to_signal
-from dpcore.presets import get_preset
-from dpcore.preview import NAIVE_WHY
-from dpcore.runview import curves_by_mechanism, mechanism_inputs
+from dpcore.privacy.mechanisms import comparison_sentences, noise_to_signal
+from dpcore.views import charts
+from dpcore.views.meaning import NAIVE_WHY
+from dpcore.views.presets import get_preset
+from dpcore.views.runview import curves_by_mechanism, mechanism_inputs
 from pages.ui import session
 from pages.ui.widgets import NEW_RUN_PAGE
 

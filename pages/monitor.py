@@ -7,12 +7,12 @@ the polling. Nothing is trained here: the worker process writes, this page reads
 
 import streamlit as st
 
-from dpcore import charts
-from dpcore.disclosure import UNCOVERED_LABEL, may_show_samples, may_show_uncovered, visible_metrics
-from dpcore.preview import epsilon_sentence, predicted_curve
-from dpcore.report import guarantee_of, run_epsilon, run_label
-from dpcore.runview import baseline_perplexity, progress
-from dpcore.store import Run
+from dpcore.runs.store import Run
+from dpcore.views import charts
+from dpcore.views.disclosure import UNCOVERED_LABEL, may_show_samples, may_show_uncovered, visible_metrics
+from dpcore.views.meaning import epsilon_sentence, guarantee_of, run_epsilon, run_label
+from dpcore.views.preview import predicted_curve
+from dpcore.views.runview import baseline_perplexity, progress
 from pages.ui import session
 from pages.ui.widgets import (
     COMPARE_PAGE,

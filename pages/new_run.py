@@ -2,11 +2,12 @@
 
 import streamlit as st
 
-from dpcore.charts import predicted_epsilon_figure
 from dpcore.errors import DPCoreError
-from dpcore.presets import PRESETS
-from dpcore.preview import CENSUS_SENTENCE, check
-from dpcore.urlstate import upload_id_of
+from dpcore.views.charts import predicted_epsilon_figure
+from dpcore.views.meaning import CENSUS_SENTENCE
+from dpcore.views.presets import PRESETS
+from dpcore.views.preview import check
+from dpcore.views.urlstate import upload_id_of
 from pages.ui import corpus_form, run_form, session
 from pages.ui.widgets import MONITOR_PAGE, not_dp_notice
 

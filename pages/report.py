@@ -4,10 +4,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from dpcore import charts
-from dpcore.auditview import empirical_epsilon, exposure_groups, how_to_audit, load_audit, roc_curves
-from dpcore.disclosure import UNCOVERED_LABEL, is_builtin, may_show_samples, may_show_uncovered
-from dpcore.report import html_report, markdown_report, privacy_statement, run_figures, run_label, summary_rows
+from dpcore.views import charts
+from dpcore.views.auditview import empirical_epsilon, exposure_groups, how_to_audit, load_audit, roc_curves
+from dpcore.views.disclosure import UNCOVERED_LABEL, is_builtin, may_show_samples, may_show_uncovered
+from dpcore.views.meaning import run_label
+from dpcore.views.report import html_report, markdown_report, privacy_statement, run_figures, summary_rows
 from pages.ui import session
 from pages.ui.widgets import privacy_badge, run_from_link, share_caption
 
@@ -75,7 +76,7 @@ if audit is None:
     else:
         st.caption("An audit, if this run asked for one, appears here after training.")
 else:
-    from dpcore.auditview import no_bound_reason, plain_lines  # this section's helpers
+    from dpcore.views.auditview import no_bound_reason, plain_lines  # this section's helpers
 
     lines = plain_lines(audit)
     if lines:

@@ -12,13 +12,13 @@ click, never on a rerun, and its randomness is secret: the seed drives plain sam
 
 import streamlit as st
 
-from dpcore import charts
-from dpcore.decoding import DECODERS, DecoderSpec, ledger_summary
-from dpcore.disclosure import may_show_samples, may_show_uncovered
+from dpcore.decoding import DECODERS, DecoderSpec
 from dpcore.errors import DPCoreError
-from dpcore.report import guarantee_of, run_epsilon, run_label
-from dpcore.runview import decode_text, generate_samples, unknown_prompt_chars
-from dpcore.store import InferenceBudgetExceeded
+from dpcore.runs.inference import decode_text, generate_samples, ledger, unknown_prompt_chars
+from dpcore.runs.store import InferenceBudgetExceeded
+from dpcore.views import charts
+from dpcore.views.disclosure import may_show_samples, may_show_uncovered
+from dpcore.views.meaning import guarantee_of, run_epsilon, run_label
 from pages.ui import session
 from pages.ui.widgets import no_runs_yet, privacy_badge
 
@@ -160,7 +160,7 @@ def private_texts(run) -> list:
 
 def ledger_panel(run) -> None:
     """What all private texts of this model have spent so far, and (its owner only) the budget."""
-    summary = ledger_summary(store.ledger(run.id), float(delta_prime))
+    summary = ledger(store, run, float(delta_prime))
     head, pairs, budget = summary.lines()
     st.caption(f"**{head}**. {pairs[:1].upper() + pairs[1:]}. {budget[:1].upper() + budget[1:]}.")
     if session.is_owner(run):

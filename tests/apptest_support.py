@@ -14,7 +14,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from dpcore.config import TrainConfig
-from dpcore.store import Run, RunStore
+from dpcore.runs.store import Run, RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 120  # the first run of a page imports torch and builds the corpus

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dpcore.store import RunStore
+from dpcore.runs.store import RunStore
 
 ONE_RUN = "one-run (Steinke et al. 2023)"
 

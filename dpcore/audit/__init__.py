@@ -6,7 +6,7 @@
 * :mod:`dpcore.audit.membership` — user-level membership inference: ROC/AUC, TPR at low FPR (no ε);
 * :mod:`dpcore.audit.reference` — the reference model of the calibrated attack;
 * :mod:`dpcore.audit.run` — :func:`run_audit`: a checkpoint in, ``audit.json`` out;
-* :mod:`dpcore.audit.cli` — ``python -m dpcore audit``.
+* :mod:`dpcore.cli.audit` — ``python -m dpcore audit``.
 
 The names below load their module on first use (PEP 562), so registering the CLI command does not
 import scipy and the trainer into every ``python -m dpcore`` call.

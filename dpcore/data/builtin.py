@@ -27,6 +27,7 @@ import string
 from collections import Counter
 
 from dpcore.data.corpus import Corpus, Record, add_canary, normalize_text
+from dpcore.data.tokenizer import TOKENIZERS, WordTokenizer
 from dpcore.errors import CorpusError
 
 CANARY_INSERTIONS = (1, 3, 10, 30)
@@ -404,8 +405,6 @@ def builtin_vocabulary(kind: str, max_vocab: int = 2000) -> list[str]:
     ``max_vocab`` (specials included) cuts the tail. Nothing here reads sampled records, so the
     vocabulary is public and the same for every seed and corpus size.
     """
-    from dpcore.data.tokenizer import TOKENIZERS, WordTokenizer
-
     if kind not in TOKENIZERS:
         raise CorpusError(f"tokenizer must be one of {', '.join(TOKENIZERS)}; got {kind!r}")
     texts = _constant_strings()

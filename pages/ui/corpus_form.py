@@ -12,8 +12,8 @@ from typing import Any
 import streamlit as st
 
 from dpcore.errors import DPCoreError
-from dpcore.preview import accept_upload, upload_columns
-from dpcore.store import RunStore
+from dpcore.runs.store import RunStore
+from dpcore.views.preview import accept_upload, upload_columns
 from pages.ui.run_form import NO_USER_COLUMN, PERSIST
 
 

@@ -17,10 +17,10 @@ from typing import Any
 import streamlit as st
 
 from dpcore.config import DEVICES, TrainConfig
-from dpcore.presets import MODEL_SIZES, epsilon_choices, get_preset, model_size_name
-from dpcore.report import mechanism_label
-from dpcore.store import RunStore, UploadNotFound
-from dpcore.urlstate import config_to_params, params_to_config, upload_id_of, upload_ref
+from dpcore.runs.store import RunStore, UploadNotFound
+from dpcore.views.meaning import mechanism_label
+from dpcore.views.presets import MODEL_SIZES, epsilon_choices, get_preset, model_size_name
+from dpcore.views.urlstate import config_to_params, params_to_config, upload_id_of, upload_ref
 
 DEFAULT_PRESET = "workshop-eps3"
 _QS_KEY = "_nr_written_qs"  # the query string this form last wrote

@@ -28,8 +28,8 @@ import secrets
 
 import streamlit as st
 
-from dpcore.executor import Executor, LocalExecutor
-from dpcore.store import Run, RunNotFound, RunStore
+from dpcore.runs.executor import Executor, LocalExecutor
+from dpcore.runs.store import Run, RunNotFound, RunStore
 
 COOKIE = "dprnn_owner"
 COOKIE_MAX_AGE_S = 365 * 24 * 3600

@@ -6,10 +6,9 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from dpcore.preview import NAIVE_WHY, NONE_WHY
-from dpcore.report import mechanism_label, run_label
-from dpcore.runview import STATUS_LABELS
-from dpcore.store import Run
+from dpcore.runs.store import Run
+from dpcore.views.meaning import NAIVE_WHY, NONE_WHY, mechanism_label, run_label
+from dpcore.views.runview import STATUS_LABELS
 
 MONITOR_PAGE = "pages/monitor.py"
 NEW_RUN_PAGE = "pages/new_run.py"

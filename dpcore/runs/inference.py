@@ -1,0 +1,94 @@
+"""Text from a stored run's model, in the dashboard process: plain samples and private decoding.
+
+Loading a checkpoint needs torch, so this lives in the runs room, not in the torch-free views.
+Plain sampling is post-processing of the model and takes a visible seed; a private decoder draws
+secret randomness and is charged to the model's inference ledger in the run store before it
+decodes (:meth:`dpcore.runs.store.RunStore.charge_inference`).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+from dpcore.checkpoint import load_checkpoint
+from dpcore.data.tokenizer import UNK_ID
+from dpcore.decoding import LedgerSummary, decode, ledger_summary, text_guarantee
+from dpcore.errors import CheckpointError, DPCoreError
+from dpcore.model import sample_texts
+from dpcore.runs.store import Run, RunStore
+from dpcore.views.meaning import guarantee_of
+
+
+@functools.lru_cache(maxsize=8)
+def _checkpoint(path: str, version: tuple[int, int]) -> Any:
+    del version  # cache key only
+    return load_checkpoint(path)
+
+
+def load_run_checkpoint(store: RunStore, run: Run) -> Any:
+    """The run's final checkpoint (cached per file version); CheckpointError if it has none."""
+    path = store.artifacts(run.id).get("checkpoint")
+    if path is None:
+        raise CheckpointError(f"run {run.id} has no checkpoint yet (status: {run.status})")
+    try:
+        st = os.stat(path)
+    except OSError:
+        raise CheckpointError(f"the checkpoint of run {run.id} is missing from the data folder") from None
+    return _checkpoint(path, (st.st_mtime_ns, st.st_size))
+
+
+def generate_samples(store: RunStore, run: Run, prompt: str, *, n: int = 3, max_tokens: int = 80,
+                     temperature: float = 0.8, seed: int = 0) -> list[str]:
+    """``n`` plain continuations of ``prompt`` from the run's final model, seeded (same seed, same draws).
+
+    Plain sampling claims no ε of its own (post-processing of the model), so a visible seed costs
+    nothing; private decoders go through :func:`decode_text`, which ignores a seed for them.
+    """
+    ckpt = load_run_checkpoint(store, run)
+    return sample_texts(ckpt.model, ckpt.tokenizer, prompt, n=n, max_tokens=max_tokens,
+                        temperature=temperature, seed=seed)
+
+
+def unknown_prompt_chars(store: RunStore, run: Run, prompt: str) -> str:
+    """Characters of ``prompt`` outside the run's vocabulary (they become UNK), as a string."""
+    ckpt = load_run_checkpoint(store, run)
+    tok = ckpt.tokenizer
+    if tok.kind != "char":
+        return ""
+    return "".join(sorted({c for c in prompt if tok.encode(c) == [UNK_ID]}))
+
+
+def decode_text(store: RunStore, run: Run, prompt: str, spec: Any, *, viewer: str | None = None,
+                max_tokens: int = 80, seed: int = 0, delta_prime: float = 1e-6) -> tuple[Any, Any]:
+    """(DecodedText, TextGuarantee) of one continuation of ``prompt`` from the run's final model.
+
+    A private decoder (``spec.has_guarantee``) spends the model's inference ledger: before
+    decoding, ``viewer`` is charged the most the text may spend (``max_tokens`` × ε per token) in one
+    atomic check-and-record (:class:`dpcore.runs.store.InferenceBudgetExceeded` past the budget: nothing
+    is decoded), then the charge is settled down to the tokens actually drawn (an interrupted decode
+    keeps the full charge: conservative). Its randomness is secret; ``seed`` applies to ``plain`` and
+    ``naive-logits`` only.
+    """
+    ckpt = load_run_checkpoint(store, run)
+    spec.validate()
+    entry = None
+    if spec.has_guarantee:
+        if viewer is None:
+            raise DPCoreError("private decoding is charged to a viewer: pass viewer=<owner key>")
+        eps0 = spec.epsilon_per_token(ckpt.tokenizer.vocab_size)
+        entry = store.charge_inference(run.id, viewer, spec.name, eps0, int(max_tokens)).charged
+    out = decode(ckpt.model, ckpt.tokenizer, prompt, spec, max_tokens=max_tokens, seed=seed,
+                 delta_prime=delta_prime)
+    if entry is not None:
+        store.settle_inference(entry.id, out.picks)
+    result = dict(run.result or {})
+    if guarantee_of(run) != "dp":  # only a DP guarantee may be borrowed by the text
+        result["epsilon"] = None
+    return out, text_guarantee(out, spec, result)
+
+
+def ledger(store: RunStore, run: Run, delta_prime: float = 1e-6) -> LedgerSummary:
+    """The model's inference ledger as (ε, δ) statements and totals."""
+    return ledger_summary(store.ledger(run.id), delta_prime)

@@ -1,0 +1,237 @@
+"""One run in its own process: ``python -m dpcore.runs.worker --data-dir D --run-id R``.
+
+The executor starts this in a new process group with stdout/stderr going to the run's
+``worker.log``. The worker
+
+1. claims its row (only if the row names this pid, or is still queued when started by hand);
+2. beats a heartbeat from a thread every few seconds, which also notices a cancel request;
+3. calls ``train_and_audit`` (:mod:`dpcore.audit.pipeline`: the trainer, then the audit when asked)
+   with callbacks that write metrics in short batched transactions, and a
+   ``should_stop`` that turns True on SIGTERM / cancel / a non-finite loss, so the trainer ends
+   its step, saves a checkpoint and returns;
+4. always writes a final status: finished, cancelled, or failed with a sentence the user can act
+   on (a :class:`~dpcore.errors.DPCoreError` message, out of memory, NaN loss, or a crash whose
+   traceback is in the log). Metrics written so far are kept in every case;
+5. hands its slot to the next queued run (``LocalExecutor.poll``), so queues drain without a daemon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import math
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dpcore.errors import DPCoreError
+from dpcore.events import EvalMetrics, RunInfo, SampleEvent, StepMetrics, TrainCallbacks
+from dpcore.runs.executor import DEFAULT_GRACE_S, LocalExecutor, process_identity
+from dpcore.runs.store import Run, RunStore
+
+DEFAULT_TRAIN_FN = "dpcore.audit.pipeline:train_and_audit"
+ENV_HEARTBEAT_S = "DPCORE_HEARTBEAT_S"
+FLUSH_S = 0.5  # buffered metrics reach the store at most this late (plus one step)
+ARTIFACT_FILES = {"checkpoint": "model.pt", "result": "result.json", "metrics_csv": "metrics.csv",
+                  "log": "worker.log", "audit": "audit.json"}
+
+
+class StoreCallbacks(TrainCallbacks):
+    """Writes trainer events to the store; step metrics are batched to at most one write per FLUSH_S."""
+
+    def __init__(self, store: RunStore, run_id: str, flush_s: float = FLUSH_S) -> None:
+        self.store, self.run_id, self.flush_s = store, run_id, flush_s
+        self.device: str | None = None
+        self.diverged_at: int | None = None  # first step with a NaN/inf loss
+        self._buffer: list[dict[str, Any]] = []
+        self._last_flush = 0.0  # so the first step is written at once
+
+    def on_start(self, info: RunInfo) -> None:
+        self.device = info.device
+        self.store.set_run_info(self.run_id, info.to_dict(), device=info.device)
+
+    def on_step(self, metrics: StepMetrics) -> None:
+        self._buffer.append(metrics.to_dict())
+        loss = metrics.train_loss
+        if loss is not None and not math.isfinite(loss) and self.diverged_at is None:
+            self.diverged_at = metrics.step
+        if time.monotonic() - self._last_flush >= self.flush_s:
+            self.flush()
+
+    def on_eval(self, metrics: EvalMetrics) -> None:
+        self.flush()
+        self.store.add_eval(self.run_id, metrics.to_dict())
+
+    def on_samples(self, event: SampleEvent) -> None:
+        self.flush()
+        self.store.add_samples(self.run_id, event.step, event.kind, event.prompt, event.texts)
+
+    def flush(self) -> None:
+        if self._buffer:
+            rows, self._buffer = self._buffer, []
+            self.store.add_metrics(self.run_id, rows)
+        self._last_flush = time.monotonic()
+
+
+class _Heartbeat(threading.Thread):
+    """Tells the store this worker lives; sets ``stop`` when the store says cancel."""
+
+    def __init__(self, store: RunStore, run_id: str, stop: threading.Event, interval: float) -> None:
+        super().__init__(name="dpcore-heartbeat", daemon=True)
+        self.store, self.run_id, self.stop, self.interval = store, run_id, stop, interval
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.wait(self.interval):
+            try:
+                if self.store.heartbeat(self.run_id):
+                    self.stop.set()
+            except Exception as err:  # noqa: BLE001 - a busy store must not kill the run; try again next beat
+                print(f"heartbeat failed: {err}", file=sys.stderr)
+
+
+def claim(store: RunStore, run_id: str, pid: int) -> Run | None:
+    """The run if this process should train it; None if it belongs to another process or ended.
+
+    Runs in a write transaction, so it sees the dispatcher's committed claim (pid) or none.
+    """
+    with store.transaction() as conn:
+        run = store.get_run(run_id, conn=conn)
+        if run.status == "queued":  # started by hand or by another executor: claim it ourselves
+            store.claim_run(conn, run_id, host=socket.gethostname(), pid=pid,
+                            pid_ident=process_identity(pid))
+        elif run.status != "running" or run.pid not in (None, pid):
+            return None
+        if run.cancel_requested_at is not None:
+            store.finish_run(run_id, "cancelled", conn=conn)
+            return None
+        return store.get_run(run_id, conn=conn)
+
+
+def load_train_fn(spec: str) -> Callable[..., dict[str, Any]]:
+    """``"package.module:function"`` or ``"/path/to/file.py:function"``."""
+    target, _, name = spec.rpartition(":")
+    if target.endswith(".py"):
+        module_spec = importlib.util.spec_from_file_location(Path(target).stem, target)
+        if module_spec is None or module_spec.loader is None:
+            raise ImportError(f"cannot load {target}")
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(target)
+    return getattr(module, name)
+
+
+def train(store: RunStore, run: Run, stop: threading.Event, train_fn: str) -> tuple[str, str | None, Any]:
+    """Run the trainer; returns (final status, error message or None, result dict or None)."""
+    callbacks = StoreCallbacks(store, run.id)
+    try:
+        config = run.train_config()
+        fn = load_train_fn(train_fn)
+        result = fn(
+            config, store.run_dir(run.id), callbacks=callbacks,
+            should_stop=lambda: stop.is_set() or callbacks.diverged_at is not None,
+        )
+    except DPCoreError as err:
+        return "failed", str(err), None
+    except Exception as err:  # noqa: BLE001 - any crash must end as "failed", never a hang
+        traceback.print_exc()
+        if _is_out_of_memory(err):
+            where = callbacks.device or run.device or "this device"
+            return "failed", (
+                f"ran out of memory on {where}: lower the batch size, hidden size or sequence "
+                f"length, or run fewer runs at once"
+            ), None
+        return "failed", (
+            f"training crashed with {type(err).__name__}: {err} (a bug in dp-rnn-lab; the full "
+            f"traceback is in {store.run_dir(run.id) / 'worker.log'})"
+        ), None
+    finally:
+        try:
+            callbacks.flush()
+        except Exception:  # noqa: BLE001 - the final status below matters more than the last few rows
+            traceback.print_exc()
+    if callbacks.diverged_at is not None:
+        return "failed", (
+            f"the training loss became NaN or infinite at step {callbacks.diverged_at}: lower the "
+            f"learning rate, or the clipping norm / noise if the run is private"
+        ), result
+    if isinstance(result, dict) and result.get("stopped"):
+        return "cancelled", None, result
+    return "finished", None, result
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dpcore.runs.worker", description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--run-id", required=True)
+    parser.add_argument("--train-fn", default=DEFAULT_TRAIN_FN)
+    parser.add_argument("--max-concurrent", type=int, default=None)
+    parser.add_argument("--gpus", default=None, help="comma-separated GPU ids the executor manages")
+    parser.add_argument("--grace", type=float, default=None)
+    args = parser.parse_args(argv)
+
+    stop = threading.Event()
+    signals: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        signals.append(signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    store = RunStore(args.data_dir)
+    run = claim(store, args.run_id, os.getpid())
+    if run is None:
+        print(f"run {args.run_id} is not this process's to train; exiting", file=sys.stderr)
+        return 0
+    print(f"worker {os.getpid()} training run {run.id}", file=sys.stderr)
+    beat = _Heartbeat(store, run.id, stop, float(os.environ.get(ENV_HEARTBEAT_S, "2")))
+    beat.start()
+    try:
+        status, error, result = train(store, run, stop, args.train_fn)
+    finally:
+        beat.halt.set()
+    if status == "cancelled" and store.get_run(run.id).cancel_requested_at is None:
+        names = ", ".join(signal.Signals(s).name for s in signals) or "a stop request"
+        error = f"stopped by {names} from outside dp-rnn-lab before it finished"
+    run_dir = store.run_dir(run.id)
+    for name, filename in ARTIFACT_FILES.items():  # before the final status, which readers wait for
+        if (run_dir / filename).exists():
+            store.add_artifact(run.id, name, run_dir / filename)
+    store.finish_run(run.id, status, error=error, result=result)
+    print(f"run {run.id}: {status}" + (f": {error}" if error else ""), file=sys.stderr)
+    _hand_over(store, args)
+    return 1 if status == "failed" else 0
+
+
+def _hand_over(store: RunStore, args: argparse.Namespace) -> None:
+    """Start the next queued run in the slot this worker frees (same cap as its launcher)."""
+    gpus = None if args.gpus is None else [g for g in args.gpus.split(",") if g]
+    try:
+        LocalExecutor(
+            store, args.max_concurrent, gpus=gpus, grace_s=args.grace or DEFAULT_GRACE_S,
+            train_fn=None if args.train_fn == DEFAULT_TRAIN_FN else args.train_fn,
+        ).poll()
+    except Exception:  # noqa: BLE001 - the run is already settled; the next poll retries
+        traceback.print_exc()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""What a run means, in words: one place for every label and sentence the pages and reports use.
+
+Labels of mechanisms and accountants, whether a run carries a guarantee, its ε spent, its short
+name, and the odds wording for ε and δ ("can change the odds of any outcome by at most e^ε ≈ 20×"),
+which research on explaining DP found people understand better than formulas. Pure functions of
+stored runs and numbers: no streamlit, no torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dpcore.config import PRIVATE_MECHANISMS
+from dpcore.runs.store import Run
+
+MECHANISM_LABELS = {
+    "gaussian": "Gaussian DP-SGD",
+    "laplace": "Laplace DP-SGD (L1 clipping)",
+    "naive": "no privacy guarantee (naive recipe)",
+    "none": "no privacy (baseline)",
+}
+ACCOUNTANT_LABELS = {
+    "rdp": "Rényi-DP (RDP) accountant",
+    "prv": "PRV accountant",
+    "pld": "privacy-loss-distribution (PLD) accountant",
+}
+
+
+def mechanism_label(mechanism: str) -> str:
+    return MECHANISM_LABELS.get(mechanism, mechanism)
+
+
+def guarantee_of(run: Run) -> str:
+    """"dp", "none" or "no-guarantee", from what the run reported, else from its mechanism."""
+    for source in (run.result, run.info):
+        if source and source.get("guarantee"):
+            return str(source["guarantee"])
+    mech = run.config.get("mechanism")
+    return "dp" if mech in PRIVATE_MECHANISMS else "none" if mech == "none" else "no-guarantee"
+
+
+def corpus_label(config: Mapping[str, Any]) -> str:
+    """The corpus in words; an upload is named by its file name, never its server path."""
+    corpus = str(config.get("corpus", "builtin"))
+    if corpus == "builtin":
+        return "the built-in corpus (synthetic chat messages)"
+    return f"an uploaded file ({Path(corpus).name})"
+
+
+def run_epsilon(run: Run, latest_epsilon: float | None = None) -> float | None:
+    """ε the run has spent: the result's for a finished run, else the latest metric's; None if not DP."""
+    if guarantee_of(run) != "dp":
+        return None
+    if run.result and run.result.get("epsilon") is not None:
+        return float(run.result["epsilon"])
+    return latest_epsilon
+
+
+def run_label(run: Run) -> str:
+    """A short name for legends and pickers: "ε=3 Gaussian · 1a2b3c" or "no privacy · 1a2b3c"."""
+    cfg = run.config
+    mech = cfg.get("mechanism")
+    if mech in PRIVATE_MECHANISMS:
+        eps = (run.result or {}).get("target_epsilon") or cfg.get("epsilon")
+        head = f"ε={eps:g} {mech.capitalize()}" if eps is not None else f"σ={cfg.get('noise_multiplier')} {mech}"
+    elif mech == "naive":
+        head = "naive (no guarantee)"
+    else:
+        head = "no privacy"
+    return f"{head} · {run.id[:6]}"
+
+
+
+#: Real-world reference points for ε (from users.md).
+CENSUS_SENTENCE = (
+    "For reference: the 2020 US Census used a total ε of about 19.6 for its person-level data, and many "
+    "deployed systems use ε between 1 and 10."
+)
+NAIVE_WHY = (
+    "The naive recipe adds noise to the batch's average gradient with an assumed sensitivity and no "
+    "per-example clipping: one example can move that gradient arbitrarily far, so no ε holds."
+)
+NONE_WHY = "Nothing limits what the model memorises: it can reproduce rare training text word for word."
+
+
+# ------------------------------------------------------------------------------- wording
+def odds_multiplier(epsilon: float) -> str:
+    """e^ε written for people: 2.7, 20, 2,981, or 5.2 × 10^21 for huge values."""
+    value = math.exp(min(epsilon, 700.0))
+    if value < 10:
+        return f"{value:.1f}"
+    if value < 1e6:
+        return f"{value:,.0f}"
+    exponent = int(math.floor(math.log10(value)))
+    return f"{value / 10**exponent:.1f} × 10^{exponent}"
+
+
+def unit_phrase(seq_len: int | None = None, tokenizer: str = "char", privacy_unit: str | None = None) -> str:
+    """Who the promise is about, in words: one training sequence (example-level) unless told otherwise.
+
+    The dashboard trains with example-level DP, so the promise is about one snippet of text, not
+    about a person who wrote many snippets; saying "one person" would overclaim.
+    """
+    if privacy_unit and "user" in privacy_unit and "example" not in privacy_unit:
+        return "any one user's data"
+    if seq_len:
+        what = "character" if tokenizer == "char" else "word"
+        return f"any one training sequence (a {seq_len}-{what} snippet of someone's text)"
+    return "any one training sequence (a short snippet of someone's text)"
+
+
+def epsilon_sentence(epsilon: float, *, seq_len: int | None = None, tokenizer: str = "char",
+                     privacy_unit: str | None = None) -> str:
+    """The odds wording for ε, e.g. "... can change the odds of any outcome by at most e^3 ≈ 20×"."""
+    return (
+        f"With ε = {epsilon:.3g}, {unit_phrase(seq_len, tokenizer, privacy_unit)} can change the odds of any outcome "
+        f"by at most e^{epsilon:.3g} ≈ {odds_multiplier(epsilon)}×."
+    )
+
+
+def delta_sentence(delta: float, num_train: int | None = None, *, is_default: bool = False) -> str:
+    """δ as the small chance that the promise fails, set against 1/N."""
+    text = f"δ = {delta:.2g} is the small chance that this promise fails"
+    if num_train:
+        text += f"; it must stay far below 1/N = 1 in {num_train:,} training sequences"
+        ratio = delta * num_train
+        text += f" (here it is {ratio:.2g} of that)" if ratio < 1 else " (it is not: choose a smaller δ)"
+    if is_default:
+        text += ". This is the default, min(10⁻⁵, 1/N^1.1)"
+    return text + "."
+
+
+def group_sentence(epsilon: float, k: int = 10) -> str:
+    """What ε means for someone who contributed many sequences (group privacy, roughly k·ε)."""
+    return (
+        f"Someone who contributed {k} sequences is protected as a group of {k}: roughly ε × {k} = "
+        f"{epsilon * k:.3g}, i.e. odds up to e^{epsilon * k:.3g} ≈ {odds_multiplier(epsilon * k)}×."
+    )

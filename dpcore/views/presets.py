@@ -1,0 +1,144 @@
+"""Named configurations a teacher can hand out as a link (``?preset=workshop-eps3``).
+
+Presets live in the core, not in the dashboard, so the CLI and the tests see the same ones. The
+workshop presets share everything except the privacy setting, so their curves are comparable
+side by side ("predict, then reveal"): same corpus, model, steps, batch size and seed.
+
+The workshop presets are sized to finish well within a minute on a 2-core laptop CPU, worker start-up
+included: 12-17 s each with one math thread on the project's 2-core machine (see the README's
+Dashboard section). Bigger models or more steps were tried and make the private runs *worse* at
+these ε (more steps at a fixed ε means more noise per step), so the headroom is left for slower
+laptops and busy rooms. The Gaussian presets use the fast engine (ghost clipping) when it is
+installed, which takes the same steps as Opacus at a fraction of the cost, else Opacus.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+
+from dpcore.config import TrainConfig
+from dpcore.errors import ConfigError
+
+
+def _fast_engine_available() -> bool:
+    try:
+        return importlib.util.find_spec("dpcore.engines.fast_gaussian") is not None
+    except ModuleNotFoundError:  # pragma: no cover - a broken install
+        return False
+
+
+#: The engine used by the Gaussian presets.
+PRESET_ENGINE = "fast" if _fast_engine_available() else "opacus"
+
+#: The shared shape of the workshop runs: a small character-level GRU on the built-in corpus.
+WORKSHOP = TrainConfig(
+    corpus="builtin", tokenizer="char", seq_len=32, embed_dim=16, hidden_size=64, num_layers=1,
+    batch_size=256, lr=0.02, max_steps=300, epochs=None, eval_every=50, num_samples=3,
+    sample_tokens=60, seed=0, device="cpu", clip=1.0, accountant="rdp", engine=PRESET_ENGINE,
+)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named, validated configuration with a one-line description for the preset buttons."""
+
+    name: str  # the URL value: ?preset=<name>
+    title: str  # the button label
+    description: str
+    config: TrainConfig
+    group: str = "workshop"
+
+    def __post_init__(self) -> None:
+        self.config.validate()
+
+
+def _workshop(eps: float) -> Preset:
+    return Preset(
+        name=f"workshop-eps{eps:g}",
+        title=f"ε = {eps:g}",
+        description=f"Gaussian DP-SGD calibrated to ε = {eps:g}; under a minute on a laptop CPU.",
+        config=WORKSHOP.replace(mechanism="gaussian", epsilon=eps),
+    )
+
+
+PRESETS: tuple[Preset, ...] = (
+    _workshop(1.0),
+    _workshop(3.0),
+    _workshop(8.0),
+    Preset(
+        name="workshop-none",
+        title="No privacy",
+        description="The non-private baseline with the same model, data and steps; under a minute.",
+        config=WORKSHOP.replace(mechanism="none", engine="opacus"),
+    ),
+    Preset(
+        name="workshop-naive",
+        title="Naive recipe",
+        description="Noise without per-example clipping: looks private, guarantees nothing. A counterexample.",
+        config=WORKSHOP.replace(mechanism="naive", epsilon=1.0, engine="opacus"),
+        group="lesson",
+    ),
+    Preset(
+        name="workshop-laplace",
+        title="Laplace, ε = 8",
+        description="Laplace DP-SGD (L1 clipping, PLD accountant) at ε = 8: far noisier than Gaussian at the "
+        "same ε. Fewer, slower steps (per-example gradients); under a minute.",
+        config=WORKSHOP.replace(mechanism="laplace", epsilon=8.0, accountant="pld", engine="opacus",
+                                max_steps=150, eval_every=50),
+        group="lesson",
+    ),
+    Preset(
+        name="study-eps8",
+        title="Study, ε = 8",
+        description="The full-size model (128 hidden units, 64-character windows) for 300 steps; "
+        "a minute or two on a laptop CPU, seconds on a GPU.",
+        config=TrainConfig(mechanism="gaussian", epsilon=8.0, engine=PRESET_ENGINE, device="auto"),
+        group="study",
+    ),
+)
+
+_BY_NAME = {p.name: p for p in PRESETS}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; a :class:`ConfigError` naming the known ones otherwise."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        known = ", ".join(_BY_NAME)
+        raise ConfigError(f"there is no preset named {name!r}; the presets are {known}") from None
+
+
+def workshop_presets() -> list[Preset]:
+    """The four comparable workshop runs: ε = 1, 3, 8 and no privacy."""
+    return [p for p in PRESETS if p.group == "workshop"]
+
+
+# ------------------------------------------------------------------------------ form choices
+#: The target-ε slider's stops: roughly log-spaced from 0.1 to 50 (the common range in practice).
+EPSILON_CHOICES: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0,
+                                      15.0, 20.0, 30.0, 50.0)
+#: Model sizes offered by the form: name -> (embedding size, GRU hidden size).
+MODEL_SIZES: dict[str, tuple[int, int]] = {
+    "tiny": (16, 32),
+    "small": (16, 64),
+    "medium": (32, 128),
+    "large": (64, 256),
+}
+
+
+def epsilon_choices(current: float | None) -> list[float]:
+    """The slider's stops, with ``current`` added when a link asked for a value between stops."""
+    stops = set(EPSILON_CHOICES)
+    if current is not None and 0 < current <= 1000:
+        stops.add(float(current))
+    return sorted(stops)
+
+
+def model_size_name(embed_dim: int, hidden_size: int) -> str:
+    """"small (16 / 64)" for a known size, "custom (24 / 80)" otherwise."""
+    for name, dims in MODEL_SIZES.items():
+        if dims == (embed_dim, hidden_size):
+            return f"{name} ({embed_dim} / {hidden_size})"
+    return f"custom ({embed_dim} / {hidden_size})"

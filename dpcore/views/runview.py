@@ -1,0 +1,209 @@
+"""Views of stored runs for the dashboard: progress, tables, exports and side-by-side samples.
+
+Everything a page would otherwise compute lives here, so pages stay thin (read widgets, call this,
+draw) and the logic is unit-tested without a browser. Functions take a :class:`RunStore` and
+:class:`Run` rows; nothing writes to the store.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from dpcore.runs.store import Run, RunStore
+from dpcore.views.disclosure import UNCOVERED_METRICS, may_show_uncovered
+from dpcore.views.meaning import guarantee_of, mechanism_label, run_epsilon, run_label
+
+STATUS_LABELS = {
+    "queued": "Queued",
+    "running": "Running",
+    "finished": "Finished",
+    "failed": "Failed",
+    "cancelled": "Cancelled",
+}
+
+
+# ---------------------------------------------------------------------------------- progress
+@dataclass(frozen=True)
+class Progress:
+    """Where a run stands, in numbers a progress bar and one status line need."""
+
+    fraction: float  # 0..1
+    step: int
+    total: int | None
+    seconds_left: float | None
+    text: str
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, sec = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {sec:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def progress(run: Run, recent: Sequence[Mapping[str, Any]], queue_position: int | None = None,
+             now: float | None = None) -> Progress:
+    """Progress and time left from the recent step times (median, robust to the eval pauses)."""
+    now = time.time() if now is None else now
+    total, step = run.total_steps, run.last_step or 0
+    frac = run.progress or 0.0
+    if run.status == "finished":
+        frac = 1.0
+    if run.status == "queued":
+        where = f" (number {queue_position} in the queue)" if queue_position else ""
+        return Progress(0.0, 0, total, None, f"Waiting for a free slot{where}.")
+    if run.is_terminal:
+        took = (run.finished_at or now) - (run.started_at or run.created_at)
+        return Progress(frac, step, total, 0.0, f"{step} steps in {format_duration(took)}")
+    if step == 0:
+        return Progress(0.0, 0, total, None, "Starting: loading the corpus and calibrating the noise…")
+    times = [r["step_time_s"] for r in recent[-50:] if r.get("step_time_s")]
+    left = None
+    if times and total:
+        # steps plus an allowance for the evaluations and sampling still to come
+        per_step = statistics.median(times) * 1.15
+        left = per_step * max(0, total - step)
+    shown_total = f" of {total}" if total else ""
+    return Progress(frac, step, total, left, f"Step {step}{shown_total} · about {format_duration(left)} left")
+
+
+# ---------------------------------------------------------------------------------- tables
+def results_table(runs: Sequence[Run], *, viewer: str | None = None) -> pd.DataFrame:
+    """One row per run: its configuration and results, ready for st.dataframe or CSV.
+
+    ``viewer`` is who looks (an owner key; None: an export): numbers ε does not cover are left
+    empty where :func:`dpcore.views.disclosure.may_show_uncovered` says so.
+    """
+    rows = []
+    for run in runs:
+        cfg, res = run.config, run.result or {}
+        private = guarantee_of(run) == "dp"
+        show = may_show_uncovered(run, viewer=viewer)
+        rows.append({
+            "run": run.id,
+            "label": run_label(run),
+            "status": run.status,
+            "privacy": mechanism_label(str(cfg.get("mechanism"))),
+            "target ε": cfg.get("epsilon") if private and cfg.get("noise_multiplier") is None else None,
+            "ε spent": run_epsilon(run),
+            "δ": res.get("delta") if private else None,
+            "accountant": res.get("accountant") if private else None,
+            "σ": res.get("noise_multiplier") if private else None,
+            "C": cfg.get("clip") if private else None,
+            "steps": res.get("steps", run.last_step),
+            "batch": cfg.get("batch_size"),
+            "lr": cfg.get("lr"),
+            "hidden": cfg.get("hidden_size"),
+            "seed": cfg.get("seed"),
+            "val perplexity": res.get("val_perplexity") if show else None,
+            "wall time (s)": round(res["wall_time_s"], 1) if res.get("wall_time_s") is not None else None,
+        })
+    return pd.DataFrame(rows)
+
+
+def metrics_frame(store: RunStore, runs: Sequence[Run], *, viewer: str | None = None) -> pd.DataFrame:
+    """Every step of every run (with its validation pass where there was one), long format.
+
+    Columns ε does not cover are dropped for runs whose viewer may not see them (None: an export).
+    """
+    frames = []
+    for run in runs:
+        metrics = pd.DataFrame(store.metrics(run.id))
+        if metrics.empty:
+            continue
+        show = may_show_uncovered(run, viewer=viewer)
+        evals = pd.DataFrame(store.evals(run.id)) if show else pd.DataFrame()
+        metrics = metrics.drop(columns=["ts"] + ([] if show else list(UNCOVERED_METRICS)), errors="ignore")
+        if not evals.empty:
+            metrics = metrics.merge(evals.drop(columns=["ts"], errors="ignore"), on="step", how="left")
+        metrics.insert(0, "label", run_label(run))
+        metrics.insert(0, "run", run.id)
+        frames.append(metrics)
+    if not frames:
+        return pd.DataFrame(columns=["run", "label", "step"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def metrics_csv(store: RunStore, runs: Sequence[Run], *, viewer: str | None = None) -> bytes:
+    """Every step as CSV (a file leaves the page: pass viewer=None unless it is the owner's own download)."""
+    buf = io.StringIO()
+    metrics_frame(store, runs, viewer=viewer).to_csv(buf, index=False)
+    return buf.getvalue().encode("utf-8")
+
+
+def frontier(runs: Sequence[Run], *, viewer: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(private points with ε and final perplexity, non-private baselines) of finished runs.
+
+    Validation perplexity is not covered by ε: runs whose viewer may not see it are left out.
+    """
+    points, baselines = [], []
+    for run in runs:
+        ppl = (run.result or {}).get("val_perplexity")
+        if run.status != "finished" or ppl is None or not may_show_uncovered(run, viewer=viewer):
+            continue
+        g = guarantee_of(run)
+        if g == "dp":
+            points.append({"label": run_label(run), "epsilon": run_epsilon(run), "val_perplexity": ppl})
+        elif g == "none":
+            baselines.append({"label": run_label(run), "val_perplexity": ppl})
+    return points, baselines
+
+
+def baseline_perplexity(runs: Sequence[Run], config: Mapping[str, Any]) -> float | None:
+    """Final perplexity of a finished non-private run with the same data and model, if any."""
+    keys = ("corpus", "tokenizer", "seq_len", "hidden_size", "embed_dim", "num_layers", "seed")
+    for run in runs:
+        if (run.status == "finished" and run.config.get("mechanism") == "none"
+                and all(run.config.get(k) == config.get(k) for k in keys)):
+            return (run.result or {}).get("val_perplexity")
+    return None
+
+
+# ---------------------------------------------------------------------------------- mechanisms
+#: Model sizes of the mechanism comparison (the preset's own size is added).
+MECHANISM_SIZES = (1_000, 10_000, 100_000, 1_000_000)
+MECHANISM_ORDER = ("gaussian", "laplace", "naive", "none")
+
+
+def model_parameters(config: Any, vocab_size: int) -> int:
+    """Number of parameters of the GRU language model ``config`` describes."""
+    from dpcore.model import GRULanguageModel, ModelConfig
+
+    model = GRULanguageModel(ModelConfig(vocab_size, config.embed_dim, config.hidden_size, config.num_layers, 0.0))
+    return int(model.num_parameters())
+
+
+def mechanism_inputs(config: Any) -> dict[str, Any]:
+    """q, steps, δ and the model sizes to compare, for a (preset) config on its own corpus."""
+    from dpcore.views.preview import preview
+
+    pv = preview(config)
+    params = model_parameters(config, int(pv.data.get("vocab_size") or 100))
+    delta = pv.delta if pv.delta is not None else pv.default_delta
+    return {"sample_rate": pv.sample_rate, "steps": pv.steps, "delta": delta, "num_parameters": params,
+            "sizes": sorted({*MECHANISM_SIZES, params})}
+
+
+def curves_by_mechanism(store: RunStore, runs: Sequence[Run]) -> dict[str, list[tuple[str, list[dict[str, Any]]]]]:
+    """Finished runs' validation curves grouped by mechanism (gaussian, laplace, naive, none)."""
+    groups: dict[str, list[tuple[str, list[dict[str, Any]]]]] = {}
+    for run in runs:
+        if run.status != "finished":
+            continue
+        evals = store.evals(run.id)
+        if evals:
+            groups.setdefault(str(run.config.get("mechanism")), []).append((run_label(run), evals))
+    return {m: groups[m] for m in sorted(groups, key=lambda m: (MECHANISM_ORDER + (m,)).index(m))}

@@ -1,0 +1,138 @@
+"""What a config means before launch: sizes, calibrated noise, the predicted ε curve and the wording."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from dpcore.config import TrainConfig, default_delta
+from dpcore.errors import ConfigError
+from dpcore.privacy.accounting import compute_epsilon
+from dpcore.privacy.plan import plan
+from dpcore.runs.store import RunStore
+from dpcore.views.meaning import delta_sentence, epsilon_sentence, odds_multiplier
+from dpcore.views.presets import (
+    EPSILON_CHOICES,
+    PRESETS,
+    WORKSHOP,
+    epsilon_choices,
+    get_preset,
+    model_size_name,
+    workshop_presets,
+)
+from dpcore.views.preview import accept_upload, check, predicted_curve, preview, upload_columns
+
+FAST = WORKSHOP.replace(max_steps=40)  # small enough for RDP calibration in well under a second
+
+
+def test_odds_wording_matches_the_explanations_that_work():
+    assert odds_multiplier(1) == "2.7"
+    assert odds_multiplier(3) == "20"
+    assert odds_multiplier(10) == "22,026"
+    assert odds_multiplier(50) == "5.2 × 10^21"
+    text = epsilon_sentence(1.0, seq_len=32)
+    assert text == ("With ε = 1, any one training sequence (a 32-character snippet of someone's text) can change "
+                    "the odds of any outcome by at most e^1 ≈ 2.7×.")
+    assert "one user's data" in epsilon_sentence(2.0, privacy_unit="one user (user-level)")
+
+
+def test_delta_sentence_sets_delta_against_one_over_n():
+    text = delta_sentence(1e-5, 4586, is_default=True)
+    assert "small chance that this promise fails" in text and "1 in 4,586" in text and "default" in text
+    assert "it is not" in delta_sentence(0.01, 1000)
+
+
+def test_preview_agrees_with_the_trainers_plan_and_accountant():
+    pv = preview(FAST)
+    p = plan(FAST, pv.num_train)
+    assert pv.num_train == pv.data["num_train_examples"] > 1000
+    assert (pv.sample_rate, pv.steps, pv.noise_multiplier, pv.delta) == (
+        p["sample_rate"], p["steps"], p["noise_multiplier"], p["delta"])
+    assert pv.expected_batch_size == p["expected_batch_size"]
+    assert pv.delta == default_delta(pv.num_train)
+    steps, eps = zip(*pv.curve)
+    assert steps[0] == 0 and steps[-1] == FAST.max_steps and list(eps) == sorted(eps)
+    assert pv.final_epsilon == pytest.approx(
+        compute_epsilon("gaussian", pv.noise_multiplier, pv.sample_rate, pv.steps, pv.delta, "rdp"))
+    assert pv.final_epsilon <= FAST.epsilon
+    assert "can change the odds" in pv.epsilon_sentence and "δ = 1e-05" in pv.delta_sentence
+
+
+def test_preview_of_runs_without_a_guarantee_has_no_epsilon():
+    for mechanism, guarantee in (("none", "none"), ("naive", "no-guarantee")):
+        pv = preview(FAST.replace(mechanism=mechanism))
+        assert pv.guarantee == guarantee and pv.curve == [] and pv.final_epsilon is None
+        assert pv.noise_multiplier is None and pv.epsilon_sentence == ""
+
+
+def test_check_puts_each_problem_at_its_field():
+    assert check(FAST).errors == {} and check(FAST).preview is not None
+    assert set(check(FAST.replace(lr=-1.0, clip=0.0)).errors) == {"lr", "clip"}
+    bad_delta = check(FAST.replace(delta=0.01))
+    assert set(bad_delta.errors) == {"delta"} and "is not below 1/N" in bad_delta.errors["delta"]
+    assert bad_delta.errors["delta"].startswith("δ = 0.01 is not below") and bad_delta.errors["delta"].endswith(".")
+    assert check(FAST.replace(lr=-1.0)).errors["lr"].startswith("Learning rate must be")
+    assert set(check(FAST.replace(mechanism="laplace", accountant="rdp")).errors) == {"config"}
+    missing = check(FAST.replace(corpus="/no/such/file.txt"))
+    assert set(missing.errors) == {"corpus"}
+
+
+def test_unreachable_epsilon_is_reported_at_epsilon():
+    checked = check(FAST.replace(epsilon=0.1, max_steps=5000, batch_size=4000))
+    assert set(checked.errors) == {"epsilon"} and "cannot be reached" in checked.errors["epsilon"]
+    assert checked.errors["epsilon"].startswith("ε = 0.1 cannot be reached")
+
+
+def test_predicted_curve_is_cached_and_increasing():
+    a = predicted_curve("gaussian", 1.0, 0.02, 1e-5, "rdp", 100)
+    assert a is predicted_curve("gaussian", 1.0, 0.02, 1e-5, "rdp", 100)
+    assert [e for _, e in a] == sorted(e for _, e in a)
+
+
+def test_uploads_are_checked_before_they_are_stored(tmp_path):
+    from dpcore.errors import DPCoreError
+
+    store = RunStore(tmp_path)
+    with pytest.raises(DPCoreError, match="binary"):
+        accept_upload(store, "browser:x", "a.txt", b"\x00\x01 binary")
+    with pytest.raises(DPCoreError, match="unsupported file type"):
+        accept_upload(store, "browser:x", "a.pdf", b"%PDF")
+    assert store.list_uploads("browser:x") == []
+    csv = b"user,text\n" + b"\n".join(b"u%d,hello number %d" % (i % 5, i) for i in range(10))
+    upload = accept_upload(store, "browser:x", "posts.csv", csv)  # columns are chosen later
+    assert upload_columns(upload.path) == ["user", "text"]
+
+
+def test_presets_are_valid_and_comparable():
+    names = [p.name for p in PRESETS]
+    assert len(names) == len(set(names))
+    workshop = workshop_presets()
+    assert [p.config.mechanism for p in workshop] == ["gaussian"] * 3 + ["none"]
+    assert [p.config.epsilon for p in workshop[:3]] == [1.0, 3.0, 8.0]
+    for p in workshop:  # only the privacy differs
+        same = p.config.replace(mechanism="gaussian", epsilon=1.0, engine=WORKSHOP.engine)
+        assert same == workshop[0].config
+    assert get_preset("workshop-laplace").config.accountant == "pld"
+    with pytest.raises(ConfigError, match="no preset named"):
+        get_preset("x")
+
+
+def test_form_choices():
+    assert EPSILON_CHOICES[0] == 0.1 and EPSILON_CHOICES[-1] == 50.0
+    assert all(math.log(b) > math.log(a) for a, b in zip(EPSILON_CHOICES, EPSILON_CHOICES[1:]))
+    assert 2.5 in epsilon_choices(2.5) and epsilon_choices(None) == list(EPSILON_CHOICES)
+    assert model_size_name(16, 64) == "small (16 / 64)" and model_size_name(3, 5) == "custom (3 / 5)"
+
+
+def test_default_config_preview_is_valid():
+    assert check(TrainConfig(max_steps=30)).errors == {}
+
+
+def test_an_unavailable_device_is_reported_at_the_device_control():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    checked = check(FAST.replace(device="cuda"))
+    assert set(checked.errors) == {"device"} and "no CUDA GPU" in checked.errors["device"]
