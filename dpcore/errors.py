@@ -23,3 +23,7 @@ class CorpusError(DPCoreError):
 
 class CheckpointError(DPCoreError):
     """A checkpoint file that is missing, corrupt or was not written by dpcore."""
+
+
+class TrainingDiverged(DPCoreError):
+    """The loss became NaN or infinite on a non-empty batch (the trainer stops the run at once)."""

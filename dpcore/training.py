@@ -34,7 +34,7 @@ from dpcore.data.prior import public_log_prior
 from dpcore.data.tokenizer import PAD_ID
 from dpcore.device import resolve_device
 from dpcore.engines import EngineSetup, build_engine
-from dpcore.errors import DPCoreError
+from dpcore.errors import TrainingDiverged
 from dpcore.events import EvalMetrics, RunInfo, SampleEvent, StepMetrics, TrainCallbacks
 from dpcore.model import GRULanguageModel, ModelConfig, sample_texts, sequence_losses
 from dpcore.privacy.accounting import (
@@ -45,10 +45,6 @@ from dpcore.privacy.plan import plan
 
 METRIC_COLUMNS = ["step", "train_loss", "epsilon", "batch_size", "frac_clipped", "median_grad_norm",
                   "noisy_frac_clipped", "step_time_s", "elapsed_s", "val_loss", "val_perplexity"]
-
-
-class TrainingDiverged(DPCoreError):
-    """The loss became NaN or infinite on a non-empty batch."""
 
 
 def seed_everything(seed: int) -> None:
@@ -121,7 +117,7 @@ def run_training(
     info = RunInfo(
         total_steps=p["steps"], num_train_examples=num_train, num_val_examples=int(data.val.shape[0]),
         vocab_size=data.tokenizer.vocab_size, num_parameters=engine.model.num_parameters(),
-        sample_rate=p["sample_rate"] if config.mechanism in ("gaussian", "laplace") else None,
+        sample_rate=p["sample_rate"] if config.is_private else None,
         noise_multiplier=p["noise_multiplier"], delta=p["delta"], device=str(device),
         privacy_unit="one training sequence (example-level)", guarantee=engine.guarantee,
     )

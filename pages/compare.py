@@ -11,7 +11,7 @@ from dpcore.views.disclosure import may_show_uncovered, visible_metrics
 from dpcore.views.meaning import run_label
 from dpcore.views.runview import frontier, metrics_csv, results_table
 from pages.ui import session
-from pages.ui.widgets import no_runs_yet
+from pages.ui.widgets import CHART_CONFIG, multi_run_picker, no_runs_yet, remember_linked_runs
 
 session.use_router()
 
@@ -22,24 +22,14 @@ session.executor().poll()
 st.title("Compare runs")
 st.caption("Pick runs to see what each ε costs in model quality. Runs still training update as they go.")
 
-linked = [r for r in st.query_params.get("runs", "").split(",") if r]
-for run_id in linked:
-    if session.find_run(run_id) is not None:
-        session.remember(run_id)
+linked = remember_linked_runs(session)
 runs = session.my_runs()
 if not runs:
     no_runs_yet()
     st.stop()
 by_id = {r.id: r for r in runs}
-if "cmp_runs" not in st.session_state or linked and linked != st.session_state.get("_cmp_written"):
-    chosen = [r for r in linked if r in by_id] or [r.id for r in runs[:4]]
-    st.session_state["cmp_runs"] = chosen
-st.session_state["cmp_runs"] = [r for r in st.session_state["cmp_runs"] if r in by_id]
-selected_ids = st.multiselect("Runs", list(by_id), key="cmp_runs", placeholder="Choose runs to compare",
-                              format_func=lambda i: f"{run_label(by_id[i])} — {by_id[i].status}")
-st.session_state["_cmp_written"] = selected_ids
-if st.query_params.get("runs", "") != ",".join(selected_ids):
-    st.query_params["runs"] = ",".join(selected_ids)
+selected_ids = [r.id for r in multi_run_picker(runs, linked, key="cmp_runs", default_count=4,
+                                               placeholder="Choose runs to compare")]
 if not selected_ids:
     st.info("Choose at least one run above.")
     st.stop()
@@ -57,19 +47,19 @@ def comparison() -> None:
     row = st.columns(2)
     with row[0]:
         st.plotly_chart(charts.overlay_figure(series, "train_loss", title="Training loss", ytitle="loss"),
-                        key="cmp_loss", config={"displayModeBar": False})
+                        key="cmp_loss", config=CHART_CONFIG)
     with row[1]:
         st.plotly_chart(charts.overlay_figure(eval_series, "val_perplexity", title="Validation perplexity",
-                                              ytitle="perplexity"), key="cmp_ppl", config={"displayModeBar": False})
+                                              ytitle="perplexity"), key="cmp_ppl", config=CHART_CONFIG)
     row = st.columns(2)
     with row[0]:
         st.plotly_chart(charts.overlay_figure(series, "epsilon", title="ε spent", ytitle="ε"), key="cmp_eps",
-                        config={"displayModeBar": False})
+                        config=CHART_CONFIG)
         st.caption("Runs without a privacy guarantee have no ε and draw no line here.")
     with row[1]:
         points, baselines = frontier(selected, viewer=viewer)
         st.plotly_chart(charts.frontier_figure(points, baselines), key="cmp_frontier",
-                        config={"displayModeBar": False})
+                        config=CHART_CONFIG)
         if not points:
             st.caption("The frontier fills in as private runs finish; finished non-private runs are the dashed "
                        "reference line.")
@@ -79,10 +69,10 @@ def comparison() -> None:
         row = st.columns(2)
         row[0].plotly_chart(charts.audit_scatter_figure(audited, "mean_exposure", title="Canary exposure (k ≥ 10)",
                                                         ytitle="mean exposure (bits)"),
-                            key="cmp_aud_exposure", config={"displayModeBar": False})
+                            key="cmp_aud_exposure", config=CHART_CONFIG)
         row[1].plotly_chart(charts.audit_scatter_figure(audited, "auc", title="Membership inference AUC",
                                                         ytitle="AUC (0.5 = guessing)"),
-                            key="cmp_aud_auc", config={"displayModeBar": False})
+                            key="cmp_aud_auc", config=CHART_CONFIG)
         st.caption("Runs without a privacy guarantee sit at the right, marked “∞ / none”. Lower is better on both.")
     st.subheader("Configurations and results")
     if not all(shown.values()):

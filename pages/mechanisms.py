@@ -14,7 +14,7 @@ from dpcore.views.meaning import NAIVE_WHY
 from dpcore.views.presets import get_preset
 from dpcore.views.runview import curves_by_mechanism, mechanism_inputs
 from pages.ui import session
-from pages.ui.widgets import NEW_RUN_PAGE
+from pages.ui.widgets import CHART_CONFIG, NEW_RUN_PAGE
 
 session.use_router()
 
@@ -42,13 +42,13 @@ except DPCoreError as err:
 st.caption(f"Built-in corpus, workshop setup: sampling rate q = {inputs['sample_rate']:.3g}, {inputs['steps']} steps, "
            f"δ = {inputs['delta']:.1e}; the workshop model has {inputs['num_parameters']:,} parameters.")
 st.plotly_chart(charts.noise_signal_figure(rows, highlight=inputs["num_parameters"]), key="mech_ratio",
-                config={"displayModeBar": False})
+                config=CHART_CONFIG)
 st.markdown("\n".join(f"- {s}" for s in comparison_sentences(rows, float(epsilon))))
 
 st.subheader("Your runs by mechanism")
 groups = curves_by_mechanism(store, session.my_runs())
 if groups:
-    st.plotly_chart(charts.mechanism_curves_figure(groups), key="mech_curves", config={"displayModeBar": False})
+    st.plotly_chart(charts.mechanism_curves_figure(groups), key="mech_curves", config=CHART_CONFIG)
     if "naive" in groups:
         st.error(f"**Naive runs: no privacy guarantee.** {NAIVE_WHY}", icon=":material/warning:")
     if not {"gaussian", "laplace"} <= set(groups):

@@ -15,6 +15,7 @@ from dpcore.views.preview import predicted_curve
 from dpcore.views.runview import baseline_perplexity, progress
 from pages.ui import session
 from pages.ui.widgets import (
+    CHART_CONFIG,
     COMPARE_PAGE,
     REPORT_PAGE,
     SAMPLES_PAGE,
@@ -111,20 +112,20 @@ def live() -> None:
         row = st.columns(2)
         with row[0]:
             st.plotly_chart(charts.loss_figure(metrics, total_steps=total), key="mon_loss",
-                            config={"displayModeBar": False})
+                            config=CHART_CONFIG)
         with row[1]:
             baseline = baseline_perplexity(session.my_runs(), cfg) if cfg.get("mechanism") != "none" else None
             st.plotly_chart(charts.perplexity_figure(evals, total_steps=total, baseline=baseline), key="mon_ppl",
-                            config={"displayModeBar": False})
+                            config=CHART_CONFIG)
     if dp:
         row = st.columns(2)
         with row[0]:
             target = cfg.get("epsilon") if cfg.get("noise_multiplier") is None else None
             st.plotly_chart(charts.epsilon_figure(metrics, predicted=_predicted(r), target=target, total_steps=total),
-                            key="mon_eps", config={"displayModeBar": False})
+                            key="mon_eps", config=CHART_CONFIG)
         with row[1]:
             st.plotly_chart(charts.clipping_figure(metrics, clip=cfg.get("clip"), total_steps=total),
-                            key="mon_clip", config={"displayModeBar": False})
+                            key="mon_clip", config=CHART_CONFIG)
         if eps is not None:
             st.caption(epsilon_sentence(eps, seq_len=cfg.get("seq_len"), tokenizer=cfg.get("tokenizer", "char")))
 

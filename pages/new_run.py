@@ -9,7 +9,7 @@ from dpcore.views.presets import PRESETS
 from dpcore.views.preview import check
 from dpcore.views.urlstate import upload_id_of
 from pages.ui import corpus_form, run_form, session
-from pages.ui.widgets import MONITOR_PAGE, not_dp_notice
+from pages.ui.widgets import CHART_CONFIG, MONITOR_PAGE, not_dp_notice
 
 session.use_router()
 
@@ -98,7 +98,7 @@ with right:
                       if pv.data.get("vocabulary") else "."))
         if pv.curve:
             st.plotly_chart(predicted_epsilon_figure(pv.curve, target=config.epsilon), key="nr_predicted_eps",
-                            config={"displayModeBar": False})
+                            config=CHART_CONFIG)
             st.markdown(f"**δ** — {pv.delta_sentence}")
             st.caption(CENSUS_SENTENCE)
     st.caption("Training runs in a background process on the server: you can leave this page or close the tab.")

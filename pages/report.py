@@ -10,7 +10,7 @@ from dpcore.views.disclosure import UNCOVERED_LABEL, is_builtin, may_show_sample
 from dpcore.views.meaning import run_label
 from dpcore.views.report import html_report, markdown_report, privacy_statement, run_figures, summary_rows
 from pages.ui import session
-from pages.ui.widgets import privacy_badge, run_from_link, share_caption
+from pages.ui.widgets import CHART_CONFIG, privacy_badge, run_from_link, share_caption
 
 session.use_router()
 
@@ -66,7 +66,7 @@ figures = run_figures(run, metrics, evals, show_uncovered=show_uncovered)
 for start in range(0, len(figures), 2):
     row = st.columns(2)
     for col, (i, fig) in zip(row, enumerate(figures[start:start + 2], start)):
-        col.plotly_chart(fig, key=f"rep_fig_{i}", config={"displayModeBar": False})
+        col.plotly_chart(fig, key=f"rep_fig_{i}", config=CHART_CONFIG)
 
 st.markdown("### Privacy audit")
 audit = load_audit(store, run) if run.is_terminal else None
@@ -84,18 +84,18 @@ else:
     row = st.columns(2)
     groups = exposure_groups(audit)
     if groups:
-        row[0].plotly_chart(charts.exposure_figure(groups), key="rep_aud_exposure", config={"displayModeBar": False})
+        row[0].plotly_chart(charts.exposure_figure(groups), key="rep_aud_exposure", config=CHART_CONFIG)
     elif audit.get("exposure_note"):
         row[0].caption(audit["exposure_note"])
     curves = roc_curves(audit)
     if curves:
-        row[1].plotly_chart(charts.roc_figure(curves), key="rep_aud_roc", config={"displayModeBar": False})
+        row[1].plotly_chart(charts.roc_figure(curves), key="rep_aud_roc", config=CHART_CONFIG)
         row[1].caption("User-level membership inference: members and non-members are windows of different users, "
                        "so it shows leakage about users; no ε is derived from it.")
     emp = empirical_epsilon(audit)
     if emp is not None or audit.get("claimed_epsilon") is not None:
         st.plotly_chart(charts.epsilon_bounds_figure(audit.get("claimed_epsilon"), emp), key="rep_aud_eps",
-                        config={"displayModeBar": False})
+                        config=CHART_CONFIG)
     reason = no_bound_reason(audit)
     if reason:
         st.caption(reason)

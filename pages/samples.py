@@ -20,7 +20,7 @@ from dpcore.views import charts
 from dpcore.views.disclosure import may_show_samples, may_show_uncovered
 from dpcore.views.meaning import guarantee_of, run_epsilon, run_label
 from pages.ui import session
-from pages.ui.widgets import no_runs_yet, privacy_badge
+from pages.ui.widgets import CHART_CONFIG, multi_run_picker, no_runs_yet, privacy_badge, remember_linked_runs
 
 session.use_router()
 
@@ -32,10 +32,7 @@ st.caption("Same prompt, same seed, different privacy: read what each model lear
            "DP-trained model is post-processing and costs no extra privacy; a private decoder adds its own ε "
            "per token.")
 
-linked = [r for r in st.query_params.get("runs", "").split(",") if r]
-for run_id in linked:
-    if session.find_run(run_id) is not None:
-        session.remember(run_id)
+linked = remember_linked_runs(session)
 runs = [r for r in session.my_runs() if "checkpoint" in store.artifacts(r.id)]
 if not runs:
     if session.my_runs():
@@ -44,15 +41,8 @@ if not runs:
         no_runs_yet()
     st.stop()
 by_id = {r.id: r for r in runs}
-if "smp_runs" not in st.session_state or linked and linked != st.session_state.get("_smp_written"):
-    st.session_state["smp_runs"] = [r for r in linked if r in by_id] or [r.id for r in runs[:3]]
-st.session_state["smp_runs"] = [r for r in st.session_state["smp_runs"] if r in by_id]
-
-chosen = st.multiselect("Runs", list(by_id), key="smp_runs", max_selections=8,
-                        format_func=lambda i: f"{run_label(by_id[i])}")
-st.session_state["_smp_written"] = chosen
-if st.query_params.get("runs", "") != ",".join(chosen):
-    st.query_params["runs"] = ",".join(chosen)
+chosen = [r.id for r in multi_run_picker(runs, linked, key="smp_runs", default_count=3, max_selections=8,
+                                         with_status=False)]
 cols = st.columns([4, 1, 1, 1, 1])
 prompt = cols[0].text_input("Prompt", key="smp_prompt", placeholder="e.g. my phone number is",
                             help="The text every model continues. Empty: each starts a new message.")
@@ -141,7 +131,7 @@ def show_decoded(out, guarantee, key: str) -> None:
     if out.epsilon_basic:
         st.plotly_chart(charts.decoding_epsilon_figure(out.epsilon_basic, out.epsilon_advanced,
                                                        delta_prime=out.delta_prime),
-                        key=key, config={"displayModeBar": False})
+                        key=key, config=CHART_CONFIG)
     st.caption(guarantee.explanation[:1].upper() + guarantee.explanation[1:] + ".")
 
 

@@ -6,7 +6,7 @@ The worker loads it with ``--train-fn <this file>:run_training``. It follows the
 
 * ``step_s``: seconds per step (default 0.01); ``max_steps`` is the number of steps;
 * ``fail``: ``corpus`` (DPCoreError before step 1), ``bug`` / ``oom`` (raise at step ``fail_at``);
-* ``nan_at``: the loss becomes NaN from that step on;
+* ``nan_at``: the loss becomes NaN at that step, which the trainer refuses (TrainingDiverged) as the real one does;
 * ``ignore_stop=1``: never look at should_stop (to test the SIGKILL escalation).
 """
 
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dpcore.errors import CorpusError
+from dpcore.errors import CorpusError, TrainingDiverged
 from dpcore.events import EvalMetrics, RunInfo, SampleEvent, StepMetrics, TrainCallbacks
 
 CORPUS_MESSAGE = "the corpus file is empty: upload a text file with at least one line of text"
@@ -42,7 +42,9 @@ def run_training(config: Any, out_dir: Any, *, callbacks: Any = None, should_sto
     start, stopped, step = time.monotonic(), False, 0
     for step in range(1, config.max_steps + 1):
         time.sleep(step_s)
-        loss = float("nan") if nan_at is not None and step >= nan_at else 3.0 / step
+        if nan_at is not None and step >= nan_at:
+            raise TrainingDiverged(f"the training loss became nan at step {step}: lower the learning rate")
+        loss = 3.0 / step
         cb.on_step(StepMetrics(
             step=step, train_loss=loss, epsilon=None, batch_size=config.batch_size, frac_clipped=0.5,
             median_grad_norm=1.0, step_time_s=step_s, elapsed_s=time.monotonic() - start,

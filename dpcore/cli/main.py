@@ -27,7 +27,7 @@ from dpcore.cli.args import (
     unit_float,
     unit_or_one,
 )
-from dpcore.config import ACCOUNTANTS
+from dpcore.config import ACCOUNTANTS, PRIVATE_MECHANISMS
 from dpcore.decoding import DECODERS
 from dpcore.errors import DPCoreError
 
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, helptext in (("epsilon", cmd_epsilon, "ε spent by a noise level over some steps"),
                                  ("calibrate", cmd_calibrate, "noise multiplier for a target ε")):
         p = sub.add_parser(name, help=helptext)
-        p.add_argument("--mechanism", choices=("gaussian", "laplace"), default="gaussian")
+        p.add_argument("--mechanism", choices=PRIVATE_MECHANISMS, default="gaussian")
         if name == "epsilon":
             p.add_argument("--noise-multiplier", type=positive_float, required=True,
                            help="σ (Gaussian, L2) or λ (Laplace, L1), in units of the clipping norm")

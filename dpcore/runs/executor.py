@@ -1,6 +1,6 @@
 """Executors start, watch and stop runs outside the dashboard process.
 
-The contract (:class:`Executor`) is four calls - ``submit``, ``status``, ``cancel``, ``list`` - over
+The contract (:class:`Executor`) is ``submit``, ``status``, ``cancel``, ``list``, ``poll`` and ``wait`` over
 runs that live in a :class:`~dpcore.runs.store.RunStore`, so a Ray-backed executor can implement it
 later with ``submit_job`` / ``stop_job`` and the same worker entry point.
 
@@ -62,6 +62,13 @@ class Executor(Protocol):
 
     def list(self, owner: str | None = None) -> builtins.list[Run]:
         """Runs, newest first; only ``owner``'s when given."""
+
+    def poll(self) -> None:
+        """Catch up with reality (reap dead workers, start queued runs); pages call it before reading."""
+
+    def wait(self, run_id: str, timeout: float | None = None, *, poll_s: float = 0.5,
+             owner: str | None = None) -> Run:
+        """Block until the run ends or ``timeout`` seconds pass; the run either way."""
 
 
 class LocalExecutor:

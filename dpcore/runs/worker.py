@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import math
 import os
 import signal
 import socket
@@ -50,7 +49,6 @@ class StoreCallbacks(TrainCallbacks):
     def __init__(self, store: RunStore, run_id: str, flush_s: float = FLUSH_S) -> None:
         self.store, self.run_id, self.flush_s = store, run_id, flush_s
         self.device: str | None = None
-        self.diverged_at: int | None = None  # first step with a NaN/inf loss
         self._buffer: list[dict[str, Any]] = []
         self._last_flush = 0.0  # so the first step is written at once
 
@@ -60,9 +58,6 @@ class StoreCallbacks(TrainCallbacks):
 
     def on_step(self, metrics: StepMetrics) -> None:
         self._buffer.append(metrics.to_dict())
-        loss = metrics.train_loss
-        if loss is not None and not math.isfinite(loss) and self.diverged_at is None:
-            self.diverged_at = metrics.step
         if time.monotonic() - self._last_flush >= self.flush_s:
             self.flush()
 
@@ -138,7 +133,7 @@ def train(store: RunStore, run: Run, stop: threading.Event, train_fn: str) -> tu
         fn = load_train_fn(train_fn)
         result = fn(
             config, store.run_dir(run.id), callbacks=callbacks,
-            should_stop=lambda: stop.is_set() or callbacks.diverged_at is not None,
+            should_stop=stop.is_set,
         )
     except DPCoreError as err:
         return "failed", str(err), None
@@ -159,11 +154,6 @@ def train(store: RunStore, run: Run, stop: threading.Event, train_fn: str) -> tu
             callbacks.flush()
         except Exception:  # noqa: BLE001 - the final status below matters more than the last few rows
             traceback.print_exc()
-    if callbacks.diverged_at is not None:
-        return "failed", (
-            f"the training loss became NaN or infinite at step {callbacks.diverged_at}: lower the "
-            f"learning rate, or the clipping norm / noise if the run is private"
-        ), result
     if isinstance(result, dict) and result.get("stopped"):
         return "cancelled", None, result
     return "finished", None, result

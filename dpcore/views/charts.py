@@ -13,6 +13,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from dpcore.views.meaning import MECHANISM_SHORT_LABELS
+
 MAX_POINTS = 1500
 #: A palette readable on a projector and by most colour-blind viewers (Okabe-Ito).
 COLORS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
@@ -215,8 +217,6 @@ def noise_signal_figure(rows: Sequence[Any], *, highlight: int | None = None) ->
 
 #: A colour per mechanism for the grouped training curves.
 MECHANISM_COLORS = {"gaussian": COLORS[0], "laplace": COLORS[1], "naive": COLORS[3], "none": BASELINE_COLOR}
-MECHANISM_NAMES = {"gaussian": "Gaussian", "laplace": "Laplace", "naive": "naive (no privacy guarantee)",
-                   "none": "no privacy (baseline)"}
 
 
 def mechanism_curves_figure(groups: Mapping[str, Sequence[tuple[str, Sequence[Mapping[str, Any]]]]],
@@ -229,7 +229,7 @@ def mechanism_curves_figure(groups: Mapping[str, Sequence[tuple[str, Sequence[Ma
             x, y = _xy(rows, key)
             if x:
                 fig.add_trace(go.Scatter(
-                    x=x, y=y, mode="lines+markers", name=f"{MECHANISM_NAMES.get(mech, mech)} · {label}",
+                    x=x, y=y, mode="lines+markers", name=f"{MECHANISM_SHORT_LABELS.get(mech, mech)} · {label}",
                     legendgroup=mech, line={"color": MECHANISM_COLORS.get(mech, COLORS[4]),
                                             "dash": dashes[i % len(dashes)]}))
     return _layout(fig, "Validation perplexity by mechanism", ytitle, height=360)

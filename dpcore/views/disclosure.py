@@ -25,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dpcore.views.meaning import guarantee_of
+
 #: Step metrics computed from private data without noise (never covered by ε).
 UNCOVERED_METRICS = ("train_loss", "batch_size", "frac_clipped", "median_grad_norm")
 #: The label every uncovered number carries where it is shown.
@@ -45,10 +47,7 @@ def is_builtin(config: Mapping[str, Any]) -> bool:
 
 
 def _is_dp(run: Any) -> bool:
-    for source in (getattr(run, "result", None), getattr(run, "info", None)):
-        if source and source.get("guarantee"):
-            return source["guarantee"] == "dp"
-    return run.config.get("mechanism") in ("gaussian", "laplace")
+    return guarantee_of(run) == "dp"
 
 
 def may_show_uncovered(run: Any, *, viewer: str | None) -> bool:

@@ -22,6 +22,13 @@ MECHANISM_LABELS = {
     "naive": "no privacy guarantee (naive recipe)",
     "none": "no privacy (baseline)",
 }
+#: Short names for chart legends.
+MECHANISM_SHORT_LABELS = {
+    "gaussian": "Gaussian",
+    "laplace": "Laplace",
+    "naive": "naive (no privacy guarantee)",
+    "none": "no privacy (baseline)",
+}
 ACCOUNTANT_LABELS = {
     "rdp": "Rényi-DP (RDP) accountant",
     "prv": "PRV accountant",

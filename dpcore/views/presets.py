@@ -8,28 +8,19 @@ The workshop presets are sized to finish well within a minute on a 2-core laptop
 included: 12-17 s each with one math thread on the project's 2-core machine (see the README's
 Dashboard section). Bigger models or more steps were tried and make the private runs *worse* at
 these ε (more steps at a fixed ε means more noise per step), so the headroom is left for slower
-laptops and busy rooms. The Gaussian presets use the fast engine (ghost clipping) when it is
-installed, which takes the same steps as Opacus at a fraction of the cost, else Opacus.
+laptops and busy rooms. The Gaussian presets use the fast engine (ghost clipping), which takes the
+same steps as Opacus at a fraction of the cost.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 
 from dpcore.config import TrainConfig
 from dpcore.errors import ConfigError
 
-
-def _fast_engine_available() -> bool:
-    try:
-        return importlib.util.find_spec("dpcore.engines.fast_gaussian") is not None
-    except ModuleNotFoundError:  # pragma: no cover - a broken install
-        return False
-
-
-#: The engine used by the Gaussian presets.
-PRESET_ENGINE = "fast" if _fast_engine_available() else "opacus"
+#: The engine used by the Gaussian presets (ghost clipping: the same steps as Opacus, faster).
+PRESET_ENGINE = "fast"
 
 #: The shared shape of the workshop runs: a small character-level GRU on the built-in corpus.
 WORKSHOP = TrainConfig(

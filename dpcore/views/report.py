@@ -22,6 +22,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from dpcore.config import PRIVATE_MECHANISMS
 from dpcore.runs.store import Run
 from dpcore.views import charts
 from dpcore.views.disclosure import (
@@ -159,7 +160,7 @@ def summary_rows(run: Run, *, show_uncovered: bool = True) -> list[tuple[str, st
         ("Status", run.status + (f" — {run.error}" if run.error else "")),
         ("Privacy", mechanism_label(str(cfg.get("mechanism")))),
         ("Corpus", corpus_label(cfg)),
-        ("Target ε", num(cfg.get("epsilon")) if cfg.get("mechanism") in ("gaussian", "laplace") else "—"),
+        ("Target ε", num(cfg.get("epsilon")) if cfg.get("mechanism") in PRIVATE_MECHANISMS else "—"),
         ("ε spent", num(run_epsilon(run))),
         ("δ", num(res.get("delta", info.get("delta")), ".2g")),
         ("Neighbours", "add or remove one training sequence (N public)" if guarantee_of(run) == "dp" else "—"),

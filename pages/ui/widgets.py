@@ -9,15 +9,18 @@ import streamlit as st
 from dpcore.runs.store import Run
 from dpcore.views.meaning import NAIVE_WHY, NONE_WHY, mechanism_label, run_label
 from dpcore.views.runview import STATUS_LABELS
+from pages.ui import routes
 
-MONITOR_PAGE = "pages/monitor.py"
-NEW_RUN_PAGE = "pages/new_run.py"
-COMPARE_PAGE = "pages/compare.py"
-SAMPLES_PAGE = "pages/samples.py"
-REPORT_PAGE = "pages/report.py"
-MECHANISMS_PAGE = "pages/mechanisms.py"
+MONITOR_PAGE = routes.MONITOR.path
+NEW_RUN_PAGE = routes.NEW_RUN.path
+COMPARE_PAGE = routes.COMPARE.path
+SAMPLES_PAGE = routes.SAMPLES.path
+REPORT_PAGE = routes.REPORT.path
+MECHANISMS_PAGE = routes.MECHANISMS.path
 
-_PAGE_PATHS = {"new_run", "monitor", "compare", "samples", "report", "mechanisms"}
+#: Every chart of the dashboard: no floating Plotly toolbar (it covers titles on small screens).
+CHART_CONFIG = {"displayModeBar": False}
+
 _BADGE_COLORS = {"gaussian": "green", "laplace": "green", "naive": "red", "none": "gray"}
 
 
@@ -70,7 +73,7 @@ def no_runs_yet() -> None:
 def share_caption(page_path: str, run_id: str) -> None:
     """The run's shareable address: anyone with it can view the run read-only."""
     base = (st.context.url or "").split("?")[0].rstrip("/")
-    if base.rsplit("/", 1)[-1] in _PAGE_PATHS:  # the app's root, also when served under a base path
+    if base.rsplit("/", 1)[-1] in routes.URL_PATHS:  # the app's root, also when served under a base path
         base = base.rsplit("/", 1)[0]
     st.caption(f"Share (view-only, no account needed): `{base}/{page_path}?run={run_id}`")
 
@@ -88,3 +91,34 @@ def run_from_link(session_module, key: str) -> Run:
         no_runs_yet()
         st.stop()
     return run
+
+
+def remember_linked_runs(session_module) -> list[str]:
+    """The run ids of ``?runs=a,b`` (a shared comparison), remembered for this visitor when they exist."""
+    linked = [r for r in st.query_params.get("runs", "").split(",") if r]
+    for run_id in linked:
+        if session_module.find_run(run_id) is not None:
+            session_module.remember(run_id)
+    return linked
+
+
+def multi_run_picker(runs: Sequence[Run], linked: Sequence[str], *, key: str, default_count: int,
+                     placeholder: str = "Choose runs", max_selections: int | None = None,
+                     with_status: bool = True) -> list[Run]:
+    """A multiselect over ``runs`` kept in step with ``?runs=``: a link chooses, picking rewrites the link.
+
+    A shared link's runs are loaded once (and again only when the address changes under the page);
+    without one the ``default_count`` newest runs are picked.
+    """
+    by_id = {r.id: r for r in runs}
+    written = f"_{key}_written"
+    if key not in st.session_state or linked and list(linked) != st.session_state.get(written):
+        st.session_state[key] = [r for r in linked if r in by_id] or [r.id for r in runs[:default_count]]
+    st.session_state[key] = [r for r in st.session_state[key] if r in by_id]
+    chosen = st.multiselect("Runs", list(by_id), key=key, placeholder=placeholder, max_selections=max_selections,
+                            format_func=lambda i: run_label(by_id[i]) + (f" — {by_id[i].status}" if with_status
+                                                                         else ""))
+    st.session_state[written] = chosen
+    if st.query_params.get("runs", "") != ",".join(chosen):
+        st.query_params["runs"] = ",".join(chosen)
+    return [by_id[i] for i in chosen]

@@ -74,13 +74,12 @@ def app_data_dir() -> Iterator[Path]:
         yield Path(tmp)
 
 
-@pytest.fixture(scope="session")
-def app_url(app_data_dir: Path) -> Iterator[str]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(SKIP_REASON)
+@contextlib.contextmanager
+def serve_app(data_dir: Path) -> Iterator[str]:
+    """``streamlit run app.py`` on a free port with its own data folder; yields its URL once healthy."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "DPCORE_DATA_DIR": str(app_data_dir), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "DPCORE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
            "--server.fileWatcherType", "none", "--global.developmentMode", "false"]
@@ -95,13 +94,30 @@ def app_url(app_data_dir: Path) -> Iterator[str]:
             time.sleep(0.3)
         yield url
     finally:
-        _stop_workers(app_data_dir)
+        _stop_workers(data_dir)
         proc.terminate()
         try:
             proc.wait(20)
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def app_url(app_data_dir: Path) -> Iterator[str]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(SKIP_REASON)
+    with serve_app(app_data_dir) as url:
+        yield url
+
+
+@pytest.fixture()
+def fresh_app_url(tmp_path: Path) -> Iterator[str]:
+    """A server of its own that no session has visited yet (for first-visit behaviour)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(SKIP_REASON)
+    with serve_app(tmp_path / "data") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -131,3 +131,14 @@ def test_two_browsers_do_not_see_each_others_uploads(browser, app_url):
     finally:
         first.close()
         second.close()
+
+
+def test_the_first_visit_to_a_fresh_server_by_a_deep_link_goes_through_the_router(context, fresh_app_url):
+    """pages/ is legacy navigation until a session ran st.navigation: the first deep link must not bypass it."""
+    page = open_page(context, f"{fresh_app_url}/new_run?preset=workshop-eps3")
+    _no_exception(page)
+    nav = page.get_by_test_id("stSidebarNav")
+    for title in ("Home", "New run", "Run monitor", "Compare", "Run report"):
+        expect(nav.get_by_text(title, exact=True)).to_be_visible()
+    expect(page.get_by_text("Runs train in background processes")).to_be_visible()  # app.py's sidebar
+    expect(page).to_have_url(re.compile(r"/new_run\?preset=workshop-eps3$"))

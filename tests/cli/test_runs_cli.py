@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from dpcore.cli import runs as runs_cli
 from dpcore.cli import main
+from dpcore.cli import runs as runs_cli
 from dpcore.runs.executor import LocalExecutor, process_alive
 from dpcore.runs.store import RunStore
 
