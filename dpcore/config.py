@@ -1,22 +1,37 @@
 """The one description of a training run, shared by the CLI, the worker and the dashboard.
 
 A :class:`TrainConfig` is plain data (JSON round-trips through :meth:`to_dict` /
-:meth:`from_dict`), so a run can be stored, put in a URL and reproduced. :meth:`validate`
-checks everything that can be checked before the corpus is loaded; :func:`check_delta`
-checks δ against the number of training examples once it is known.
+:meth:`from_dict`), so a run can be stored, put in a URL and reproduced.
+
+Every field carries a :class:`FieldSpec` in its ``dataclasses`` metadata: its kind, range or
+choices, whether ``None`` is allowed, a one-line help text, its command-line flag, its URL key and
+its form group. Everything else is generated from that one place:
+
+* :meth:`TrainConfig.validate` (one lower-case sentence for the first problem found),
+  :func:`field_problem` (one field on its own) and :func:`parse_field` (text to a typed value);
+* the command line (:mod:`dpcore.cli.args`), the URL query string (:mod:`dpcore.views.urlstate`)
+  and the New run form's ranges and option lists (:func:`form_range`, :func:`allowed_choices`).
+
+The rules that tie fields together are written once, here: :data:`MECHANISM_RULES` (Laplace is
+accounted with PLD and runs on Opacus's per-example gradients; only Gaussian DP-SGD has a choice
+of engine) and the training length (exactly one of epochs and max steps).
+:meth:`TrainConfig.consistent` applies the repairs a form or a link needs; :meth:`validate`
+refuses what must not be repaired silently. :func:`check_delta` checks δ against the number of
+training examples once it is known.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Collection
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replace
 from typing import Any
 
 from dpcore.errors import ConfigError
 
 MECHANISMS = ("gaussian", "laplace", "naive", "none")
 ACCOUNTANTS = ("rdp", "prv", "pld")
-ENGINES = ("opacus", "fast")
+ENGINES = ("fast", "opacus")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 TOKENIZERS = ("char", "word")
 OPTIMIZERS = ("adam", "sgd")
@@ -24,48 +39,178 @@ OPTIMIZERS = ("adam", "sgd")
 #: Mechanisms that carry a DP guarantee (an ε computed by an accountant).
 PRIVATE_MECHANISMS = ("gaussian", "laplace")
 
+KINDS = ("int", "float", "str", "bool", "choice")
+GROUPS = ("data", "privacy", "training", "monitoring")
+#: Words that mean None for an optional field (in a link or on the command line).
+NONE_WORDS = ("", "none", "null", "default")
+TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
+SPEC_KEY = "spec"  # the key of a field's FieldSpec in its dataclasses metadata
 
+
+# ---------------------------------------------------------------------------------- metadata
+@dataclass(frozen=True)
+class FieldSpec:
+    """What one config field accepts and how it is shown; the single source of every check.
+
+    ``lo``/``hi`` bound a number (both ends are always given for numbers, so no value can reach an
+    overflow or a division by zero downstream); ``lo_open``/``hi_open`` exclude that end.
+    ``cli_flag`` defaults to ``--field-name`` and ``url_key`` to the field name. ``cli``/``url``
+    say whether the command line / a link may set the field: every field of :class:`TrainConfig`
+    is exposed (none is secret -- the noise seed of a private run is never part of the config),
+    so they only exist for fields a future version must keep off one surface.
+    ``exclusive`` names a group of fields of which at most one may be set (a CLI
+    mutually-exclusive group).
+    """
+
+    kind: str
+    label: str  # how messages name the field: "batch size", "ε (epsilon)"
+    help: str
+    group: str
+    choices: tuple[str, ...] = ()
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    optional: bool = False
+    cli_flag: str | None = None
+    url_key: str | None = None
+    cli: bool = True
+    url: bool = True
+    exclusive: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.group not in GROUPS:
+            raise ValueError(f"group must be one of {GROUPS}, got {self.group!r}")
+        if self.kind in ("int", "float") and (self.lo is None or self.hi is None):
+            raise ValueError("a number field needs both ends of its range")
+        if self.kind == "choice" and not self.choices:
+            raise ValueError("a choice field needs its choices")
+
+    def range_text(self) -> str:
+        """``from 1 to 100000``, ``from 0 to below 1``, ``between 0 and 1 exclusive``."""
+        lo, hi = _num(self.lo), _num(self.hi)
+        if self.lo_open and self.hi_open:
+            return f"between {lo} and {hi} exclusive"
+        if self.lo_open:
+            return f"above {lo} and at most {hi}"
+        if self.hi_open:
+            return f"from {lo} to below {hi}"
+        return f"from {lo} to {hi}"
+
+
+def config_field(default: Any, *, kind: str, label: str, help: str, group: str, **spec: Any) -> Any:
+    """A dataclass field carrying its :class:`FieldSpec` (``help`` shadows the builtin on purpose)."""
+    return field(default=default, metadata={SPEC_KEY: FieldSpec(kind=kind, label=label, help=help, group=group,
+                                                                **spec)})
+
+
+def _num(value: float | None) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+# ---------------------------------------------------------------------------------- the config
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that determines a run. The same config and seed give the same curve on CPU."""
 
     # data
-    corpus: str = "builtin"
-    text_column: str | None = None
-    user_column: str | None = None
-    tokenizer: str = "char"
-    max_vocab: int = 2000
-    seq_len: int = 32
-    val_fraction: float = 0.1
+    corpus: str = config_field(
+        "builtin", kind="str", label="corpus", group="data",
+        help="'builtin' or a path to a UTF-8 .txt or .csv file ('builtin' or 'upload:<id>' in a link)")
+    text_column: str | None = config_field(
+        None, kind="str", label="text column", group="data", optional=True, help="CSV column holding the text")
+    user_column: str | None = config_field(
+        None, kind="str", label="user column", group="data", optional=True,
+        help="CSV column holding a user id (optional)")
+    tokenizer: str = config_field(
+        "char", kind="choice", label="tokenizer", group="data", choices=TOKENIZERS,
+        help="tokens: characters or words")
+    max_vocab: int = config_field(
+        2000, kind="int", label="max vocabulary", group="data", lo=10, hi=50_000,
+        help="most tokens in a word vocabulary")
+    seq_len: int = config_field(
+        32, kind="int", label="sequence length", group="data", lo=4, hi=1024,
+        help="tokens per training sequence: the unit of privacy")
+    val_fraction: float = config_field(
+        0.1, kind="float", label="validation fraction", group="data", lo=0.01, hi=0.9, hi_open=True,
+        help="share of users held out for validation")
     # privacy
-    mechanism: str = "gaussian"
-    epsilon: float | None = 8.0
-    delta: float | None = None  # None: a default well below 1/N, see default_delta
-    clip: float = 1.0
-    noise_multiplier: float | None = None  # set to skip calibration (ε is still accounted)
-    accountant: str = "rdp"
-    engine: str = "fast"  # Gaussian implementation; Laplace always needs per-example gradients (Opacus)
-    naive_sensitivity: float = 1.0  # the naive recipe's *assumed* sensitivity (no guarantee)
+    mechanism: str = config_field(
+        "gaussian", kind="choice", label="mechanism", group="privacy", choices=MECHANISMS,
+        help="gaussian or laplace DP-SGD, the naive recipe (no guarantee) or none (the baseline)")
+    epsilon: float | None = config_field(
+        8.0, kind="float", label="ε (epsilon)", group="privacy", lo=0.001, hi=1000.0, optional=True,
+        help="target ε (above 1000 the guarantee says nothing)")
+    delta: float | None = config_field(
+        None, kind="float", label="δ (delta)", group="privacy", lo=1e-20, hi=1.0, hi_open=True, optional=True,
+        help="δ; none: min(1e-5, 1/N^1.1), well below 1/N")  # None: a default well below 1/N, see default_delta
+    clip: float = config_field(
+        1.0, kind="float", label="clipping norm", group="privacy", lo=1e-4, hi=1e4,
+        help="per-example clipping norm C")
+    noise_multiplier: float | None = config_field(
+        None, kind="float", label="noise multiplier", group="privacy", lo=0.1, hi=1000.0, optional=True,
+        help="use this noise multiplier instead of calibrating it to the target ε (ε is still accounted)")
+    accountant: str = config_field(
+        "rdp", kind="choice", label="accountant", group="privacy", choices=ACCOUNTANTS,
+        help="rdp (fast, looser), prv or pld (tight); laplace: pld only")
+    engine: str = config_field(
+        "fast", kind="choice", label="engine", group="privacy", choices=ENGINES,
+        help="Gaussian DP-SGD implementation (Laplace always runs on Opacus's per-example path)")
+    naive_sensitivity: float = config_field(
+        1.0, kind="float", label="naive sensitivity", group="privacy", lo=1e-4, hi=1e4,
+        help="the naive recipe's *assumed* sensitivity (no guarantee)")
     # training
-    epochs: float | None = None
-    max_steps: int | None = 500
-    batch_size: int = 512  # expected batch size B; the sample rate is q = 1/ceil(N/B)
-    lr: float = 0.01
-    optimizer: str = "adam"
-    embed_dim: int = 32
-    hidden_size: int = 128
-    num_layers: int = 1
-    dropout: float = 0.0
-    seed: int = 0
-    device: str = "auto"
+    epochs: float | None = config_field(
+        None, kind="float", label="epochs", group="training", lo=0.01, hi=1000.0, optional=True,
+        exclusive="length", help="training length in epochs (instead of max steps)")
+    max_steps: int | None = config_field(
+        500, kind="int", label="max steps", group="training", lo=1, hi=1_000_000, optional=True,
+        exclusive="length", help="training length in steps (instead of epochs)")
+    batch_size: int = config_field(
+        512, kind="int", label="batch size", group="training", lo=1, hi=100_000,
+        help="expected batch size B; the sample rate is q = 1/ceil(N/B)")
+    lr: float = config_field(
+        0.01, kind="float", label="learning rate", group="training", lo=1e-6, hi=10.0,
+        help="the optimizer's step size")
+    optimizer: str = config_field(
+        "adam", kind="choice", label="optimizer", group="training", choices=OPTIMIZERS, help="adam or sgd")
+    embed_dim: int = config_field(
+        32, kind="int", label="embedding size", group="training", lo=1, hi=4096, help="embedding size")
+    hidden_size: int = config_field(
+        128, kind="int", label="hidden size", group="training", lo=1, hi=4096, help="GRU hidden units")
+    num_layers: int = config_field(
+        1, kind="int", label="number of GRU layers", group="training", lo=1, hi=2, help="GRU layers")
+    dropout: float = config_field(
+        0.0, kind="float", label="dropout", group="training", lo=0.0, hi=1.0, hi_open=True,
+        help="dropout probability")
+    seed: int = config_field(
+        0, kind="int", label="seed", group="training", lo=0, hi=2**31 - 1,
+        help="fixes initialisation, the split and dropout (a private run's noise is secret)")
+    device: str = config_field(
+        "auto", kind="choice", label="device", group="training", choices=DEVICES,
+        help="auto: a GPU if there is one, else the CPU")
     # monitoring
-    eval_every: int = 50
-    num_samples: int = 3
-    sample_tokens: int = 80
-    sample_prompt: str = ""
-    sample_temperature: float = 0.8
+    eval_every: int = config_field(
+        50, kind="int", label="eval interval", group="monitoring", lo=1, hi=1_000_000,
+        help="evaluate every this many steps")
+    num_samples: int = config_field(
+        3, kind="int", label="number of samples", group="monitoring", lo=0, hi=20,
+        help="text samples per evaluation")
+    sample_tokens: int = config_field(
+        80, kind="int", label="sample length", group="monitoring", lo=1, hi=2000, help="tokens per sample")
+    sample_prompt: str = config_field(
+        "", kind="str", label="sample prompt", group="monitoring", help="text the samples start from")
+    sample_temperature: float = config_field(
+        0.8, kind="float", label="sampling temperature", group="monitoring", lo=0.01, hi=100.0,
+        help="sampling temperature")
     # privacy audit (canary exposure + membership inference) once training ends
-    audit: bool = False
+    audit: bool = config_field(
+        False, kind="bool", label="audit", group="monitoring",
+        help="audit the model when training ends (canary exposure, membership inference)")
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -86,67 +231,214 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         return replace(self, **changes)
 
+    # ----------------------------------------------------------- cross-field rules
+    def consistent(self, given: Collection[str] = ()) -> tuple[TrainConfig, list[Repair]]:
+        """This config with the cross-field rules applied, and what was changed.
+
+        ``given``: the fields set on purpose (a link's parameters, the command line's flags); when
+        epochs and max steps are both set and only one of them was given, that one wins. Callers
+        decide what a repair of a given field means: a link reports it, the CLI refuses it.
+        """
+        config, repairs = self, []
+        for rule in MECHANISM_RULES:
+            if config.mechanism in rule.mechanisms and getattr(config, rule.field) not in rule.allowed:
+                repairs.append(Repair(rule.field, rule.allowed[0], rule.reason))
+                config = replace(config, **{rule.field: rule.allowed[0]})
+        if config.epochs is not None and config.max_steps is not None:
+            drop = ("max_steps" if "epochs" in given and "max_steps" not in given
+                    else "epochs" if "max_steps" in given and "epochs" not in given else None)
+            if drop is not None:
+                repairs.append(Repair(drop, None, "epochs and max steps exclude each other"))
+                config = replace(config, **{drop: None})
+        return config, repairs
+
+    def normalized(self, given: Collection[str] = ()) -> TrainConfig:
+        """:meth:`consistent` without the list of repairs."""
+        return self.consistent(given)[0]
+
     # --------------------------------------------------------------- validation
     def validate(self) -> TrainConfig:
         """Raise :class:`ConfigError` with one clear sentence for the first problem found."""
-        _choice("mechanism", self.mechanism, MECHANISMS)
-        _choice("accountant", self.accountant, ACCOUNTANTS)
-        _choice("engine", self.engine, ENGINES)
-        _choice("device", self.device, DEVICES)
-        _choice("tokenizer", self.tokenizer, TOKENIZERS)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        if self.mechanism == "laplace" and self.accountant != "pld":
-            raise ConfigError(
-                "the Laplace mechanism is accounted with PLD only (Opacus's RDP/PRV accountants "
-                "are Gaussian-only): use --accountant pld"
-            )
-        if self.is_private:
-            if self.noise_multiplier is None:
-                if self.epsilon is None:
-                    raise ConfigError(
-                        f"{self.mechanism} training needs a target ε (--epsilon) or a noise multiplier"
-                    )
-                _positive("ε (epsilon)", self.epsilon)
-                if self.epsilon > 1000:
-                    raise ConfigError("ε must be at most 1000; above that the guarantee says nothing")
-            else:
-                _positive("noise multiplier", self.noise_multiplier)
-            if self.delta is not None:
-                if not (0.0 < self.delta < 1.0) or not math.isfinite(self.delta):
-                    raise ConfigError(f"δ (delta) must be between 0 and 1 exclusive, got {self.delta}")
-            _positive("clipping norm", self.clip)
-        if self.mechanism == "naive":
-            _positive("naive sensitivity", self.naive_sensitivity)
-            if self.epsilon is not None:
-                _positive("ε (epsilon)", self.epsilon)
+        for f in fields(self):
+            problem = field_problem(f.name, getattr(self, f.name), type(self))
+            if problem:
+                raise ConfigError(problem)
+        for rule in MECHANISM_RULES:
+            if rule.binding and self.mechanism in rule.mechanisms and getattr(self, rule.field) not in rule.allowed:
+                raise ConfigError(f"{rule.reason}; choose the {rule.field} {rule.allowed[0]}")
+        if self.is_private and self.noise_multiplier is None and self.epsilon is None:
+            raise ConfigError(f"{self.mechanism} training needs a target ε (--epsilon) or a noise multiplier")
         if (self.epochs is None) == (self.max_steps is None):
             raise ConfigError("give exactly one of epochs or max steps")
-        if self.epochs is not None:
-            _positive("epochs", self.epochs)
-            if self.epochs > 1000:
-                raise ConfigError("epochs must be at most 1000")
-        if self.max_steps is not None:
-            _int_range("max steps", self.max_steps, 1, 1_000_000)
-        _int_range("batch size", self.batch_size, 1, 100_000)
-        _positive("learning rate", self.lr)
-        _int_range("sequence length", self.seq_len, 4, 1024)
-        _int_range("embedding size", self.embed_dim, 1, 4096)
-        _int_range("hidden size", self.hidden_size, 1, 4096)
-        _int_range("number of GRU layers", self.num_layers, 1, 2)
-        _int_range("max vocabulary", self.max_vocab, 10, 50_000)
-        _int_range("eval interval", self.eval_every, 1, 1_000_000)
-        _int_range("number of samples", self.num_samples, 0, 20)
-        _int_range("sample length", self.sample_tokens, 1, 2000)
-        if not (0.0 <= self.dropout < 1.0):
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not (0.0 < self.val_fraction < 0.9):
-            raise ConfigError(f"validation fraction must be in (0, 0.9), got {self.val_fraction}")
-        _positive("sampling temperature", self.sample_temperature)
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
         return self
 
 
+@dataclass(frozen=True)
+class MechanismRule:
+    """For these mechanisms, ``field`` must be one of ``allowed`` (the first is the repair).
+
+    ``binding``: validate() refuses a stored or given config that breaks the rule (the reported ε
+    would be wrong); otherwise the field is ignored by those mechanisms and only repaired.
+    """
+
+    mechanisms: tuple[str, ...]
+    field: str
+    allowed: tuple[str, ...]
+    reason: str
+    binding: bool
+
+
+@dataclass(frozen=True)
+class Repair:
+    """One change :meth:`TrainConfig.consistent` made: the field, its new value and why."""
+
+    field: str
+    value: Any
+    reason: str
+
+
+#: The cross-field rules between the mechanism and the other choices (the only place they live).
+MECHANISM_RULES: tuple[MechanismRule, ...] = (
+    MechanismRule(("laplace",), "accountant", ("pld",), binding=True,
+                  reason="the Laplace mechanism is accounted with PLD only (Opacus's RDP and PRV accountants are "
+                         "Gaussian-only)"),
+    MechanismRule(("laplace",), "engine", ("opacus",), binding=False,
+                  reason="the Laplace mechanism needs per-example gradients (the Opacus engine)"),
+    MechanismRule(("naive", "none"), "engine", ("opacus",), binding=False,
+                  reason="only Gaussian DP-SGD has a choice of engine"),
+)
+
+
+# ---------------------------------------------------------------------------------- per field
+def field_specs(cls: type = TrainConfig) -> dict[str, FieldSpec]:
+    """Every field's :class:`FieldSpec`, in declaration order; a field without one is an error."""
+    out: dict[str, FieldSpec] = {}
+    for f in fields(cls):
+        spec = f.metadata.get(SPEC_KEY)
+        if not isinstance(spec, FieldSpec):
+            raise TypeError(f"config field {f.name!r} has no FieldSpec metadata")
+        out[f.name] = spec
+    return out
+
+
+def field_spec(name: str, cls: type = TrainConfig) -> FieldSpec:
+    try:
+        return field_specs(cls)[name]
+    except KeyError:
+        raise ConfigError(f"there is no setting called {name!r}") from None
+
+
+def field_default(f: Field) -> Any:
+    return f.default_factory() if f.default is MISSING else f.default  # type: ignore[misc]
+
+
+def cli_flag(name: str, spec: FieldSpec) -> str:
+    return spec.cli_flag or "--" + name.replace("_", "-")
+
+
+def url_key(name: str, spec: FieldSpec) -> str:
+    return spec.url_key or name
+
+
+def field_problem(name: str, value: Any, cls: type = TrainConfig) -> str | None:
+    """Why ``value`` is not valid for the field ``name`` on its own, or None if it is.
+
+    Only the field's own metadata is used, so the message names this field and never a
+    cross-field rule.
+    """
+    spec = field_spec(name, cls)
+    label = spec.label
+    if value is None:
+        return None if spec.optional else f"{label} must be given"
+    if spec.kind == "bool":
+        return None if isinstance(value, bool) else f"{label} must be true or false, got {value!r}"
+    if spec.kind == "str":
+        return None if isinstance(value, str) else f"{label} must be text, got {value!r}"
+    if spec.kind == "choice":
+        if value in spec.choices:
+            return None
+        return f"{label} must be one of {', '.join(spec.choices)}; got {value!r}"
+    if spec.kind == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        noun = "a whole number"
+    else:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        noun = "a number"
+    if ok:
+        lo, hi = spec.lo, spec.hi
+        above = value > lo if spec.lo_open else value >= lo  # type: ignore[operator]
+        below = value < hi if spec.hi_open else value <= hi  # type: ignore[operator]
+        if above and below:
+            return None
+    return f"{label} must be {noun} {spec.range_text()}, got {value!r}"
+
+
+def parse_field(name: str, text: str, cls: type = TrainConfig) -> Any:
+    """Text (a link's value, a command-line argument) as a valid value for ``name``.
+
+    Raises :class:`ConfigError` with a short reason: "not a whole number", or the field's own
+    problem with its allowed range. ``none`` (see :data:`NONE_WORDS`) clears an optional field.
+    """
+    spec = field_spec(name, cls)
+    if spec.kind != "str" or spec.optional:  # free text (the sample prompt) keeps its spaces
+        text = text.strip()
+    if spec.optional and text.lower() in NONE_WORDS:
+        return None
+    value: Any
+    if spec.kind == "bool":
+        word = text.lower()
+        if word not in TRUE_WORDS and word not in FALSE_WORDS:
+            raise ConfigError("not true or false")
+        value = word in TRUE_WORDS
+    elif spec.kind == "int":
+        try:
+            value = int(text)
+        except ValueError:
+            raise ConfigError("not a whole number") from None
+    elif spec.kind == "float":
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError("not a number") from None
+        if not math.isfinite(value):
+            raise ConfigError("not a finite number")
+    else:
+        value = text
+    problem = field_problem(name, value, cls)
+    if problem:
+        raise ConfigError(problem)
+    return value
+
+
+def allowed_choices(name: str, mechanism: str | None = None, cls: type = TrainConfig) -> tuple[str, ...]:
+    """The options a choice field offers; with ``mechanism``, only those its rules allow."""
+    spec = field_spec(name, cls)
+    if spec.kind != "choice":
+        raise ValueError(f"{name} is not a choice field")
+    options = spec.choices
+    for rule in MECHANISM_RULES:
+        if rule.field == name and mechanism in rule.mechanisms:
+            options = tuple(o for o in options if o in rule.allowed)
+    return options
+
+
+def form_range(name: str, cls: type = TrainConfig) -> tuple[Any, Any]:
+    """The closed (min, max) a number input offers for ``name``: ints for int fields, else floats.
+
+    An excluded end is moved to the nearest float inside the range.
+    """
+    spec = field_spec(name, cls)
+    if spec.kind not in ("int", "float"):
+        raise ValueError(f"{name} is not a number field")
+    if spec.kind == "int":
+        lo, hi = int(spec.lo), int(spec.hi)  # type: ignore[arg-type]
+        return (lo + 1 if spec.lo_open else lo), (hi - 1 if spec.hi_open else hi)
+    lo_f, hi_f = float(spec.lo), float(spec.hi)  # type: ignore[arg-type]
+    return (math.nextafter(lo_f, hi_f) if spec.lo_open else lo_f), (math.nextafter(hi_f, lo_f) if spec.hi_open
+                                                                    else hi_f)
+
+
+# ---------------------------------------------------------------------------------- δ
 def default_delta(num_examples: int) -> float:
     """δ well below 1/N: min(1e-5, 1/N^1.1) (see ../shared/dp-correctness.md)."""
     if num_examples <= 1:
@@ -164,18 +456,3 @@ def check_delta(delta: float, num_examples: int) -> None:
             f"training examples): the guarantee would allow publishing one example outright; "
             f"use δ ≤ {default_delta(num_examples):.3g}"
         )
-
-
-def _choice(name: str, value: str, options: tuple[str, ...]) -> None:
-    if value not in options:
-        raise ConfigError(f"{name} must be one of {', '.join(options)}; got {value!r}")
-
-
-def _positive(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{name} must be a positive number, got {value!r}")
-
-
-def _int_range(name: str, value: int, lo: int, hi: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not (lo <= value <= hi):
-        raise ConfigError(f"{name} must be a whole number from {lo} to {hi}, got {value!r}")

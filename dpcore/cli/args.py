@@ -1,16 +1,20 @@
 """Command-line arguments shared by every ``python -m dpcore`` command (one place, no cycles).
 
 ``add_train_arguments`` / ``config_from_args`` are the training options of ``train`` and
-``runs submit``; the small ``type=`` parsers turn a bad value into one line, never a traceback.
+``runs submit``, generated from :class:`~dpcore.config.TrainConfig`'s field metadata (one flag per
+field). The ``type=`` parsers turn a bad value into one line, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
+from dataclasses import fields
+from typing import Any
 
-from dpcore.config import ACCOUNTANTS, DEVICES, ENGINES, MECHANISMS, OPTIMIZERS, TOKENIZERS, TrainConfig
-from dpcore.errors import DPCoreError
+from dpcore.config import FieldSpec, TrainConfig, cli_flag, field_default, field_specs, parse_field
+from dpcore.errors import ConfigError, DPCoreError
 
 
 class ArgumentError(DPCoreError):
@@ -58,59 +62,87 @@ def positive_int(text: str) -> int:
     return value
 
 
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """The training options, shared by ``train`` and ``runs submit``."""
-    d = TrainConfig()
-    g = parser.add_argument_group("data")
-    g.add_argument("--corpus", default=d.corpus, help="'builtin' or a path to a UTF-8 .txt or .csv file")
-    g.add_argument("--text-column", default=None, help="CSV column holding the text")
-    g.add_argument("--user-column", default=None, help="CSV column holding a user id (optional)")
-    g.add_argument("--tokenizer", choices=TOKENIZERS, default=d.tokenizer)
-    g.add_argument("--seq-len", type=positive_int, default=d.seq_len)
-    g = parser.add_argument_group("privacy")
-    g.add_argument("--mechanism", choices=MECHANISMS, default=d.mechanism)
-    g.add_argument("--epsilon", type=positive_float, default=d.epsilon, help="target ε")
-    g.add_argument("--delta", type=unit_float, default=None, help="δ (default: min(1e-5, 1/N^1.1))")
-    g.add_argument("--clip", type=positive_float, default=d.clip, help="per-example clipping norm C")
-    g.add_argument("--noise-multiplier", type=positive_float, default=None,
-                   help="use this noise multiplier instead of calibrating it to --epsilon")
-    g.add_argument("--accountant", choices=ACCOUNTANTS, default=None,
-                   help="rdp (default for gaussian), prv, or pld (the only one for laplace)")
-    g.add_argument("--engine", choices=ENGINES, default=d.engine,
-                   help="Gaussian DP-SGD implementation (Laplace always runs on Opacus's per-example path)")
-    g = parser.add_argument_group("training")
-    length = g.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=positive_float, default=None)
-    length.add_argument("--max-steps", type=positive_int, default=None)
-    g.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="expected batch size")
-    g.add_argument("--lr", type=positive_float, default=d.lr)
-    g.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
-    g.add_argument("--embed-dim", type=positive_int, default=d.embed_dim)
-    g.add_argument("--hidden-size", type=positive_int, default=d.hidden_size)
-    g.add_argument("--num-layers", type=positive_int, default=d.num_layers)
-    g.add_argument("--seed", type=nonneg_int, default=d.seed)
-    g.add_argument("--device", choices=DEVICES, default=d.device)
-    g.add_argument("--eval-every", type=positive_int, default=d.eval_every)
-    g.add_argument("--num-samples", type=nonneg_int, default=d.num_samples)
-    g.add_argument("--sample-prompt", default=d.sample_prompt)
-    g.add_argument("--audit", action="store_true",
-                   help="audit the model when training ends (canary exposure, membership inference)")
+#: The namespace attribute naming the config fields given on the command line (not defaulted).
+GIVEN = "_config_flags_given"
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """A validated TrainConfig from parsed ``add_train_arguments`` options."""
-    d = TrainConfig()
-    accountant = args.accountant or ("pld" if args.mechanism == "laplace" else "rdp")
-    max_steps = args.max_steps if args.max_steps is not None else (None if args.epochs else d.max_steps)
-    return TrainConfig(
-        corpus=args.corpus, text_column=args.text_column, user_column=args.user_column,
-        tokenizer=args.tokenizer, seq_len=args.seq_len, mechanism=args.mechanism, epsilon=args.epsilon,
-        delta=args.delta, clip=args.clip, noise_multiplier=args.noise_multiplier, accountant=accountant,
-        engine=args.engine, epochs=args.epochs, max_steps=max_steps, batch_size=args.batch_size, lr=args.lr,
-        optimizer=args.optimizer, embed_dim=args.embed_dim, hidden_size=args.hidden_size,
-        num_layers=args.num_layers, seed=args.seed, device=args.device, eval_every=args.eval_every,
-        num_samples=args.num_samples, sample_prompt=args.sample_prompt, audit=args.audit,
-    ).validate()
+class _ConfigOption(argparse.Action):
+    """Stores a config field's parsed value and remembers that the flag was given."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[override]
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+        setattr(namespace, GIVEN, {*getattr(namespace, GIVEN, ()), self.dest})
+
+
+def _field_type(name: str, cls: type) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            return parse_field(name, text, cls)
+        except ConfigError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    return parse
+
+
+def add_train_arguments(parser: argparse.ArgumentParser, cls: type = TrainConfig) -> None:
+    """The training options, shared by ``train`` and ``runs submit``: one flag per config field.
+
+    Generated from the fields' :class:`~dpcore.config.FieldSpec` metadata (flag, type, range,
+    default, help, group); fields of one ``exclusive`` group (epochs, max steps) exclude each other.
+    """
+    specs = field_specs(cls)
+    groups: dict[str, Any] = {}
+    exclusive: dict[str, Any] = {}
+    for f in fields(cls):
+        spec = specs[f.name]
+        if not spec.cli:
+            continue
+        if spec.group not in groups:
+            groups[spec.group] = parser.add_argument_group(spec.group)
+        group = groups[spec.group]
+        if spec.exclusive:
+            if spec.exclusive not in exclusive:
+                exclusive[spec.exclusive] = group.add_mutually_exclusive_group()
+            group = exclusive[spec.exclusive]
+        default = field_default(f)
+        flag = cli_flag(f.name, spec)
+        kwargs: dict[str, Any] = {"dest": f.name, "default": default, "action": _ConfigOption}
+        if spec.kind == "bool":
+            if default:
+                flag = "--no-" + flag.removeprefix("--")
+            kwargs.update(nargs=0, const=not default, help=spec.help.replace("%", "%%"))
+        else:
+            shown = "none" if default is None else repr(default) if spec.kind == "str" else default
+            kwargs["help"] = f"{spec.help} (default: {shown})".replace("%", "%%")
+            if spec.kind == "choice":
+                kwargs["choices"] = spec.choices
+            else:
+                kwargs.update(type=_field_type(f.name, cls), metavar=_metavar(spec))
+        group.add_argument(flag, **kwargs)
+
+
+def _metavar(spec: FieldSpec) -> str:
+    if spec.kind == "str":
+        return "TEXT"
+    return f"{'N' if spec.kind == 'int' else 'X'}{'|none' if spec.optional else ''}"
+
+
+def config_from_args(args: argparse.Namespace, cls: type = TrainConfig) -> TrainConfig:
+    """A validated config from parsed ``add_train_arguments`` options.
+
+    Flags not given keep the config's defaults and are repaired by the config's own cross-field
+    rules (``--mechanism laplace`` gets the PLD accountant; ``--epochs`` drops the default max
+    steps); a given flag that a rule would change is refused with the rule's reason.
+    """
+    given = set(getattr(args, GIVEN, ()))
+    specs = field_specs(cls)
+    values = {name: getattr(args, name) for name, spec in specs.items() if spec.cli and hasattr(args, name)}
+    config, repairs = cls(**values).consistent(given=given)
+    for repair in repairs:
+        if repair.field in given:
+            flag = cli_flag(repair.field, specs[repair.field])
+            raise ArgumentError(f"argument {flag}: {repair.reason}: use {flag} {repair.value} or leave it out")
+    return config.validate()
 
 
 def mix_weight(text: str) -> float:

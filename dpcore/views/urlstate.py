@@ -6,9 +6,12 @@ lists only the fields that differ from a base, which is ``TrainConfig()`` or the
 ``?preset=<name>``, so links stay short and readable.
 
 Links are typed by hand and edited, so parsing never fails: a value that is not valid for its
-field is dropped with one sentence saying so, and the field keeps the base's value. Only
-cross-field rules that the form itself enforces are repaired (Laplace needs the PLD accountant
-and the Opacus engine; epochs and max steps exclude each other).
+field (not a number, or outside the field's range) is dropped with one sentence that names the
+field and its allowed range, and the field keeps the base's value. Keys, types and ranges come
+from the fields' :class:`~dpcore.config.FieldSpec` metadata; the cross-field rules are
+:meth:`TrainConfig.consistent <dpcore.config.TrainConfig.consistent>`'s (Laplace needs the PLD
+accountant and the Opacus engine; epochs and max steps exclude each other), and a link is told
+when one of its own values was repaired.
 
 The corpus is ``builtin`` or ``upload:<id>`` -- an upload id, never a server path, because a path
 would reveal where files live and would let a link point at files the visitor does not own. The
@@ -17,33 +20,21 @@ dashboard resolves upload ids against the visitor's own uploads.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
-from dpcore.config import TrainConfig
+from dpcore.config import TrainConfig, field_specs, parse_field, url_key
+from dpcore.config import field_problem as _config_field_problem
 from dpcore.errors import ConfigError
 from dpcore.views.presets import get_preset
 
 PRESET_PARAM = "preset"
 UPLOAD_PREFIX = "upload:"
 _UPLOAD_RE = re.compile(r"^upload:[0-9a-f]{8,64}$")
-_NONE_WORDS = ("", "none", "null", "default")
 #: Parameters that belong to the app's pages, not to the config (kept out of warnings).
 RESERVED = frozenset({PRESET_PARAM, "run", "runs"})
-
-_FIELDS = {f.name: f for f in fields(TrainConfig)}
-_OPTIONAL = {"text_column", "user_column", "epsilon", "delta", "noise_multiplier", "epochs", "max_steps"}
-_INTS = {"max_vocab", "seq_len", "max_steps", "batch_size", "embed_dim", "hidden_size", "num_layers", "seed",
-         "eval_every", "num_samples", "sample_tokens"}
-_BOOLS = {"audit"}
-_TRUE_WORDS, _FALSE_WORDS = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
-_FLOATS = {"val_fraction", "epsilon", "delta", "clip", "noise_multiplier", "naive_sensitivity", "epochs", "lr",
-           "dropout", "sample_temperature"}
-#: A neutral, valid base on which one field at a time is checked (PLD accounts both mechanisms).
-_PROBE = TrainConfig(accountant="pld")
 
 
 @dataclass(frozen=True)
@@ -80,55 +71,73 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def config_to_params(config: TrainConfig, preset: str | None = None) -> dict[str, str]:
+def url_fields(cls: type = TrainConfig) -> dict[str, str]:
+    """URL key -> field name, for the fields a link may set (from the fields' metadata)."""
+    return {url_key(name, spec): name for name, spec in field_specs(cls).items() if spec.url}
+
+
+def config_to_params(config: TrainConfig, preset: str | None = None, cls: type | None = None) -> dict[str, str]:
     """The query parameters for ``config``: the preset name plus the fields that differ from it."""
-    base = _base(preset)
+    cls = cls or type(config)
+    base = _base(preset, cls)
     params: dict[str, str] = {}
     if preset is not None:
         params[PRESET_PARAM] = preset
-    for name in _FIELDS:
+    for key, name in url_fields(cls).items():
         value = getattr(config, name)
         if value != getattr(base, name):
-            params[name] = format_value(value)
+            params[key] = format_value(value)
     return params
 
 
-def params_to_config(params: Mapping[str, str | list[str]]) -> ParsedConfig:
+def params_to_config(params: Mapping[str, str | list[str]], cls: type = TrainConfig) -> ParsedConfig:
     """Parse a query string into a config; never raises: bad values become messages."""
     messages: list[str] = []
     preset: str | None = None
     raw_preset = _single(params.get(PRESET_PARAM))
+    base = cls()
     if raw_preset:
         try:
-            base = get_preset(raw_preset).config
+            base = _base(raw_preset, cls)
             preset = raw_preset
         except ConfigError as err:
             messages.append(f"The link's preset was ignored: {err}.")
-            base = TrainConfig()
-    else:
-        base = TrainConfig()
+    keys = url_fields(cls)
     changes: dict[str, Any] = {}
     for key, raw in params.items():
         if key in RESERVED:
             continue
         text = _single(raw)
-        if key not in _FIELDS:
+        name = keys.get(key)
+        if name is None:
             messages.append(f"The link's parameter {key!r} is not a setting of this app and was ignored.")
             continue
         try:
-            changes[key] = _parse_field(key, text)
+            changes[name] = _parse_field(name, text, cls)
         except ConfigError as err:
             shown = text if len(text) <= 40 else text[:37] + "..."
             messages.append(
-                f"The link's value {key}={shown!r} was ignored ({err}); using {format_value(getattr(base, key))}."
+                f"The link's value {key}={shown!r} was ignored ({err}); using {format_value(getattr(base, name))}."
             )
     config = _combine(base, changes, messages)
     return ParsedConfig(config=config, preset=preset, messages=messages)
 
 
+def field_problem(name: str, value: Any, cls: type = TrainConfig) -> str | None:
+    """Why ``value`` is not valid for the config field ``name`` on its own, or None if it is.
+
+    Generated from the field's metadata (:func:`dpcore.config.field_problem`), so the message
+    names the field and its allowed range, never a cross-field rule.
+    """
+    return _config_field_problem(name, value, cls)
+
+
 # ---------------------------------------------------------------------------------- helpers
-def _base(preset: str | None) -> TrainConfig:
-    return get_preset(preset).config if preset else TrainConfig()
+def _base(preset: str | None, cls: type = TrainConfig) -> TrainConfig:
+    if not preset:
+        return cls()
+    config = get_preset(preset).config
+    return config if type(config) is cls else cls(**config.to_dict())
 
 
 def _single(raw: str | list[str] | None) -> str:
@@ -139,77 +148,22 @@ def _single(raw: str | list[str] | None) -> str:
     return str(raw)
 
 
-def _parse_field(name: str, text: str) -> Any:
-    """Type-convert one value and check it on its own (on a neutral, otherwise valid config)."""
-    if name in _BOOLS:
-        word = text.strip().lower()
-        if word in _TRUE_WORDS or word in _FALSE_WORDS:
-            return word in _TRUE_WORDS
-        raise ConfigError("not true or false")
-    if name in _INTS or name in _FLOATS or name in _OPTIONAL:
-        text = text.strip()  # free text (the sample prompt) keeps its spaces
-    if name in _OPTIONAL and text.lower() in _NONE_WORDS:
-        return None
-    if name in _INTS:
-        try:
-            value: Any = int(text)
-        except ValueError:
-            raise ConfigError("not a whole number") from None
-    elif name in _FLOATS:
-        try:
-            value = float(text)
-        except ValueError:
-            raise ConfigError("not a number") from None
-        if not math.isfinite(value):
-            raise ConfigError("not a finite number")
-    else:
-        value = text
-    if name == "corpus":
-        if not corpus_ref_is_valid(value):
-            raise ConfigError("a link can name the built-in corpus or one of your uploads only")
-        return value
-    problem = field_problem(name, value)
-    if problem:
-        raise ConfigError(problem)
+def _parse_field(name: str, text: str, cls: type = TrainConfig) -> Any:
+    """Type-convert one value and check it on its own; a link's corpus is never a server path."""
+    value = parse_field(name, text, cls)
+    if name == "corpus" and not corpus_ref_is_valid(value):
+        raise ConfigError("a link can name the built-in corpus or one of your uploads only")
     return value
 
 
-def field_problem(name: str, value: Any) -> str | None:
-    """Why ``value`` is not valid for the config field ``name`` on its own, or None if it is.
-
-    Checked on a neutral config that is valid with any single change (PLD accounts both
-    mechanisms), so the message is the field's own, never a cross-field complaint.
-    """
-    probe = _PROBE.replace(**{name: value})
-    if name == "epochs":
-        probe = probe.replace(max_steps=None)
-    if name == "mechanism" and value == "laplace":
-        probe = probe.replace(engine="opacus")
-    if name == "engine" and value == "fast":
-        probe = probe.replace(mechanism="gaussian")
-    try:
-        probe.validate()
-    except ConfigError as err:
-        return str(err)
-    return None
-
-
 def _combine(base: TrainConfig, changes: dict[str, Any], messages: list[str]) -> TrainConfig:
-    """Apply parsed fields to the base, repairing the cross-field rules the form enforces."""
-    if "epochs" in changes and changes["epochs"] is not None and "max_steps" not in changes:
-        changes["max_steps"] = None
-    if "max_steps" in changes and changes["max_steps"] is not None and "epochs" not in changes:
-        changes["epochs"] = None
-    config = base.replace(**changes)
-    if config.mechanism == "laplace":
-        if config.accountant != "pld":
-            if "accountant" in changes:
-                messages.append("Laplace is accounted with PLD only, so the accountant was set to PLD.")
-            config = config.replace(accountant="pld")
-        if config.engine != "opacus":
-            if "engine" in changes:
-                messages.append("Laplace needs per-example gradients, so the engine was set to Opacus.")
-            config = config.replace(engine="opacus")
+    """Apply parsed fields to the base, repairing the cross-field rules (TrainConfig.consistent)."""
+    config, repairs = base.replace(**changes).consistent(given=changes)
+    specs = field_specs(type(base))
+    for repair in repairs:
+        if repair.field in changes:
+            reason = repair.reason[0].upper() + repair.reason[1:]
+            messages.append(f"{reason}, so the {specs[repair.field].label} was set to {format_value(repair.value)}.")
     if (config.epochs is None) == (config.max_steps is None):
         messages.append("A link must give either epochs or steps; the preset's training length is used.")
         config = config.replace(epochs=base.epochs, max_steps=base.max_steps)

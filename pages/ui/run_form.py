@@ -16,7 +16,7 @@ from typing import Any
 
 import streamlit as st
 
-from dpcore.config import DEVICES, TrainConfig
+from dpcore.config import TrainConfig, allowed_choices, form_range
 from dpcore.runs.store import RunStore, UploadNotFound
 from dpcore.views.meaning import mechanism_label
 from dpcore.views.presets import MODEL_SIZES, epsilon_choices, get_preset, model_size_name
@@ -101,8 +101,8 @@ def current_config() -> TrainConfig:
         epsilon=float(s["nr_epsilon"]),
         delta=None if isinstance(delta, str) else delta,  # unparsable text: see delta_text_problem
         clip=float(s["nr_clip"]),
-        accountant="pld" if mechanism == "laplace" else s["nr_accountant"],
-        engine="opacus" if mechanism != "gaussian" else s["nr_engine"],
+        accountant=s["nr_accountant"],
+        engine=s["nr_engine"],
         max_steps=int(s["nr_steps"]) if s["nr_length"] == "steps" else None,
         epochs=float(s["nr_epochs"]) if s["nr_length"] == "epochs" else None,
         batch_size=int(s["nr_batch"]),
@@ -118,7 +118,7 @@ def current_config() -> TrainConfig:
         num_samples=int(s["nr_num_samples"]),
         sample_prompt=s["nr_prompt"],
         audit=bool(s.get("nr_audit", False)),
-    )
+    ).normalized()  # the config's own cross-field rules (Laplace: PLD and Opacus)
 
 
 def _parse_delta(text: str) -> float | str:
@@ -176,9 +176,17 @@ def write_url(config: TrainConfig) -> None:
 
 # ---------------------------------------------------------------------------- widgets
 def _on_mechanism_change() -> None:
-    if st.session_state.get("nr_mechanism") == "laplace":
-        st.session_state["nr_accountant"] = "pld"
-        st.session_state["nr_engine"] = "opacus"
+    """Show what the config's rules make of the new mechanism (Laplace: the PLD accountant, Opacus)."""
+    s = st.session_state
+    config = TrainConfig(mechanism=s["nr_mechanism"], accountant=s["nr_accountant"],
+                         engine=s["nr_engine"]).normalized()
+    s["nr_accountant"], s["nr_engine"] = config.accountant, config.engine
+
+
+def _number_range(name: str) -> dict[str, Any]:
+    """``min_value``/``max_value`` of a number input: the config field's own range."""
+    lo, hi = form_range(name)
+    return {"min_value": lo, "max_value": hi}
 
 
 def _on_delta_custom_change() -> None:
@@ -195,8 +203,8 @@ def privacy_widgets() -> dict[str, Any]:
     if s["nr_no_privacy"]:
         return slots
     st.selectbox(
-        "Mechanism", ["gaussian", "laplace", "naive"], key="nr_mechanism", format_func=mechanism_label,
-        on_change=_on_mechanism_change, persist_state=PERSIST,
+        "Mechanism", [m for m in allowed_choices("mechanism") if m != "none"], key="nr_mechanism",
+        format_func=mechanism_label, on_change=_on_mechanism_change, persist_state=PERSIST,
         help="Gaussian: DP-SGD as in Opacus (L2 clipping). Laplace: L1 clipping and Laplace noise, a pure-ε "
              "mechanism that needs far more noise. Naive: the blog-post recipe, kept as a counterexample.",
     )
@@ -218,15 +226,16 @@ def privacy_widgets() -> dict[str, Any]:
         st.text_input("δ", key="nr_delta", persist_state=PERSIST, placeholder="1e-6")
     slots["delta"] = st.empty()
     st.number_input(
-        "Clipping norm C", min_value=0.01, max_value=100.0, step=0.1, key="nr_clip", persist_state=PERSIST,
+        "Clipping norm C", **_number_range("clip"), step=0.1, key="nr_clip", persist_state=PERSIST,
         help="Each example's gradient is scaled down to at most this norm, which bounds how much one example can "
              "move the model; the noise is proportional to C. Watch the clipping chart: if almost every example is "
              "clipped, C may be too small.",
     )
     slots["clip"] = st.empty()
     laplace = s["nr_mechanism"] == "laplace"
-    st.selectbox("Accountant", ["pld"] if laplace else ["rdp", "prv", "pld"], key="nr_accountant",
-                 disabled=laplace, persist_state=PERSIST, help=ACCOUNTANT_HELP,
+    accountants = list(allowed_choices("accountant", s["nr_mechanism"]))
+    st.selectbox("Accountant", accountants, key="nr_accountant",
+                 disabled=len(accountants) == 1, persist_state=PERSIST, help=ACCOUNTANT_HELP,
                  format_func=lambda a: {"rdp": "RDP (fast, looser)", "prv": "PRV (tight)",
                                         "pld": "PLD (tight; the only one for Laplace)"}[a])
     if laplace:
@@ -240,18 +249,18 @@ def training_widgets() -> dict[str, Any]:
     st.segmented_control("Training length", ["steps", "epochs"], key="nr_length", required=True,
                          persist_state=PERSIST, help="One epoch = each sequence is seen once on average.")
     if s["nr_length"] == "steps":
-        st.number_input("Steps", min_value=1, max_value=1_000_000, step=10, key="nr_steps", persist_state=PERSIST)
+        st.number_input("Steps", **_number_range("max_steps"), step=10, key="nr_steps", persist_state=PERSIST)
         slots["max_steps"] = st.empty()
     else:
-        st.number_input("Epochs", min_value=0.01, max_value=1000.0, step=0.5, key="nr_epochs", persist_state=PERSIST)
+        st.number_input("Epochs", **_number_range("epochs"), step=0.5, key="nr_epochs", persist_state=PERSIST)
         slots["epochs"] = st.empty()
     st.number_input(
-        "Expected batch size", min_value=1, max_value=100_000, step=32, key="nr_batch", persist_state=PERSIST,
+        "Expected batch size", **_number_range("batch_size"), step=32, key="nr_batch", persist_state=PERSIST,
         help="Batches are Poisson-sampled: each sequence joins each batch with probability q = 1/ceil(N/B), so the "
              "real batch size varies around this. Larger batches average out more of the noise.",
     )
     slots["batch_size"] = st.empty()
-    st.number_input("Learning rate", min_value=0.00001, max_value=1.0, step=0.005, format="%.4f", key="nr_lr",
+    st.number_input("Learning rate", **_number_range("lr"), step=0.005, format="%.4f", key="nr_lr",
                     persist_state=PERSIST, help="Adam's step size.")
     slots["lr"] = st.empty()
     sizes = [tuple(v) for v in MODEL_SIZES.values()]
@@ -263,13 +272,13 @@ def training_widgets() -> dict[str, Any]:
                  help="Bigger models learn more but take longer per step.")
     cols = st.columns(2)
     with cols[0]:
-        st.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="nr_seed", persist_state=PERSIST,
+        st.number_input("Seed", **_number_range("seed"), step=1, key="nr_seed", persist_state=PERSIST,
                         help="Fixes the initial weights, the train/validation split and dropout: a run without "
                              "privacy is reproducible exactly (on CPU). A private run's noise and batch sampling "
                              "are secret (drawn from the operating system's random source, never stored), so its "
                              "curve is reproducible only up to its noise.")
     with cols[1]:
-        st.selectbox("Device", list(DEVICES), key="nr_device", persist_state=PERSIST,
+        st.selectbox("Device", list(allowed_choices("device")), key="nr_device", persist_state=PERSIST,
                      help="auto: a GPU if the server has one, else the CPU. The workshop presets use the CPU so "
                           "every laptop gets the same numbers.")
         slots["device"] = st.empty()
@@ -286,25 +295,24 @@ def training_widgets() -> dict[str, Any]:
 def advanced_widgets() -> dict[str, Any]:
     slots: dict[str, Any] = {}
     s = st.session_state
-    gaussian = not s["nr_no_privacy"] and s["nr_mechanism"] == "gaussian"
-    st.selectbox("Engine", ["fast", "opacus"] if gaussian else ["opacus"], key="nr_engine", persist_state=PERSIST,
-                 disabled=not gaussian,
+    engines = list(allowed_choices("engine", "none" if s["nr_no_privacy"] else s["nr_mechanism"]))
+    st.selectbox("Engine", engines, key="nr_engine", persist_state=PERSIST, disabled=len(engines) == 1,
                  format_func=lambda e: {"fast": "fast (ghost clipping, Gaussian only)", "opacus": "Opacus"}[e],
                  help="Both compute the same DP-SGD steps; the fast engine avoids materialising per-example "
                       "gradients.")
     cols = st.columns(2)
     with cols[0]:
-        st.selectbox("Tokens", ["char", "word"], key="nr_tokenizer", persist_state=PERSIST,
+        st.selectbox("Tokens", list(allowed_choices("tokenizer")), key="nr_tokenizer", persist_state=PERSIST,
                      format_func=lambda t: {"char": "characters", "word": "words"}[t])
-        st.number_input("Sequence length", min_value=4, max_value=1024, step=8, key="nr_seq_len",
+        st.number_input("Sequence length", **_number_range("seq_len"), step=8, key="nr_seq_len",
                         persist_state=PERSIST, help="Tokens per training sequence: the unit of privacy.")
         slots["seq_len"] = st.empty()
-        st.number_input("GRU layers", min_value=1, max_value=2, step=1, key="nr_layers", persist_state=PERSIST)
+        st.number_input("GRU layers", **_number_range("num_layers"), step=1, key="nr_layers", persist_state=PERSIST)
     with cols[1]:
-        st.number_input("Evaluate every … steps", min_value=1, max_value=1_000_000, step=10, key="nr_eval_every",
+        st.number_input("Evaluate every … steps", **_number_range("eval_every"), step=10, key="nr_eval_every",
                         persist_state=PERSIST)
         slots["eval_every"] = st.empty()
-        st.number_input("Samples per evaluation", min_value=0, max_value=20, step=1, key="nr_num_samples",
+        st.number_input("Samples per evaluation", **_number_range("num_samples"), step=1, key="nr_num_samples",
                         persist_state=PERSIST)
         st.text_input("Sample prompt", key="nr_prompt", persist_state=PERSIST,
                       help="Text the samples start from (empty: a new message).")

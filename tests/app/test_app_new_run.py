@@ -66,6 +66,17 @@ def test_bad_link_values_are_explained_and_fall_back(app_env):
     assert at.number_input(key="nr_batch").value == 256
 
 
+def test_out_of_range_link_values_are_explained_never_clamped(app_env):
+    at = app_env.app(page=PAGE, preset="workshop-eps3", lr="50", seed="1e23", clip="500").run()
+    _no_crash(at)
+    warnings = " ".join(texts(at.warning))
+    assert "lr='50' was ignored (learning rate must be a number from 1e-06 to 10, got 50.0)" in warnings
+    assert "seed='1e23' was ignored (not a whole number)" in warnings
+    assert at.number_input(key="nr_lr").value == 0.02 and at.number_input(key="nr_seed").value == 0
+    assert at.number_input(key="nr_clip").value == 500.0, "in the field's range (the old widget stopped at 100)"
+    assert (at.number_input(key="nr_lr").min, at.number_input(key="nr_lr").max) == (1e-6, 10.0)
+
+
 def test_invalid_delta_is_explained_at_its_control_and_blocks_launch(app_env):
     at = app_env.app(page=PAGE).run()
     at.toggle(key="nr_delta_custom").set_value(True).run()
@@ -87,6 +98,8 @@ def test_laplace_switches_to_the_pld_accountant(app_env):
     acct = at.selectbox(key="nr_accountant")
     assert acct.value == "pld" and acct.disabled
     assert at.query_params["mechanism"] == "laplace" and at.query_params["accountant"] == "pld"
+    engine = at.selectbox(key="nr_engine")
+    assert engine.value == "opacus" and engine.disabled and at.query_params.get("engine") in (None, "opacus")
 
 
 def test_naive_recipe_is_labelled_as_no_guarantee(app_env):

@@ -37,6 +37,11 @@ def test_calibrate_prints_noise_last():
     ["train", "--epsilon", "0", "--out", "x"],
     ["train", "--delta", "0.5", "--max-steps", "1", "--out", "x"],
     ["train", "--corpus", "/nonexistent/file.txt", "--max-steps", "1", "--out", "x"],
+    ["train", "--lr", "1e300", "--out", "x"],
+    ["train", "--seed", "1e23", "--out", "x"],
+    ["train", "--epochs", "1", "--max-steps", "3", "--out", "x"],
+    ["train", "--mechanism", "laplace", "--accountant", "rdp", "--out", "x"],
+    ["runs", "submit", "--sample-temperature", "1e-300"],
     ["generate", "--checkpoint", "/nonexistent/model.pt"],
     ["nonsense"],
     [],
@@ -47,6 +52,13 @@ def test_bad_arguments_give_one_line_and_exit_2(args, tmp_path):
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("dpcore: error:"), out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_range_errors_name_the_flag_and_the_range(tmp_path):
+    out = dpcore("train", "--batch-size", "0", "--out", str(tmp_path))
+    assert out.returncode == 2
+    assert out.stderr.strip() == ("dpcore: error: argument --batch-size: batch size must be a whole number "
+                                  "from 1 to 100000, got 0")
 
 
 def test_train_then_generate(tmp_path):
@@ -81,9 +93,17 @@ def test_laplace_and_naive_from_the_cli(tmp_path):
     assert bad.returncode == 2 and "PLD" in bad.stderr
     small = ["--max-steps", "2", "--batch-size", "64", "--hidden-size", "8", "--embed-dim", "4", "--seq-len", "16",
              "--num-samples", "1", "--quiet"]
-    out = dpcore("train", "--mechanism", "naive", "--epsilon", "1", *small, "--out", str(tmp_path / "naive"))
+    # every config field has its flag, including the ones the old hand-written parser lacked
+    out = dpcore("train", "--mechanism", "naive", "--epsilon", "1", *small, "--naive-sensitivity", "2",
+                 "--dropout", "0.1", "--sample-tokens", "12", "--sample-temperature", "1.5", "--val-fraction", "0.2",
+                 "--out", str(tmp_path / "naive"))
     assert out.returncode == 0, out.stderr
-    assert json.loads((tmp_path / "naive" / "result.json").read_text())["epsilon"] is None
+    result = json.loads((tmp_path / "naive" / "result.json").read_text())
+    assert result["epsilon"] is None
+    assert {k: result["config"][k] for k in ("naive_sensitivity", "dropout", "sample_tokens", "sample_temperature",
+                                             "val_fraction")} == {"naive_sensitivity": 2.0, "dropout": 0.1,
+                                                                  "sample_tokens": 12, "sample_temperature": 1.5,
+                                                                  "val_fraction": 0.2}
     for decoder, claims in (("plain", False), ("naive-logits", False), ("exponential", True), ("noisy-max", True),
                             ("mix", True)):
         gen = dpcore("generate", "--checkpoint", str(tmp_path / "naive" / "model.pt"), "--decoder", decoder,

@@ -25,7 +25,7 @@ def test_default_config_is_an_empty_query():
 
 @pytest.mark.parametrize("config", [
     TrainConfig(mechanism="laplace", accountant="pld", epsilon=0.5, clip=0.1, lr=0.003, seed=7, engine="opacus"),
-    TrainConfig(mechanism="none", epochs=2.5, max_steps=None, batch_size=64, tokenizer="word"),
+    TrainConfig(mechanism="none", epochs=2.5, max_steps=None, batch_size=64, tokenizer="word", engine="opacus"),
     TrainConfig(delta=1e-7, sample_prompt="my number is ", sample_temperature=1.3, engine="fast"),
     TrainConfig(corpus="upload:0123456789abcdef", text_column="body", user_column="author"),
 ])
@@ -78,9 +78,36 @@ def test_corpus_must_be_builtin_or_an_upload_id_never_a_path():
 def test_laplace_link_is_repaired_to_pld_and_opacus():
     parsed = params_to_config({"mechanism": "laplace", "accountant": "rdp", "engine": "fast"})
     assert parsed.config.accountant == "pld" and parsed.config.engine == "opacus"
-    assert len(parsed.messages) == 2
+    assert parsed.messages == [
+        "The Laplace mechanism is accounted with PLD only (Opacus's RDP and PRV accountants are Gaussian-only), "
+        "so the accountant was set to pld.",
+        "The Laplace mechanism needs per-example gradients (the Opacus engine), so the engine was set to opacus.",
+    ]
     quiet = params_to_config({"mechanism": "laplace"})
     assert quiet.config.accountant == "pld" and quiet.messages == []
+
+
+def test_only_gaussian_has_a_choice_of_engine():
+    assert params_to_config({"mechanism": "none"}).config.engine == "opacus"  # the form's rule, from the config
+    parsed = params_to_config({"mechanism": "naive", "engine": "fast"})
+    assert parsed.config.engine == "opacus"
+    assert parsed.messages == ["Only Gaussian DP-SGD has a choice of engine, so the engine was set to opacus."]
+
+
+@pytest.mark.parametrize("key,text,shown", [
+    ("lr", "50", "learning rate must be a number from 1e-06 to 10, got 50.0"),
+    ("batch_size", "1000000", "batch size must be a whole number from 1 to 100000, got 1000000"),
+    ("clip", "1e300", "clipping norm must be a number from 0.0001 to 10000, got 1e+300"),
+    ("epsilon", "1e-300", "ε (epsilon) must be a number from 0.001 to 1000, got 1e-300"),
+    ("seed", "2147483648", "seed must be a whole number from 0 to 2147483647, got 2147483648"),
+    ("noise_multiplier", "1e308", "noise multiplier must be a number from 0.1 to 1000, got 1e+308"),
+    ("seed", "1e23", "not a whole number"),
+])
+def test_out_of_range_values_are_reported_by_name_with_the_range(key, text, shown):
+    parsed = params_to_config({"preset": "workshop-eps3", key: text})
+    assert parsed.config == get_preset("workshop-eps3").config
+    (message,) = parsed.messages
+    assert message.startswith(f"The link's value {key}={text!r} was ignored ({shown}); using ")
 
 
 def test_epochs_replace_steps_and_both_at_once_are_refused():
@@ -97,7 +124,7 @@ def test_none_words_clear_optional_fields_and_repeated_params_take_the_last():
 
 def test_field_problem_names_the_field_only():
     assert field_problem("epsilon", 3.0) is None
-    assert "ε (epsilon) must be a positive number" in field_problem("epsilon", -1.0)
+    assert field_problem("epsilon", -1.0) == "ε (epsilon) must be a number from 0.001 to 1000, got -1.0"
     assert field_problem("mechanism", "laplace") is None  # not a complaint about the accountant
     assert field_problem("epochs", 2.0) is None  # not "give exactly one of epochs or max steps"
 
