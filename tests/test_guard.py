@@ -1,4 +1,5 @@
-"""dpcore never imports streamlit (the UI depends on the core, never the reverse)."""
+"""dpcore never imports streamlit (the UI depends on the core, never the reverse); the New run form never
+imports torch."""
 
 from __future__ import annotations
 
@@ -31,3 +32,47 @@ def test_importing_every_dpcore_module_loads_no_streamlit():
     code += "assert 'streamlit' not in sys.modules, 'streamlit was imported'\n"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+# ----------------------------------------------------------------------------- no torch for the form
+# The dashboard process draws the New run form (corpus sizes, calibrated noise, predicted ε) on every
+# change; importing torch there costs seconds and hundreds of MB. These modules must not load it.
+HEAVY = ("torch", "opacus")
+VIEWS = sorted(
+    ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+    for p in (ROOT / "dpcore" / "views").glob("*.py")
+)
+TORCH_FREE = [*VIEWS, "dpcore.privacy.plan", "dpcore.privacy.accounting", "dpcore.data", "dpcore.data.dataset",
+              "dpcore.data.prior", "dpcore.runs.store", "dpcore.runs.executor"]
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_form_modules_import_no_torch():
+    """One fresh interpreter imports each module in turn and names the first that loaded torch or Opacus."""
+    code = "import importlib, sys\n"
+    for module in TORCH_FREE:
+        code += (f"importlib.import_module({module!r})\n"
+                 f"loaded = [m for m in {HEAVY!r} if m in sys.modules]\n"
+                 f"assert not loaded, f'importing {module} loaded {{loaded}}'\n")
+    out = _run(code)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_the_default_preview_is_computed_without_torch():
+    """preview(TrainConfig()): RDP calibration and curve on the built-in corpus, in a fresh process."""
+    code = (
+        "import sys\n"
+        "from dpcore.config import TrainConfig\n"
+        "from dpcore.views.preview import data_summary, preview\n"
+        "config = TrainConfig()\n"
+        "assert config.accountant == 'rdp' and config.corpus == 'builtin'\n"
+        "pv = preview(config)\n"
+        "assert pv.num_train == data_summary(config)['num_train_examples'] > 0 and pv.final_epsilon > 0\n"
+        f"loaded = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "assert not loaded, f'the preview loaded {loaded}'\n"
+    )
+    out = _run(code)
+    assert out.returncode == 0, out.stderr[-2000:]

@@ -1,11 +1,13 @@
 """The data layer: corpora (built-in or uploaded), canaries, data-independent tokenizers and LM windows.
 
 Nothing here imports streamlit: the CLI, the worker and the dashboard all load data the same way.
+Importing this package does not import torch either (only :func:`build_lm_data` makes tensors);
+the dashboard sizes a corpus with :func:`summarize_lm_data`.
 """
 
 from dpcore.data.builtin import builtin_corpus, builtin_vocabulary
 from dpcore.data.corpus import Canary, Corpus, Record, add_canary, normalize_text
-from dpcore.data.dataset import LMData, build_lm_data, split_users
+from dpcore.data.dataset import LMData, build_lm_data, split_users, summarize_lm_data
 from dpcore.data.tokenizer import (
     EOS_ID,
     PAD_ID,
@@ -53,5 +55,6 @@ __all__ = [
     "normalize_text",
     "public_word_tokenizer",
     "split_users",
+    "summarize_lm_data",
     "tokenizer_from_dict",
 ]

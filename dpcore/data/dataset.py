@@ -22,15 +22,17 @@ from EOS; ``canary_rows`` maps each canary to the train rows of its copies (thei
 
 Vocabulary: never fitted on the records (the vocabulary ships with the model and would reveal
 which tokens occur); see :mod:`dpcore.data.tokenizer` and :func:`build_lm_data`.
+
+Torch is imported only where tensors are made (:func:`_stack`): :func:`summarize_lm_data` gives
+the sizes the New run form shows without it, so the dashboard process never loads torch to draw
+the form (and ``import dpcore.data`` stays torch-free).
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from dpcore.data.builtin import builtin_vocabulary
 from dpcore.data.corpus import Corpus
@@ -44,6 +46,9 @@ from dpcore.data.tokenizer import (
     public_word_tokenizer,
 )
 from dpcore.errors import CorpusError
+
+if TYPE_CHECKING:  # annotations only: importing this module must not load torch
+    import torch
 
 #: A window is kept only with this many real (non-PAD) tokens: one input and its target.
 MIN_WINDOW_TOKENS = 2
@@ -80,23 +85,34 @@ class LMData:
         return int(self.train.shape[1]) - 1
 
     def summary(self) -> dict[str, Any]:
-        """Sizes worth showing next to a run (no text)."""
-        return {
-            "corpus": self.corpus.name,
-            "tokenizer": self.tokenizer.kind,
-            "vocab_size": self.tokenizer.vocab_size,
-            "seq_len": self.seq_len,
-            "num_train_examples": int(self.train.shape[0]),
-            "num_val_examples": int(self.val.shape[0]),
-            "num_train_users": len(self.train_users),
-            "num_val_users": len(self.val_users),
-            "num_chars": self.corpus.num_chars(),
-            "num_records": self.num_records,
-            "num_train_records": self.num_train_records,
-            "num_multiwindow_records": self.num_multiwindow_records,
-            "vocabulary": self.vocabulary,
-            "vocabulary_epsilon": 0.0,
-        }
+        """Sizes worth showing next to a run (no text); :func:`summarize_lm_data` gives the same without torch."""
+        return _summary(self.corpus, self.tokenizer, self.vocabulary, self.seq_len,
+                        num_train=int(self.train.shape[0]), num_val=int(self.val.shape[0]),
+                        num_train_users=len(self.train_users), num_val_users=len(self.val_users),
+                        num_records=self.num_records, num_train_records=self.num_train_records,
+                        num_multiwindow_records=self.num_multiwindow_records)
+
+
+def _summary(corpus: Corpus, tok: Tokenizer, vocabulary: str, seq_len: int, *, num_train: int, num_val: int,
+             num_train_users: int, num_val_users: int, num_records: int, num_train_records: int,
+             num_multiwindow_records: int) -> dict[str, Any]:
+    """The one place the summary's keys are written (:meth:`LMData.summary`, :func:`summarize_lm_data`)."""
+    return {
+        "corpus": corpus.name,
+        "tokenizer": tok.kind,
+        "vocab_size": tok.vocab_size,
+        "seq_len": seq_len,
+        "num_train_examples": num_train,
+        "num_val_examples": num_val,
+        "num_train_users": num_train_users,
+        "num_val_users": num_val_users,
+        "num_chars": corpus.num_chars(),
+        "num_records": num_records,
+        "num_train_records": num_train_records,
+        "num_multiwindow_records": num_multiwindow_records,
+        "vocabulary": vocabulary,
+        "vocabulary_epsilon": 0.0,
+    }
 
 
 def split_users(corpus: Corpus, val_fraction: float, split_seed: int) -> tuple[list[str], list[str]]:
@@ -138,6 +154,14 @@ def _record_windows(ids: list[int], width: int) -> list[list[int]]:
     return out
 
 
+def _num_record_windows(num_ids: int, width: int) -> int:
+    """``len(_record_windows(ids, width))`` from ``len(ids)`` alone (``width`` ≥ 2)."""
+    if num_ids == 0:
+        return 0
+    full, rest = divmod(num_ids + 2, width)  # [EOS] + ids + [EOS]
+    return full + (rest >= MIN_WINDOW_TOKENS)
+
+
 def _vocabulary(corpus: Corpus, kind: str, max_vocab: int) -> tuple[Tokenizer, str]:
     """(tokenizer, where its vocabulary comes from): never read from the corpus's records."""
     if kind not in TOKENIZERS:
@@ -155,9 +179,34 @@ def _vocabulary(corpus: Corpus, kind: str, max_vocab: int) -> tuple[Tokenizer, s
 
 
 def _stack(rows: list[list[int]], width: int) -> torch.Tensor:
+    import torch  # lazy: only tensors need it (see the module docstring)
+
     if not rows:
         return torch.empty((0, width), dtype=torch.long)
     return torch.tensor(rows, dtype=torch.long)
+
+
+def _prepare(corpus: Corpus, tokenizer: str, seq_len: int, val_fraction: float, max_vocab: int,
+             split_seed: int) -> tuple[Tokenizer, str, list[str], list[str]]:
+    """Checks, vocabulary and user split shared by :func:`build_lm_data` and :func:`summarize_lm_data`."""
+    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
+        raise CorpusError(f"the sequence length must be a positive whole number, got {seq_len!r}")
+    tok, vocabulary = _vocabulary(corpus, tokenizer, max_vocab)
+    train_users, val_users = split_users(corpus, val_fraction, split_seed)
+    return tok, vocabulary, train_users, val_users
+
+
+def _check_sizes(num_train: int, num_val: int, width: int) -> None:
+    if num_train < 2:
+        raise CorpusError(
+            f"the training users give only {num_train} example(s) of {width} tokens; "
+            "need at least 2 (add text or lower the sequence length)"
+        )
+    if not num_val:
+        raise CorpusError(
+            "the validation users give no examples (their text is too short); "
+            "raise the validation fraction or lower the sequence length"
+        )
 
 
 def build_lm_data(
@@ -183,10 +232,8 @@ def build_lm_data(
     :data:`MIN_WINDOW_TOKENS` real tokens. Windows never span two records, so one record's edit
     changes only its own rows (see the module docstring).
     """
-    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
-        raise CorpusError(f"the sequence length must be a positive whole number, got {seq_len!r}")
-    tok, vocabulary = _vocabulary(corpus, tokenizer, max_vocab)
-    train_users, val_users = split_users(corpus, val_fraction, split_seed)
+    tok, vocabulary, train_users, val_users = _prepare(corpus, tokenizer, seq_len, val_fraction, max_vocab,
+                                                       split_seed)
     by_user = corpus.texts_by_user()
     canary_texts = {c.text(): c.id for c in corpus.canaries}
     width = seq_len + 1
@@ -211,16 +258,7 @@ def build_lm_data(
             val_rows += rows
             val_owner += [user] * len(rows)
 
-    if len(train_rows) < 2:
-        raise CorpusError(
-            f"the training users give only {len(train_rows)} example(s) of {width} tokens; "
-            "need at least 2 (add text or lower the sequence length)"
-        )
-    if not val_rows:
-        raise CorpusError(
-            "the validation users give no examples (their text is too short); "
-            "raise the validation fraction or lower the sequence length"
-        )
+    _check_sizes(len(train_rows), len(val_rows), width)
     return LMData(
         train=_stack(train_rows, width),
         val=_stack(val_rows, width),
@@ -236,3 +274,37 @@ def build_lm_data(
         num_train_records=sum(len(by_user[u]) for u in train_users),
         num_multiwindow_records=multiwindow,
     )
+
+
+def summarize_lm_data(
+    corpus: Corpus,
+    *,
+    tokenizer: str = "char",
+    seq_len: int = 64,
+    val_fraction: float = 0.1,
+    max_vocab: int = 2000,
+    split_seed: int = 0,
+) -> dict[str, Any]:
+    """``build_lm_data(corpus, ...).summary()`` without building tensors or importing torch.
+
+    Same checks, vocabulary, user split and window rule (it counts the windows each record would
+    give), so the same dict or the same :class:`~dpcore.errors.CorpusError`. The New run preview
+    uses it on every form change in the dashboard process.
+    """
+    tok, vocabulary, train_users, val_users = _prepare(corpus, tokenizer, seq_len, val_fraction, max_vocab,
+                                                       split_seed)
+    by_user = corpus.texts_by_user()
+    width = seq_len + 1
+    num_train = multiwindow = 0
+    for user in train_users:
+        for text in by_user[user]:
+            n = _num_record_windows(len(tok.encode(text)), width)
+            multiwindow += n > 1
+            num_train += n
+    num_val = sum(_num_record_windows(len(tok.encode(text)), width) for user in val_users for text in by_user[user])
+    _check_sizes(num_train, num_val, width)
+    return _summary(corpus, tok, vocabulary, seq_len, num_train=num_train, num_val=num_val,
+                    num_train_users=len(train_users), num_val_users=len(val_users),
+                    num_records=len(corpus.records),
+                    num_train_records=sum(len(by_user[u]) for u in train_users),
+                    num_multiwindow_records=multiwindow)

@@ -6,6 +6,10 @@ over the planned steps and plain sentences for ε and δ. It runs in the dashboa
 every form change, so the expensive parts are cached here (not in the page): the corpus build per
 corpus spec and file version, and the whole preview per config. Nothing here trains.
 
+A preview imports no torch either (``tests/test_guard.py`` pins it): the corpus is sized with
+:func:`~dpcore.data.summarize_lm_data` (no tensors) and ε comes from the torch-free RDP and PLD
+accountants. Choosing the PRV accountant loads Opacus, hence torch, in the dashboard process.
+
 Wording follows what research on explaining DP found to work: odds, not formulas
 ("can change the odds of any outcome by at most e^ε ≈ 20×"), with δ as "the small chance that
 this promise fails" and a real-world reference point (the 2020 US Census).
@@ -19,9 +23,12 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from dpcore.config import TrainConfig, default_delta
+from dpcore.config import TrainConfig, check_delta, default_delta, field_problem, field_specs
+from dpcore.data import csv_columns, load_corpus, load_corpus_bytes, summarize_lm_data
+from dpcore.errors import ConfigError, DPCoreError
 from dpcore.privacy.accounting import EpsilonCurve
 from dpcore.privacy.plan import plan
+from dpcore.runs.limits import check_launch
 from dpcore.views.meaning import delta_sentence, epsilon_sentence
 
 #: Points on the predicted-ε chart; PRV and PLD cost a full computation per point, RDP almost nothing.
@@ -32,7 +39,7 @@ class Preview:
     """Everything the form shows under "what this choice means"."""
 
     num_train: int
-    data: dict[str, Any]  # LMData.summary(): sizes only, never text
+    data: dict[str, Any]  # LMData.summary() (via summarize_lm_data): sizes only, never text
     sample_rate: float
     steps: int
     epochs: float  # steps × q: how many times each sequence is seen on average
@@ -62,13 +69,11 @@ def _file_version(path: str) -> tuple[int, int]:
 @functools.lru_cache(maxsize=32)
 def _summary_cached(spec: str, version: tuple[int, int], text_column: str | None, user_column: str | None,
                     tokenizer: str, seq_len: int, val_fraction: float, max_vocab: int) -> dict[str, Any]:
-    from dpcore.data import build_lm_data, load_corpus
-
     del version  # part of the cache key only: a replaced file is read again
     corpus = load_corpus(spec, text_column=text_column, user_column=user_column)
-    data = build_lm_data(corpus, tokenizer=tokenizer, seq_len=seq_len, val_fraction=val_fraction,
-                         max_vocab=max_vocab)
-    return data.summary()
+    # build_lm_data(...).summary() without the tensors: no torch in the dashboard process
+    return summarize_lm_data(corpus, tokenizer=tokenizer, seq_len=seq_len, val_fraction=val_fraction,
+                             max_vocab=max_vocab)
 
 
 def data_summary(config: TrainConfig) -> dict[str, Any]:
@@ -122,9 +127,13 @@ def clear_caches() -> None:
 
 
 # ------------------------------------------------------------------------------- checking a form
-#: Fields a form edits; each is checked on its own first, so its message can sit at its control.
-FORM_FIELDS = ("epsilon", "delta", "clip", "max_steps", "epochs", "batch_size", "lr", "seed", "seq_len",
-               "embed_dim", "hidden_size", "num_layers", "eval_every", "num_samples", "sample_tokens")
+def _form_fields() -> tuple[str, ...]:
+    return tuple(name for name, spec in field_specs(TrainConfig).items() if spec.kind != "str")
+
+
+#: Fields checked on their own first, so each message can sit at its control: every field with a
+#: range or a list of choices, from the config's metadata (free text has nothing to check alone).
+FORM_FIELDS = _form_fields()
 
 
 @dataclass(frozen=True)
@@ -140,16 +149,10 @@ class Checked:
 
 def check(config: TrainConfig) -> Checked:
     """Check every field, then the combination, the corpus and δ against N, then calibrate."""
-    from dpcore.config import check_delta
-    from dpcore.errors import ConfigError, DPCoreError
-    from dpcore.views.urlstate import field_problem
 
     errors: dict[str, str] = {}
     for name in FORM_FIELDS:
-        value = getattr(config, name)
-        if value is None and name in ("epsilon", "delta", "epochs", "max_steps"):
-            continue
-        problem = field_problem(name, value)
+        problem = field_problem(name, getattr(config, name), type(config))
         if problem:
             errors[name] = _sentence(problem)
     if errors:
@@ -158,7 +161,7 @@ def check(config: TrainConfig) -> Checked:
         config.validate()
     except ConfigError as err:
         return Checked(None, {"config": _sentence(str(err))})
-    if config.device != "auto":  # the local executor trains on this machine: check the device here
+    if config.device not in ("auto", "cpu"):  # a GPU asked for: check it is there (loads torch, rarely)
         from dpcore.device import resolve_device
 
         try:
@@ -170,6 +173,10 @@ def check(config: TrainConfig) -> Checked:
     except DPCoreError as err:
         return Checked(None, {"corpus": _sentence(str(err))})
     n = int(summary["num_train_examples"])
+    try:  # the server's budget for steps and memory, before anything costly is computed
+        check_launch(config, num_examples=n)
+    except DPCoreError as err:
+        return Checked(None, {"config": _sentence(str(err))})
     if config.is_private and config.delta is not None:
         try:
             check_delta(config.delta, n)
@@ -200,8 +207,6 @@ def accept_upload(store: Any, owner: str, filename: str, data: bytes) -> Any:
     and user columns are picked next, and the corpus is checked again with them).
     Raises :class:`~dpcore.errors.DPCoreError` with a sentence about the file, never its content.
     """
-    from dpcore.data import csv_columns, load_corpus_bytes
-
     if os.path.splitext(filename)[1].lower() == ".csv":
         csv_columns(data)
     else:
@@ -211,8 +216,6 @@ def accept_upload(store: Any, owner: str, filename: str, data: bytes) -> Any:
 
 @functools.lru_cache(maxsize=32)
 def _columns_cached(path: str, version: tuple[int, int]) -> tuple[str, ...]:
-    from dpcore.data import csv_columns
-
     del version
     with open(path, "rb") as fh:
         return tuple(csv_columns(fh.read()))

@@ -29,6 +29,59 @@ def test_every_accountant_agrees_with_dp_accounting(q, sigma, steps, delta):
     assert loose >= tight  # RDP is the looser (but valid) bound
 
 
+def _opacus_rdp(q: float, sigma: float, steps: int, delta: float) -> float:
+    import warnings
+
+    from opacus.accountants import RDPAccountant
+
+    acc = RDPAccountant()
+    acc.history = [(sigma, q, steps)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return acc.get_epsilon(delta)
+
+
+@pytest.mark.filterwarnings("ignore:Optimal order")
+def test_torch_free_rdp_gives_opacus_numbers():
+    """The ported RDP accountant (no torch) reports what Opacus's RDPAccountant reports, to 1e-9."""
+    import numpy as np
+    from opacus.accountants import RDPAccountant
+    from opacus.accountants.analysis import rdp as opacus_rdp
+
+    from dpcore.privacy.accounting import RDP_ORDERS, compute_rdp, rdp_to_epsilon
+
+    assert list(RDP_ORDERS) == RDPAccountant.DEFAULT_ALPHAS
+    orders = RDPAccountant.DEFAULT_ALPHAS
+    for q in (1e-4, 0.004, 0.05, 0.5, 1.0):
+        for sigma in (0.4, 1.0, 3.0):
+            ours = compute_rdp(q=q, noise_multiplier=sigma, steps=1)
+            theirs = opacus_rdp.compute_rdp(q=q, noise_multiplier=sigma, steps=1, orders=orders)
+            np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=0)
+            for steps in (1, 300, 20000):
+                for delta in (1e-5, 1e-9):
+                    expected, _ = opacus_rdp.get_privacy_spent(orders=orders, rdp=theirs * steps, delta=delta)
+                    case = (q, sigma, steps, delta)
+                    assert rdp_to_epsilon(rdp=ours * steps, delta=delta) == pytest.approx(expected, rel=1e-9), case
+    for q, sigma, steps, delta in ((0.01, 1.0, 1000, 1e-5), (0.004, 0.7, 10000, 1e-6), (1.0, 5.0, 50, 1e-5)):
+        expected = _opacus_rdp(q, sigma, steps, delta)
+        assert compute_epsilon("gaussian", sigma, q, steps, delta, "rdp") == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.filterwarnings("ignore:Optimal order")
+def test_torch_free_rdp_curve_and_calibration_give_opacus_numbers():
+    from opacus.accountants.utils import get_noise_multiplier
+
+    curve = EpsilonCurve("gaussian", 0.9, 0.02, 1e-6, "rdp", 500)
+    for step in (1, 17, 250, 500, 777):
+        assert curve.at(step) == pytest.approx(_opacus_rdp(0.02, 0.9, step, 1e-6), rel=1e-9, abs=0)
+    sigma = calibrate_noise("gaussian", 3.0, 1e-5, 0.01, 1000, "rdp")
+    assert _opacus_rdp(0.01, sigma, 1000, 1e-5) <= 3.0
+    assert sigma == pytest.approx(0.865, abs=0.002)  # the notes' RDP value
+    opacus_sigma = get_noise_multiplier(target_epsilon=3.0, target_delta=1e-5, sample_rate=0.01, steps=1000,
+                                        accountant="rdp", epsilon_tolerance=0.005)
+    assert sigma == pytest.approx(opacus_sigma, rel=0.01)
+
+
 def test_known_values_from_the_notes():
     assert compute_epsilon("gaussian", 1.0, 0.01, 1000, 1e-5, "prv") == pytest.approx(1.838, abs=0.01)
     assert compute_epsilon("laplace", 1.0, 0.01, 1000, 1e-5, "pld") == pytest.approx(1.124, abs=0.01)

@@ -59,6 +59,63 @@ def test_preview_agrees_with_the_trainers_plan_and_accountant():
     assert "can change the odds" in pv.epsilon_sentence and "δ = 1e-05" in pv.delta_sentence
 
 
+def _upload_like_corpus():
+    """A CSV upload: users with short and long records, one of another script (bytes, UNK words)."""
+    import csv
+    import io
+    import random
+
+    from dpcore.data import load_corpus_bytes
+
+    rng = random.Random(7)
+    words = "the quick brown fox jumps over lazy dogs while rain falls on quiet streets tonight".split()
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["author", "body"])
+    for i in range(300):
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 40)))
+        writer.writerow([f"user{i % 37}", text + ("" if i % 50 else " 你好, Grüße!")])
+    return load_corpus_bytes(buf.getvalue().encode(), "posts.csv", text_column="body", user_column="author")
+
+
+@pytest.mark.parametrize("tokenizer", ["char", "word"])
+@pytest.mark.parametrize("seq_len", [1, 7, 32])
+def test_torch_free_summary_equals_the_built_data_summary(tokenizer, seq_len):
+    from dpcore.data import build_lm_data, load_corpus, summarize_lm_data
+
+    for corpus in (load_corpus("builtin"), _upload_like_corpus()):
+        for split_seed in (0, 3):
+            kwargs = dict(tokenizer=tokenizer, seq_len=seq_len, val_fraction=0.15, max_vocab=500,
+                          split_seed=split_seed)
+            expected = build_lm_data(corpus, **kwargs).summary()
+            assert summarize_lm_data(corpus, **kwargs) == expected
+            assert list(summarize_lm_data(corpus, **kwargs)) == list(expected)  # same keys, same order
+
+
+def test_torch_free_summary_refuses_what_the_build_refuses():
+    from dpcore.data import Corpus, Record, build_lm_data, summarize_lm_data
+    from dpcore.errors import CorpusError
+
+    short = Corpus("short", [Record("a", "x"), Record("b", "y")], [], {})  # one training window
+    for corpus, kwargs in ((short, dict(seq_len=16)), (_upload_like_corpus(), dict(seq_len=0)),
+                           (_upload_like_corpus(), dict(val_fraction=1.5)),
+                           (_upload_like_corpus(), dict(tokenizer="bpe"))):
+        with pytest.raises(CorpusError) as built:
+            build_lm_data(corpus, **kwargs)
+        with pytest.raises(CorpusError) as summarized:
+            summarize_lm_data(corpus, **kwargs)
+        assert str(summarized.value) == str(built.value)
+
+
+def test_preview_data_summary_is_the_built_data_summary():
+    from dpcore.data import build_lm_data, load_corpus
+    from dpcore.views.preview import data_summary
+
+    built = build_lm_data(load_corpus("builtin"), tokenizer=FAST.tokenizer, seq_len=FAST.seq_len,
+                          val_fraction=FAST.val_fraction, max_vocab=FAST.max_vocab)
+    assert data_summary(FAST) == built.summary() == preview(FAST).data
+
+
 def test_preview_of_runs_without_a_guarantee_has_no_epsilon():
     for mechanism, guarantee in (("none", "none"), ("naive", "no-guarantee")):
         pv = preview(FAST.replace(mechanism=mechanism))
