@@ -110,10 +110,12 @@ def generate(
     top_k: int | None = None,
     stop_id: int | None = None,
     generator: torch.Generator | None = None,
+    primed: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> list[int]:
     """Sample continuation ids (prompt not included) under eval() and no_grad().
 
-    Sampling from a DP-trained model is post-processing: it costs no extra privacy.
+    Sampling from a DP-trained model is post-processing: it costs no extra privacy. ``primed``
+    (from :func:`prime`) skips running the prompt again when several samples share it.
     """
     if temperature <= 0:
         raise ValueError("temperature must be positive")
@@ -121,8 +123,7 @@ def generate(
     model.eval()
     try:
         device = next(model.parameters()).device
-        ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
-        logits, h = model(ids)
+        logits, h = primed if primed is not None else prime(model, prompt_ids)
         out: list[int] = []
         for _ in range(max_tokens):
             last = logits[0, -1].float() / temperature
@@ -136,6 +137,19 @@ def generate(
             out.append(nxt)
             logits, h = model(torch.tensor([[nxt]], dtype=torch.long, device=device), h)
         return out
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def prime(model: GRULanguageModel, prompt_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prompt run once through the model: (logits of its last position [1, 1, V], hidden state)."""
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        logits, h = model(torch.tensor([prompt_ids], dtype=torch.long, device=device))
+        return logits[:, -1:], h
     finally:
         model.train(was_training)
 
@@ -155,8 +169,9 @@ def sample_texts(model: GRULanguageModel, tokenizer: Tokenizer, prompt: str, *, 
     """
     gen = torch.Generator()
     gen.manual_seed(seed)
-    prompt_ids = [EOS_ID] + tokenizer.encode(prompt)
+    prompt_ids = [EOS_ID] + tokenizer.encode(prompt)  # encoded and run through the model once for all n
+    primed = prime(model, prompt_ids)
     return [continuation_text(tokenizer, prompt, generate(model, prompt_ids, max_tokens=max_tokens,
                                                           temperature=temperature, top_k=top_k, stop_id=EOS_ID,
-                                                          generator=gen))
+                                                          generator=gen, primed=primed))
             for _ in range(n)]

@@ -9,7 +9,13 @@ import streamlit as st
 
 from dpcore.runs.store import Run
 from dpcore.views import charts
-from dpcore.views.disclosure import UNCOVERED_LABEL, may_show_samples, may_show_uncovered, visible_metrics
+from dpcore.views.disclosure import (
+    UNCOVERED_LABEL,
+    may_show_samples,
+    may_show_uncovered,
+    visible_error,
+    visible_metrics,
+)
 from dpcore.views.meaning import epsilon_sentence, guarantee_of, run_epsilon, run_label
 from dpcore.views.preview import predicted_curve
 from dpcore.views.runview import baseline_perplexity, progress
@@ -150,9 +156,10 @@ live()
 
 run = store.get_run(run_id)
 if run.status == "failed":
-    st.error(f"The run failed: {run.error}", icon=":material/error:")
+    st.error(f"The run failed: {visible_error(run, viewer=session.owner())}", icon=":material/error:")
 elif run.status == "cancelled":
-    st.warning("The run was cancelled" + (f": {run.error}" if run.error else ".") + " Its curves so far are kept.")
+    error = visible_error(run, viewer=session.owner())
+    st.warning("The run was cancelled" + (f": {error}" if error else ".") + " Its curves so far are kept.")
 if run.is_terminal:
     st.divider()
     links = st.columns(3)

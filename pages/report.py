@@ -103,7 +103,7 @@ else:
         st.caption(audit["caveat"])
 
 st.markdown("### Configuration and results")
-rows = summary_rows(run, show_uncovered=show_uncovered)
+rows = summary_rows(run, show_uncovered=show_uncovered, viewer=session.owner())
 st.table({"": [k for k, _ in rows], "value": [v for _, v in rows]})
 
 final = [s for s in samples if s["kind"] == "final"] if may_show_samples(run, viewer=session.owner()) else []

@@ -14,7 +14,7 @@ import streamlit as st
 
 from dpcore.decoding import DECODERS, DecoderSpec
 from dpcore.errors import DPCoreError
-from dpcore.runs.inference import decode_text, generate_samples, ledger, unknown_prompt_chars
+from dpcore.runs.inference import MAX_PROMPT_CHARS, decode_text, generate_samples, ledger, unknown_prompt_chars
 from dpcore.runs.store import InferenceBudgetExceeded
 from dpcore.views import charts
 from dpcore.views.disclosure import may_show_samples, may_show_uncovered
@@ -45,6 +45,7 @@ chosen = [r.id for r in multi_run_picker(runs, linked, key="smp_runs", default_c
                                          with_status=False)]
 cols = st.columns([4, 1, 1, 1, 1])
 prompt = cols[0].text_input("Prompt", key="smp_prompt", placeholder="e.g. my phone number is",
+                            max_chars=MAX_PROMPT_CHARS,
                             help="The text every model continues. Empty: each starts a new message.")
 seed = cols[1].number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="smp_seed",
                             help="Seeds plain sampling (and the naive-logits counterexample) only: same seed, same "

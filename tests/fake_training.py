@@ -7,11 +7,15 @@ The worker loads it with ``--train-fn <this file>:run_training``. It follows the
 * ``step_s``: seconds per step (default 0.01); ``max_steps`` is the number of steps;
 * ``fail``: ``corpus`` (DPCoreError before step 1), ``bug`` / ``oom`` (raise at step ``fail_at``);
 * ``nan_at``: the loss becomes NaN at that step, which the trainer refuses (TrainingDiverged) as the real one does;
-* ``ignore_stop=1``: never look at should_stop (to test the SIGKILL escalation).
+* ``ignore_stop=1``: never look at should_stop (to test the SIGKILL escalation);
+* ``alloc_mb``: at step ``fail_at``, ask for that many MiB at once (``bytes``: calloc, so the pages
+  are never touched when the allocation succeeds) to test the worker's memory cap;
+* ``fail=enospc``: at step ``fail_at``, writing a file fails because the disk is full.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -53,6 +57,11 @@ def run_training(config: Any, out_dir: Any, *, callbacks: Any = None, should_sto
             raise ZeroDivisionError("division by zero in the fake trainer")
         if fail == "oom" and step == fail_at:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        if fail == "enospc" and step == fail_at:
+            raise OSError(errno.ENOSPC, "No space left on device", str(out / "model.pt"))
+        if "alloc_mb" in opts and step == fail_at:
+            block = bytes(int(opts["alloc_mb"]) * 2**20)
+            del block
         if should_stop is not None and should_stop() and opts.get("ignore_stop") != "1":
             stopped = True
             break

@@ -2,11 +2,13 @@
 
 ``submit`` takes the same training options as ``train`` and prints the run id as its last line;
 ``list``, ``show``, ``cancel`` and ``wait`` read and steer runs through the same store and executor
-as the dashboard. There is no daemon: each of these calls also reaps dead workers and starts
-queued runs. ``dpcore.cli`` adds this group with :func:`register`.
+as the dashboard; ``delete``, ``uploads`` and ``delete-upload`` free the owner's disk. There is no
+daemon: each of these calls also reaps dead workers and starts queued runs. ``dpcore.cli`` adds
+this group with :func:`register`.
 
 Exit codes: 0 ok (``wait``: the run finished), 1 (``wait``: it failed or was cancelled),
-2 unknown run id or bad option (one line on stderr), 124 (``wait``: the timeout passed first).
+2 unknown run or upload id, bad option, or a server limit (runs per owner, steps, memory, disk
+quota, a full disk: one line on stderr), 124 (``wait``: the timeout passed first).
 """
 
 from __future__ import annotations
@@ -33,12 +35,12 @@ Handler = Callable[[argparse.Namespace], int]
 def register(subparsers: Any) -> None:
     """Add the ``runs`` command group to ``python -m dpcore``'s subparsers."""
     runs = subparsers.add_parser(
-        "runs", help="train in the background: submit, list, show, cancel, wait",
+        "runs", help="train in the background: submit, list, show, cancel, wait, delete, uploads",
         description="Runs live in a store outside this process: they go on after the command "
                     "returns and can be followed from the dashboard. Each command also reaps dead "
                     "workers and starts queued runs.",
-        epilog=f"Exit codes: 0 ok; 2 unknown run id or bad option. 'wait': 0 finished, 1 failed "
-               f"or cancelled, {EXIT_TIMEOUT} timed out.",
+        epilog=f"Exit codes: 0 ok; 2 unknown id, bad option or a server limit. 'wait': 0 finished, "
+               f"1 failed or cancelled, {EXIT_TIMEOUT} timed out.",
     )
     sub = runs.add_subparsers(dest="runs_command", metavar="COMMAND", required=True)
 
@@ -69,6 +71,20 @@ def register(subparsers: Any) -> None:
     p.add_argument("--timeout", type=float, default=None, metavar="S",
                    help=f"give up after S seconds (exit {EXIT_TIMEOUT})")
     _common(p, cmd_wait)
+
+    p = sub.add_parser("delete", help="delete a run that has ended: its metrics, checkpoint and files")
+    p.add_argument("run_id", metavar="RUN_ID")
+    _common(p, cmd_delete)
+
+    p = sub.add_parser("uploads", help="your uploaded corpora: size and the runs trained on each")
+    p.add_argument("--json", action="store_true", help="one JSON array instead of a table")
+    _common(p, cmd_uploads)
+
+    p = sub.add_parser("delete-upload", help="delete an uploaded corpus (and, asked, the runs trained on it)")
+    p.add_argument("upload_id", metavar="UPLOAD_ID")
+    p.add_argument("--with-runs", action="store_true",
+                   help="also delete your runs trained on it, with their checkpoints")
+    _common(p, cmd_delete_upload)
 
 
 def _common(p: argparse.ArgumentParser, handler: Handler) -> None:
@@ -188,7 +204,57 @@ def cmd_wait(args: argparse.Namespace) -> int:
     return 0 if run.status == "finished" else 1
 
 
+def cmd_delete(args: argparse.Namespace) -> int:
+    ex = _executor(args)
+    ex.poll()  # a worker that just died is settled before the running check
+    ex.store.delete_run(args.run_id, args.owner)
+    print(f"deleted run {args.run_id}")
+    return 0
+
+
+def cmd_uploads(args: argparse.Namespace) -> int:
+    store = _executor(args).store
+    rows = []
+    for upload in store.list_uploads(args.owner):
+        runs = store.runs_using_upload(args.owner, upload.id)
+        rows.append({"id": upload.id, "filename": upload.filename, "size": upload.size,
+                     "created_at": upload.created_at, "runs": [r.id for r in runs]})
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    if not rows:
+        print(f"no uploads for {args.owner} in {store.data_dir}")
+        return 0
+    table = [("ID", "SIZE", "CREATED", "NAME", "RUNS")]
+    for row in rows:
+        table.append((row["id"], _bytes(row["size"]), _when(row["created_at"]), row["filename"],
+                      ",".join(row["runs"]) or "-"))
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    for r in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+    used, quota = store.disk_usage(args.owner), store.limits.disk_quota_bytes
+    print(f"disk used: {_bytes(used)}" + (f" of {_bytes(quota)}" if quota else ""))
+    return 0
+
+
+def cmd_delete_upload(args: argparse.Namespace) -> int:
+    store = _executor(args).store
+    upload = store.get_upload(args.owner, args.upload_id)
+    deleted = store.delete_upload(args.owner, args.upload_id, delete_runs=args.with_runs)
+    print(f"deleted upload {upload.id} ({upload.filename})"
+          + (f" and {len(deleted)} run(s): {', '.join(deleted)}" if deleted else ""))
+    return 0
+
+
 # ---------------------------------------------------------------------- formatting
+def _bytes(n: int) -> str:
+    if n >= 2**20:
+        return f"{n / 2**20:.1f} MB"
+    if n >= 2**10:
+        return f"{n / 2**10:.1f} KB"
+    return f"{n} B"
+
+
 def _summary(run: Run) -> dict[str, Any]:
     return {
         "id": run.id, "owner": run.owner, "status": run.status, "created_at": run.created_at,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 from dpcore.data.builtin import builtin_corpus
@@ -23,6 +24,11 @@ from dpcore.data.corpus import Corpus, Record, normalize_text
 from dpcore.errors import CorpusError
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+#: Records read from one upload; the rest of a longer file is left out, and the metadata says how many.
+#: Bounds the memory and time of checking and previewing a file (a 20 MB CSV of short rows is ~1 M rows).
+MAX_RECORDS = 100_000
+#: A CSV header must fit in this many bytes (it is read without decoding the rest of the file).
+HEADER_BYTES = 64 * 1024
 MIN_CORPUS_CHARS = 2000
 MIN_USERS = 2
 BLOCK_RECORDS = 20
@@ -78,20 +84,23 @@ def _shown(columns: list[str]) -> str:
     return ", ".join(repr(n) for n in names) + (f" and {more} more" if more > 0 else "")
 
 
-def _csv_rows(text: str) -> list[list[str]]:
-    first = text.split("\n", 1)[0]
+def _csv_rows(text: str) -> Iterator[list[str]]:
+    """The CSV's rows, parsed lazily (memory stays proportional to the rows kept, not the file)."""
+    first = text.split("\n", 1)[0] if len(text) < HEADER_BYTES else text[:HEADER_BYTES].split("\n", 1)[0]
     delimiter = "," if "," in first else ";" if ";" in first else "\t" if "\t" in first else ","
     csv.field_size_limit(max(csv.field_size_limit(), MAX_UPLOAD_BYTES))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
-        return list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+        yield from reader
     except csv.Error as err:
         raise CorpusError(f"the CSV file could not be parsed ({err}); check its quoting") from None
 
 
-def _header(rows: list[list[str]]) -> list[str]:
-    if not rows or not any(c.strip() for c in rows[0]):
+def _header(rows: Iterator[list[str]]) -> list[str]:
+    first = next(rows, None)
+    if not first or not any(c.strip() for c in first):
         raise CorpusError("the CSV file has no header row naming its columns")
-    return [c.strip() for c in rows[0]]
+    return [c.strip() for c in first]
 
 
 def _pick(columns: list[str], wanted: str, role: str) -> int:
@@ -106,8 +115,20 @@ def _pick(columns: list[str], wanted: str, role: str) -> int:
 
 
 def csv_columns(data: bytes) -> list[str]:
-    """The header names of a CSV upload, for the UI's column picker."""
-    return _header(_csv_rows(_decode(data, MAX_UPLOAD_BYTES)))
+    """The header names of a CSV upload, for the UI's column picker, read from the first bytes only.
+
+    The file's size and type are checked on the whole bytes (cheap); only the first
+    :data:`HEADER_BYTES` are decoded and parsed, so checking a 20 MB file costs what its header does.
+    """
+    if len(data) > MAX_UPLOAD_BYTES:
+        _decode(data, MAX_UPLOAD_BYTES)  # raises the size message
+    head = data[:HEADER_BYTES]
+    if len(data) > HEADER_BYTES:
+        cut = head.rfind(b"\n")
+        if cut <= 0:
+            raise CorpusError(f"the CSV header is longer than {_size(HEADER_BYTES)}; is this really a CSV file?")
+        head = head[: cut + 1]
+    return _header(_csv_rows(_decode(head, MAX_UPLOAD_BYTES)))
 
 
 def _blocks(texts: list[str]) -> list[Record]:
@@ -117,14 +138,23 @@ def _blocks(texts: list[str]) -> list[Record]:
 
 
 def _parse_txt(text: str) -> tuple[list[Record], dict]:
-    lines = [normalize_text(line) for line in text.splitlines()]
-    texts = [line for line in lines if line]
-    return _blocks(texts), {"format": "txt", "user_grouping": "blocks of consecutive lines"}
+    texts: list[str] = []
+    left_out = 0
+    for line in io.StringIO(text):
+        body = normalize_text(line)
+        if not body:
+            continue
+        if len(texts) < MAX_RECORDS:
+            texts.append(body)
+        else:
+            left_out += 1
+    return _blocks(texts), {"format": "txt", "user_grouping": "blocks of consecutive lines",
+                            "records_left_out": left_out}
 
 
 def _parse_csv(text: str, text_column: str | None, user_column: str | None) -> tuple[list[Record], dict]:
     rows = _csv_rows(text)
-    columns = _header(rows)
+    columns = _header(rows)  # consumes the header row; the rest is read lazily below
     if text_column is not None:
         ti = _pick(columns, text_column, "text")
     elif "text" in [c.lower() for c in columns]:
@@ -139,15 +169,18 @@ def _parse_csv(text: str, text_column: str | None, user_column: str | None) -> t
     if ui == ti:
         raise CorpusError("the text column and the user column must be different columns")
     pairs: list[tuple[str, str]] = []
-    missing_users = 0
-    for row in rows[1:]:
+    missing_users = left_out = 0
+    for row in rows:
         body = normalize_text(row[ti]) if ti < len(row) else ""
         if not body:
+            continue
+        if len(pairs) >= MAX_RECORDS:
+            left_out += 1
             continue
         user = normalize_text(row[ui]) if ui is not None and ui < len(row) else ""
         missing_users += ui is not None and not user
         pairs.append((user or "unknown-user", body))
-    meta: dict = {"format": "csv", "text_column": columns[ti]}
+    meta: dict = {"format": "csv", "text_column": columns[ti], "records_left_out": left_out}
     if ui is None:
         records = _blocks([b for _, b in pairs])
         meta["user_grouping"] = "blocks of consecutive rows"

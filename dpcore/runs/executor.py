@@ -11,9 +11,20 @@ as it exits) does the supervisor's work inside one SQLite write transaction:
 
 * reap - a ``running`` row whose process is gone (kill -9, out of memory, reboot: checked by pid
   plus the process start time, so a reused pid does not count) becomes ``failed`` with
-  :data:`DIED_MESSAGE`, or ``cancelled`` if a cancel was requested; its metrics stay;
-* escalate - a run still alive :attr:`LocalExecutor.grace_s` after its cancel request gets SIGKILL;
-* dispatch - queued runs start, oldest first, while fewer than ``max_concurrent`` run.
+  :data:`DIED_MESSAGE` (:data:`DISK_FULL_MESSAGE` when its disk is full), or ``cancelled`` if a
+  cancel was requested; its metrics stay;
+* unstick - a local run whose process lives but has sent no heartbeat for ``stale_after_s``
+  (SIGSTOP, a hang) is SIGKILLed with its process group and fails with :data:`STUCK_MESSAGE`;
+* time out - a run older than ``max_run_seconds`` is asked to stop (SIGTERM) with a reason, and
+  ends ``failed`` with a sentence naming the cap;
+* escalate - a run still alive :attr:`LocalExecutor.grace_s` after its stop request gets SIGKILL;
+* dispatch - queued runs start in the fair order of :meth:`RunStore.fair_queue` (the owner with
+  the fewest running runs first, oldest first among equals), never more than
+  ``max_active_per_owner`` of one owner, while fewer than ``max_concurrent`` run;
+* retention - a few runs that ended more than ``retention_days`` ago are deleted (once a minute).
+
+Limits come from :class:`~dpcore.runs.limits.ServerLimits` (environment variables), and travel to
+the workers in their environment.
 
 Because the transaction serializes these steps across processes, the dashboard and any number
 of CLI calls may poll at once without launching a run twice or exceeding the cap.
@@ -31,14 +42,27 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from dpcore.config import TrainConfig
 from dpcore.errors import DPCoreError
-from dpcore.runs.store import Run, RunStore
+from dpcore.runs.limits import ServerLimits, check_launch
+from dpcore.runs.store import DISK_FULL_HINT, Run, RunStore
 
 DIED_MESSAGE = "the worker process exited unexpectedly (killed, out of memory, or machine restart)"
+DISK_FULL_MESSAGE = f"the server's disk is full: the worker could not write its files and stopped; {DISK_FULL_HINT}"
+STUCK_MESSAGE = (
+    "the worker stopped responding (no heartbeat for over {seconds:g} s: stopped or hung), so it was "
+    "killed; the metrics it had written are kept"
+)
+OVERTIME_MESSAGE = (
+    "the run reached this server's limit of {limit} of wall time per run and was stopped; its "
+    "metrics are kept: run fewer steps or a smaller model"
+)
+PURGE_EVERY_S = 60.0
+_DISK_FULL_LOG_MARKERS = (b"No space left on device", b"database or disk is full", b"the server's disk is full")
 ENV_MAX_CONCURRENT = "DPCORE_MAX_CONCURRENT"
 DEFAULT_GRACE_S = 10.0
 DEFAULT_STALE_AFTER_S = 60.0
@@ -72,12 +96,13 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """Runs on this machine, one subprocess each, through a FIFO queue with a concurrency cap.
+    """Runs on this machine, one subprocess each, through a fair queue with a concurrency cap.
 
     ``max_concurrent`` defaults to ``$DPCORE_MAX_CONCURRENT``, else one run per visible GPU, else
     half the usable CPU cores (each run then gets ``cores // max_concurrent`` torch threads).
     ``train_fn`` ("module:function" or "file.py:function") replaces ``train_and_audit`` in the
-    worker; it is for tests and other trainers, never taken from user input.
+    worker; it is for tests and other trainers, never taken from user input. ``limits`` default
+    to the store's (:meth:`ServerLimits.from_env`); ``stale_after_s`` overrides their staleness limit.
     """
 
     def __init__(
@@ -87,9 +112,10 @@ class LocalExecutor:
         *,
         gpus: list[str] | None = None,
         grace_s: float = DEFAULT_GRACE_S,
-        stale_after_s: float = DEFAULT_STALE_AFTER_S,
+        stale_after_s: float | None = None,
         train_fn: str | None = None,
         python: str | None = None,
+        limits: ServerLimits | None = None,
     ) -> None:
         if os.name != "posix":  # pragma: no cover
             raise DPCoreError("the local executor needs Linux or macOS (process groups and signals)")
@@ -97,7 +123,9 @@ class LocalExecutor:
         self.gpus = detect_gpus() if gpus is None else [str(g) for g in gpus]
         self.max_concurrent = resolve_max_concurrent(max_concurrent, self.gpus)
         self.grace_s = float(grace_s)
-        self.stale_after_s = float(stale_after_s)
+        self.limits = limits or store.limits
+        self.stale_after_s = float(self.limits.stale_after_s if stale_after_s is None else stale_after_s)
+        self._next_purge = 0.0
         self.train_fn = train_fn
         self.python = python or sys.executable
         self.host = socket.gethostname()
@@ -112,13 +140,17 @@ class LocalExecutor:
 
         Through the app (``allow_local_paths=False``) the corpus must be ``builtin`` or one of
         ``owner``'s uploads: a browser user must not read files of the server. CLI users pass
-        ``allow_local_paths=True`` to train on their own files.
+        ``allow_local_paths=True`` to train on their own files. Refused (one sentence) past the
+        server's limits: steps or memory of the config, the owner's runs queued or running, the
+        owner's disk quota.
         """
         if isinstance(config, dict):
             config = TrainConfig.from_dict(config)
         config = config.validate()
         self._check_corpus(owner, config, allow_local_paths)
-        run_id = self.store.create_run(owner, config.to_dict())
+        check_launch(config, limits=self.limits)
+        self.store.check_disk_quota(owner, limits=self.limits)
+        run_id = self.store.create_run(owner, config.to_dict(), max_runs=self.limits.max_runs_per_owner)
         self.poll()
         return run_id
 
@@ -163,8 +195,9 @@ class LocalExecutor:
 
     # ------------------------------------------------------------------ supervision
     def poll(self) -> None:
-        """Reap dead workers, escalate overdue cancels, start queued runs. Cheap when idle."""
+        """Reap dead or stuck workers, stop overdue runs, start queued runs fairly. Cheap when idle."""
         self._reap_children()
+        self._purge()
         now = time.time()
         active = self.store.list_runs(status=("queued", "running"))
         running = [r for r in active if r.status == "running"]
@@ -183,34 +216,67 @@ class LocalExecutor:
             if free <= 0:
                 return
             busy_gpus = {r.gpu for r in running}
-            for run in self.store.list_runs(status="queued", oldest_first=True, limit=free, conn=conn):
+            per_owner = Counter(r.owner for r in running)
+            for run in self.store.fair_queue(conn=conn):
+                if free <= 0:
+                    break
+                if per_owner[run.owner] >= self.limits.max_active_per_owner:
+                    continue  # this owner waits for one of their runs to end; others go first
                 gpu = next((g for g in self.gpus if g not in busy_gpus), None)
                 if self._launch(conn, run, gpu):
                     busy_gpus.add(gpu)
+                    per_owner[run.owner] += 1
+                    free -= 1
+
+    def _purge(self) -> None:
+        """Retention: delete a few runs that ended more than ``retention_days`` ago (once a minute)."""
+        if not self.limits.retention_days or time.monotonic() < self._next_purge:
+            return
+        self._next_purge = time.monotonic() + PURGE_EVERY_S
+        self.store.purge_expired(self.limits.retention_days, limit=3)
 
     def _verdict(self, run: Run, now: float) -> str | None:
-        """None if the run is fine; "dead", "stale" (silent on another host) or "kill"."""
+        """None if the run is fine; "dead", "stale" (silent on another host), "stuck" (alive but
+        silent here), "kill" (overdue stop request) or "overtime" (past the wall-time cap)."""
+        silent = run.heartbeat_at is None or now - run.heartbeat_at > self.stale_after_s
         if not self._is_local(run):
-            if run.heartbeat_at is None or now - run.heartbeat_at > self.stale_after_s:
-                return "stale"
-            return None
+            return "stale" if silent else None
         if not process_alive(run.pid, run.pid_ident):
             return "dead"
         # without /proc a reused pid cannot be told apart: fall back on the heartbeat
-        stale = run.heartbeat_at is not None and now - run.heartbeat_at > self.stale_after_s
-        if run.pid_ident is None and stale:
+        if run.pid_ident is None and silent and run.heartbeat_at is not None:
             return "dead"
         if run.cancel_requested_at is not None and now - run.cancel_requested_at > self.grace_s:
             return "kill"
+        if silent:
+            return "stuck"
+        cap = self.limits.max_run_seconds
+        if cap and run.stop_reason is None and run.started_at is not None and now - run.started_at > cap:
+            return "overtime"
         return None
 
     def _settle(self, conn: sqlite3.Connection, run: Run, verdict: str) -> None:
+        if verdict == "overtime":
+            reason = OVERTIME_MESSAGE.format(limit=_duration(self.limits.max_run_seconds))
+            if self.store.request_stop(run.id, reason, conn=conn):
+                _signal_group(run.pid, signal.SIGTERM)
+            return
         if verdict == "kill":
             _signal_group(run.pid, signal.SIGKILL)
+            if run.stop_reason:
+                self.store.finish_run(run.id, "failed", conn=conn, error=run.stop_reason)
+            else:
+                self.store.finish_run(
+                    run.id, "cancelled", conn=conn,
+                    error=f"did not stop within {self.grace_s:g} s of the cancel request, so it was killed",
+                )
+        elif verdict == "stuck":
+            _signal_group(run.pid, signal.SIGKILL)
             self.store.finish_run(
-                run.id, "cancelled", conn=conn,
-                error=f"did not stop within {self.grace_s:g} s of the cancel request, so it was killed",
+                run.id, "failed", conn=conn, error=STUCK_MESSAGE.format(seconds=self.stale_after_s)
             )
+        elif run.stop_reason:
+            self.store.finish_run(run.id, "failed", conn=conn, error=run.stop_reason)
         elif run.cancel_requested_at is not None:
             self.store.finish_run(run.id, "cancelled", conn=conn)
         elif verdict == "stale":
@@ -220,7 +286,20 @@ class LocalExecutor:
                 f"(none for over {self.stale_after_s:g} s)",
             )
         else:
-            self.store.finish_run(run.id, "failed", error=DIED_MESSAGE, conn=conn)
+            self.store.finish_run(run.id, "failed", error=self._death_message(run), conn=conn)
+
+    def _death_message(self, run: Run) -> str:
+        """Why a worker vanished, where it can be known: a full disk, else :data:`DIED_MESSAGE`."""
+        if self.store.low_on_disk():
+            return DISK_FULL_MESSAGE
+        try:
+            with open(self.store.run_dir(run.id) / "worker.log", "rb") as log:
+                log.seek(0, os.SEEK_END)
+                log.seek(max(0, log.tell() - 8192))
+                tail = log.read()
+        except OSError:
+            return DIED_MESSAGE
+        return DISK_FULL_MESSAGE if any(m in tail for m in _DISK_FULL_LOG_MARKERS) else DIED_MESSAGE
 
     def _launch(self, conn: sqlite3.Connection, run: Run, gpu: str | None) -> bool:
         out_dir = self.store.run_dir(run.id)
@@ -232,8 +311,10 @@ class LocalExecutor:
         if self.train_fn:
             cmd += ["--train-fn", self.train_fn]
         try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            with open(out_dir / "worker.log", "ab") as log:
+            self.store.runs_dir.mkdir(mode=0o700, exist_ok=True)
+            out_dir.mkdir(mode=0o700, exist_ok=True)
+            fd = os.open(out_dir / "worker.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "ab") as log:
                 proc = subprocess.Popen(
                     cmd, cwd=out_dir, env=self._child_env(gpu), stdin=subprocess.DEVNULL,
                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -254,6 +335,7 @@ class LocalExecutor:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PROJECT_ROOT, env.get("PYTHONPATH")) if p)
         env["PYTHONUNBUFFERED"] = "1"
+        env.update(self.limits.to_env())  # the worker and its hand-over poll obey the same limits
         # One math thread per worker unless the operator set one: the models are small, and a
         # 2-thread worker sharing a 2-core machine with anything else (the dashboard, another run)
         # measured 6-30x slower per step than a 1-thread one, as OpenMP threads spin-wait.
@@ -275,6 +357,14 @@ class LocalExecutor:
 
 
 # -------------------------------------------------------------------------- helpers
+def _duration(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
+
+
 def usable_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))

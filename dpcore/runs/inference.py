@@ -20,6 +20,16 @@ from dpcore.model import sample_texts
 from dpcore.runs.store import Run, RunStore
 from dpcore.views.meaning import guarantee_of
 
+#: The longest prompt a visitor may send (characters): generation runs in the dashboard process.
+MAX_PROMPT_CHARS = 500
+
+
+def check_prompt(prompt: str) -> str:
+    """The prompt, or a DPCoreError when it is longer than :data:`MAX_PROMPT_CHARS`."""
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise DPCoreError(f"the prompt is {len(prompt):,} characters long; the limit is {MAX_PROMPT_CHARS}")
+    return prompt
+
 
 @functools.lru_cache(maxsize=8)
 def _checkpoint(path: str, version: tuple[int, int]) -> Any:
@@ -46,6 +56,7 @@ def generate_samples(store: RunStore, run: Run, prompt: str, *, n: int = 3, max_
     Plain sampling claims no ε of its own (post-processing of the model), so a visible seed costs
     nothing; private decoders go through :func:`decode_text`, which ignores a seed for them.
     """
+    check_prompt(prompt)
     ckpt = load_run_checkpoint(store, run)
     return sample_texts(ckpt.model, ckpt.tokenizer, prompt, n=n, max_tokens=max_tokens,
                         temperature=temperature, seed=seed)
@@ -55,6 +66,7 @@ def unknown_prompt_chars(store: RunStore, run: Run, prompt: str) -> str:
     """Characters of ``prompt`` outside the run's vocabulary (they become UNK), as a string."""
     ckpt = load_run_checkpoint(store, run)
     tok = ckpt.tokenizer
+    prompt = check_prompt(prompt)
     if tok.kind != "char":
         return ""
     return "".join(sorted({c for c in prompt if tok.encode(c) == [UNK_ID]}))
@@ -71,6 +83,7 @@ def decode_text(store: RunStore, run: Run, prompt: str, spec: Any, *, viewer: st
     keeps the full charge: conservative). Its randomness is secret; ``seed`` applies to ``plain`` and
     ``naive-logits`` only.
     """
+    check_prompt(prompt)
     ckpt = load_run_checkpoint(store, run)
     spec.validate()
     entry = None

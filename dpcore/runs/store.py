@@ -25,20 +25,30 @@ Design notes:
 * WAL needs a local file system (not NFS): keep the data folder on a local disk.
 * Connections are pooled and never shared between threads at the same time (Streamlit runs each
   script run in a fresh thread); a forked child drops the parent's pool.
+* Private files: ``runs.sqlite3`` is created 0600 (SQLite gives ``-wal`` and ``-shm`` the same mode),
+  folders 0700, uploads 0600.
+* A full disk is :class:`DiskFull` (a :class:`~dpcore.errors.DPCoreError`: "the server's disk is full:
+  ...") from every read and write, never a bare ``sqlite3.OperationalError`` or ``OSError``.
+* Limits (:class:`~dpcore.runs.limits.ServerLimits`): runs per owner are counted in the same
+  transaction that queues a new one; uploads and new runs are refused past the owner's disk quota;
+  :meth:`RunStore.fair_queue` is the order the executor starts queued runs in.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
 import os
 import re
 import secrets
+import shutil
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,8 +57,9 @@ from typing import Any
 from dpcore.config import TrainConfig
 from dpcore.errors import DPCoreError
 from dpcore.paths import STORE_FILENAME, resolve_data_dir
+from dpcore.runs.limits import ServerLimits
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: The ε budget for private decoding of one model when its owner has not set one. Pure ε = 20 is
 #: already a weak promise (a likelihood ratio up to e^20 ≈ 5·10^8 per model, over all texts and
 #: viewers together); it is 2.5 times the largest workshop preset's training ε (8), so private
@@ -154,8 +165,19 @@ _SCHEMA_V2 = [
     "CREATE INDEX IF NOT EXISTS inference_ledger_run ON inference_ledger (run_id, id)",
 ]
 
+_SCHEMA_V3 = [
+    # why the server stopped a run (wall-time cap): the worker then ends it "failed" with this sentence
+    "ALTER TABLE runs ADD COLUMN stop_reason TEXT",
+]
+
 #: version -> statements that bring a file from version-1 to version. Append, never edit.
-_MIGRATIONS: dict[int, list[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+_MIGRATIONS: dict[int, list[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+#: Below this much free space in the data folder a failed write is blamed on a full disk.
+LOW_DISK_BYTES = 64 * 2**20
+DISK_FULL_HINT = (
+    "delete old runs or uploads (the dashboard, or python -m dpcore runs delete / delete-upload), "
+    "or ask whoever runs the server to free space"
+)
 
 
 class RunNotFound(DPCoreError):
@@ -168,6 +190,14 @@ class UploadNotFound(DPCoreError):
 
 class InferenceBudgetExceeded(DPCoreError):
     """A private decoding charge that would take a model's inference ledger past its budget."""
+
+
+class DiskFull(DPCoreError):
+    """The disk under the data folder is full; the message says so and what to do."""
+
+
+class QuotaExceeded(DPCoreError):
+    """An owner asked for more than the server allows them (runs at once, disk)."""
 
 
 @dataclass(frozen=True)
@@ -194,6 +224,7 @@ class Run:
     result: dict[str, Any] | None = None  # the trainer's result dict, once it has returned
     inference_budget: float | None = None  # the owner's ε budget for private decoding (None: the default)
     share_uncovered: bool = False  # the owner's opt-in to show uncovered statistics to link holders
+    stop_reason: str | None = None  # set when the server stopped the run (wall-time cap)
 
     @property
     def effective_inference_budget(self) -> float:
@@ -291,7 +322,8 @@ class RunStore:
     / ``.db`` file whose folder then is the data folder. Safe to share between threads.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, limits: ServerLimits | None = None) -> None:
+        self.limits = limits or ServerLimits.from_env()
         target = resolve_data_dir(path)
         if target.suffix in (".sqlite3", ".sqlite", ".db"):
             self.data_dir, self.db_path = target.parent, target
@@ -300,6 +332,8 @@ class RunStore:
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as err:
+            if is_disk_full(err):
+                raise disk_full(f"cannot create the data folder {self.data_dir}") from err
             raise DPCoreError(f"cannot create the data folder {self.data_dir}: {err.strerror}") from err
         self.runs_dir = self.data_dir / "runs"
         self.uploads_dir = self.data_dir / "uploads"
@@ -311,10 +345,13 @@ class RunStore:
     # ------------------------------------------------------------------ connections
     def _open(self) -> sqlite3.Connection:
         try:
+            _create_private(self.db_path)
             conn = sqlite3.connect(
                 self.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
-        except sqlite3.Error as err:
+        except (sqlite3.Error, OSError) as err:
+            if is_disk_full(err):
+                raise disk_full(f"cannot open the run store {self.db_path}") from err
             raise DPCoreError(f"cannot open the run store {self.db_path}: {err}") from err
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across crashes of any process
@@ -331,6 +368,10 @@ class RunStore:
             conn = self._open()
         try:
             yield conn
+        except (sqlite3.OperationalError, OSError) as err:
+            if is_disk_full(err):
+                raise disk_full(f"the run store {self.db_path} cannot be written") from err
+            raise
         finally:
             if conn.in_transaction:
                 conn.rollback()
@@ -370,6 +411,9 @@ class RunStore:
             conn.close()
 
     def _init_schema(self) -> None:
+        for suffix in ("", "-wal", "-shm"):  # files of an older release were created 0644
+            with contextlib.suppress(OSError):
+                os.chmod(f"{self.db_path}{suffix}", 0o600)
         with self._pooled() as conn:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
@@ -406,8 +450,15 @@ class RunStore:
             raise RunNotFound(f"{run_id!r} is not a valid run id")
         return self.runs_dir / run_id
 
-    def create_run(self, owner: str, config: Mapping[str, Any] | TrainConfig) -> str:
-        """Queue a new run for ``owner`` and return its id. ``config``: a dict or a TrainConfig."""
+    def create_run(
+        self, owner: str, config: Mapping[str, Any] | TrainConfig, *, max_runs: int | None = None
+    ) -> str:
+        """Queue a new run for ``owner`` and return its id. ``config``: a dict or a TrainConfig.
+
+        With ``max_runs``, refuses (:class:`QuotaExceeded`) when the owner already has that many runs
+        queued or running; the count and the insert are one transaction, so racing submits cannot
+        both slip under the cap.
+        """
         owner = _check_owner(owner)
         data = config.to_dict() if isinstance(config, TrainConfig) else dict(config)
         text = json.dumps(data, sort_keys=True)
@@ -415,6 +466,16 @@ class RunStore:
             run_id = secrets.token_hex(12)
             try:
                 with self.transaction() as conn:
+                    if max_runs is not None:
+                        active = conn.execute(
+                            "SELECT COUNT(*) FROM runs WHERE owner = ? AND status IN ('queued', 'running')",
+                            (owner,),
+                        ).fetchone()[0]
+                        if active >= max_runs:
+                            raise QuotaExceeded(
+                                f"you already have {active} runs queued or running, the most this server "
+                                f"allows one person ({max_runs}): wait for one to finish or cancel one"
+                            )
                     conn.execute(
                         "INSERT INTO runs (id, owner, config, status, created_at) "
                         "VALUES (?, ?, ?, 'queued', ?)",
@@ -461,15 +522,26 @@ class RunStore:
             rows = c.execute(sql, params).fetchall()
         return [_run_from_row(r) for r in rows]
 
+    def fair_queue(self, *, conn: sqlite3.Connection | None = None) -> list[Run]:
+        """Queued runs in the order the executor will start them (see :func:`fair_order`)."""
+        with self.transaction(conn, write=False) as c:
+            running = Counter(r[0] for r in c.execute("SELECT owner FROM runs WHERE status = 'running'"))
+            last = dict(c.execute(
+                "SELECT owner, MAX(started_at) FROM runs WHERE started_at IS NOT NULL GROUP BY owner"
+            ).fetchall())
+            queued = self.list_runs(status="queued", oldest_first=True, conn=c)
+        return fair_order(queued, running, last)
+
     def queue_position(self, run_id: str) -> int | None:
-        """1 for the next run to start, 2 for the one after...; None unless the run is queued."""
-        with self._reader(None) as c:
-            row = c.execute(
-                "SELECT (SELECT COUNT(*) FROM runs q WHERE q.status = 'queued' AND q.seq <= r.seq) "
-                "FROM runs r WHERE r.id = ? AND r.status = 'queued'",
-                (run_id,),
-            ).fetchone()
-        return None if row is None else int(row[0])
+        """1 for the next run to start, 2 for the one after...; None unless the run is queued.
+
+        The order is the fair one the executor follows: a newcomer's first run goes before the
+        second run of someone who already has one running, whoever queued first.
+        """
+        for position, run in enumerate(self.fair_queue(), start=1):
+            if run.id == run_id:
+                return position
+        return None
 
     @contextlib.contextmanager
     def _reader(self, conn: sqlite3.Connection | None) -> Iterator[sqlite3.Connection]:
@@ -539,6 +611,16 @@ class RunStore:
             elif run.status == "running" and run.cancel_requested_at is None:
                 conn.execute("UPDATE runs SET cancel_requested_at = ? WHERE id = ?", (now, run_id))
             return self.get_run(run_id, conn=conn)
+
+    def request_stop(self, run_id: str, reason: str, *, conn: sqlite3.Connection | None = None) -> bool:
+        """The server stops a running run (``reason``: one sentence); it then ends "failed" with it."""
+        with self.transaction(conn) as c:
+            cur = c.execute(
+                "UPDATE runs SET stop_reason = COALESCE(stop_reason, ?), "
+                "cancel_requested_at = COALESCE(cancel_requested_at, ?) WHERE id = ? AND status = 'running'",
+                (reason, time.time(), run_id),
+            )
+        return cur.rowcount == 1
 
     def heartbeat(self, run_id: str) -> bool:
         """Record that the worker is alive; returns True when a cancel has been requested."""
@@ -743,7 +825,11 @@ class RunStore:
 
     # ------------------------------------------------------------------ uploads
     def save_upload(self, owner: str, filename: str, data: bytes) -> Upload:
-        """Store an uploaded corpus privately for ``owner``; the returned ``path`` goes in a config."""
+        """Store an uploaded corpus privately for ``owner``; the returned ``path`` goes in a config.
+
+        Refused past the owner's disk quota; on a full disk raises :class:`DiskFull` and leaves no
+        partial file behind.
+        """
         from dpcore.data.upload import MAX_UPLOAD_BYTES  # the data layer owns the limit
 
         owner = _check_owner(owner)
@@ -754,15 +840,26 @@ class RunStore:
                 f"the uploaded file {filename!r} is {len(data) / 2**20:.1f} MiB; the limit is "
                 f"{MAX_UPLOAD_BYTES // 2**20} MiB"
             )
+        self.check_disk_quota(owner, adding=len(data), what=f"the upload {filename!r}")
         upload_id = secrets.token_hex(8)
         folder = self.uploads_dir / _owner_folder(owner) / upload_id
-        folder.mkdir(parents=True, mode=0o700)
         path = folder / _safe_filename(filename)
         tmp = path.with_name(path.name + ".part")
-        with open(tmp, "wb") as fh:
-            os.chmod(tmp, 0o600)
-            fh.write(data)
-        os.replace(tmp, path)
+        try:
+            for level in (self.uploads_dir, folder.parent):
+                level.mkdir(mode=0o700, exist_ok=True)
+            folder.mkdir(mode=0o700)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError as err:
+            _remove_upload_files(tmp, path)
+            if is_disk_full(err):
+                raise disk_full(f"the upload {filename!r} could not be stored") from err
+            raise DPCoreError(f"the upload {filename!r} could not be stored: {err.strerror or err}") from err
         upload = Upload(
             id=upload_id, owner=owner, filename=str(filename), path=str(path), size=len(data),
             sha256=hashlib.sha256(data).hexdigest(), created_at=time.time(),
@@ -775,7 +872,7 @@ class RunStore:
                     tuple(asdict(upload).values()),
                 )
         except BaseException:
-            path.unlink(missing_ok=True)
+            _remove_upload_files(tmp, path)
             raise
         return upload
 
@@ -805,16 +902,160 @@ class RunStore:
                 return upload
         return None
 
-    def delete_upload(self, owner: str, upload_id: str) -> None:
+    def runs_using_upload(self, owner: str, upload_id: str) -> list[Run]:
+        """``owner``'s runs trained (or queued to train) on the upload, newest first."""
+        wanted = os.path.realpath(self.get_upload(owner, upload_id).path)
+        return [r for r in self.list_runs(owner)
+                if os.path.realpath(str(r.config.get("corpus", ""))) == wanted]
+
+    def delete_upload(self, owner: str, upload_id: str, delete_runs: bool = False) -> list[str]:
+        """Delete one of ``owner``'s uploads; with ``delete_runs`` also the runs trained on it.
+
+        Refused while a run still needs the file: a running one (cancel it first), or, without
+        ``delete_runs``, a queued one. Returns the ids of the runs deleted with it.
+        """
         upload = self.get_upload(owner, upload_id)
+        users = self.runs_using_upload(owner, upload_id)
+        blocking = [r for r in users if r.status == "running" or (r.status == "queued" and not delete_runs)]
+        if blocking:
+            run = blocking[0]
+            raise DPCoreError(
+                f"run {run.id} is {run.status} on {upload.filename!r}: cancel it first, then delete the file"
+            )
+        deleted = []
+        if delete_runs:
+            for run in users:
+                self.delete_run(run.id, owner)
+                deleted.append(run.id)
         with self.transaction() as conn:
             conn.execute("DELETE FROM uploads WHERE id = ? AND owner = ?", (upload_id, owner))
-        Path(upload.path).unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            Path(upload.path).parent.rmdir()
+        _remove_upload_files(Path(upload.path + ".part"), Path(upload.path))
+        return deleted
+
+    # ------------------------------------------------------------------ deletion, disk, retention
+    def delete_run(self, run_id: str, owner: str | None) -> None:
+        """Delete a run: its row (metrics, evals, samples, artifacts and ledger cascade) and folder.
+
+        ``owner`` must own it (None: any owner, for the operator). A running run is refused: cancel
+        it and let it stop first.
+        """
+        folder = self.run_dir(run_id)
+        with self.transaction() as conn:
+            run = self.get_run(run_id, owner, conn=conn)
+            if run.status == "running":
+                raise DPCoreError(f"run {run_id} is still running: cancel it and let it stop, then delete it")
+            conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def disk_usage(self, owner: str) -> int:
+        """Bytes ``owner`` keeps on the server: their uploads plus their run folders."""
+        total = sum(u.size for u in self.list_uploads(owner))
+        with self._reader(None) as c:
+            ids = [r[0] for r in c.execute("SELECT id FROM runs WHERE owner = ?", (owner,))]
+        return total + sum(_folder_size(self.runs_dir / run_id) for run_id in ids)
+
+    def check_disk_quota(self, owner: str, *, adding: int = 0, what: str = "a new run",
+                         limits: ServerLimits | None = None) -> None:
+        """Raise :class:`QuotaExceeded` if ``owner`` is at their disk quota (or ``adding`` bytes would pass it)."""
+        quota = (limits or self.limits).disk_quota_bytes
+        if quota is None:
+            return
+        used = self.disk_usage(owner)
+        if (used + adding > quota) if adding else (used >= quota):
+            need = f" and {what} needs {_mb(adding)} more" if adding else f", so {what} cannot be stored"
+            raise QuotaExceeded(
+                f"you are using {_mb(used)} of the {_mb(quota)} of disk this server allows one person "
+                f"(uploads and runs){need}: delete old runs or uploads first"
+            )
+
+    def purge_expired(self, retention_days: float, *, limit: int = 3, now: float | None = None) -> list[str]:
+        """Delete up to ``limit`` finished, failed or cancelled runs that ended over ``retention_days`` ago."""
+        if not retention_days or retention_days <= 0:
+            return []
+        cutoff = (time.time() if now is None else now) - retention_days * 86400.0
+        with self._reader(None) as c:
+            ids = [r[0] for r in c.execute(
+                "SELECT id FROM runs WHERE status IN ('finished', 'failed', 'cancelled') "
+                "AND COALESCE(finished_at, created_at) < ? ORDER BY finished_at LIMIT ?",
+                (cutoff, int(limit)),
+            )]
+        for run_id in ids:
+            with contextlib.suppress(RunNotFound):
+                self.delete_run(run_id, None)
+        return ids
+
+    def low_on_disk(self) -> bool:
+        """Is the data folder's disk (nearly) full? Used to explain a worker that died writing."""
+        try:
+            return shutil.disk_usage(self.data_dir).free < LOW_DISK_BYTES
+        except OSError:
+            return False
 
 
 # ---------------------------------------------------------------------- helpers
+def fair_order(
+    queued: Sequence[Run], running: Mapping[str, int], last_started: Mapping[str, float] | None = None
+) -> list[Run]:
+    """Queued runs (oldest first) in the order they start when runs are shared fairly by owner.
+
+    A run's round is how many runs of its owner are ahead of it (running, or queued earlier); runs
+    start by round, and within a round the owner served longest ago (``last_started``: owner ->
+    when their latest run started; never is first) goes first, then the oldest run. So whoever has
+    the fewest running runs goes next, and owners take turns: a visitor who queued 30 runs does not
+    make the next visitor wait for all 30.
+    """
+    last_started = last_started or {}
+    seen: Counter[str] = Counter()
+    keyed = []
+    for index, run in enumerate(queued):
+        turn = running.get(run.owner, 0) + seen[run.owner]
+        keyed.append((turn, last_started.get(run.owner) or float("-inf"), index, run))
+        seen[run.owner] += 1
+    return [k[-1] for k in sorted(keyed, key=lambda k: k[:3])]
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Is ``err`` a full disk (ENOSPC, a quota, or SQLite's "database or disk is full")?"""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return True
+    if isinstance(err, sqlite3.Error):
+        return getattr(err, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(err)
+    return False
+
+
+def disk_full(what: str) -> DiskFull:
+    """The one sentence for a full disk: what could not be written, and what to do."""
+    return DiskFull(f"the server's disk is full: {what}; {DISK_FULL_HINT}")
+
+
+def _create_private(path: Path) -> None:
+    """Create the store file 0600 before SQLite does (it would follow the umask: 0644)."""
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def _remove_upload_files(tmp: Path, path: Path) -> None:
+    for leftover in (tmp, path):
+        with contextlib.suppress(OSError):
+            leftover.unlink()
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()
+
+
+def _folder_size(folder: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+def _mb(n: float) -> str:
+    return f"{n / 2**20:.1f} MB"
+
+
 def _run_from_row(row: sqlite3.Row) -> Run:
     data = dict(row)
     data.pop("seq", None)

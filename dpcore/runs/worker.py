@@ -3,15 +3,21 @@
 The executor starts this in a new process group with stdout/stderr going to the run's
 ``worker.log``. The worker
 
+0. sets its umask to 0o077, so everything it writes (checkpoints, result.json, metrics.csv,
+   audit.json) is private to the server's user;
 1. claims its row (only if the row names this pid, or is still queued when started by hand);
-2. beats a heartbeat from a thread every few seconds, which also notices a cancel request;
+2. beats a heartbeat from a thread every few seconds, which also notices a cancel request; caps
+   its own address space (``RLIMIT_AS``, CPU runs) at min(the memory budget, 2 × the estimate)
+   plus slack (:func:`dpcore.runs.limits.memory_limit_bytes`), so a run that outgrows it fails
+   "out of memory" alone instead of taking the server down;
 3. calls ``train_and_audit`` (:mod:`dpcore.audit.pipeline`: the trainer, then the audit when asked)
    with callbacks that write metrics in short batched transactions, and a
    ``should_stop`` that turns True on SIGTERM / cancel / a non-finite loss, so the trainer ends
    its step, saves a checkpoint and returns;
 4. always writes a final status: finished, cancelled, or failed with a sentence the user can act
-   on (a :class:`~dpcore.errors.DPCoreError` message, out of memory, NaN loss, or a crash whose
-   traceback is in the log). Metrics written so far are kept in every case;
+   on (a :class:`~dpcore.errors.DPCoreError` message, out of memory, a full disk, NaN loss, a run
+   past the server's steps or time limit, or a crash whose traceback is in the log). Metrics
+   written so far are kept in every case;
 5. hands its slot to the next queued run (``LocalExecutor.poll``), so queues drain without a daemon.
 """
 
@@ -21,6 +27,7 @@ import argparse
 import importlib
 import importlib.util
 import os
+import resource
 import signal
 import socket
 import sys
@@ -34,7 +41,8 @@ from typing import Any
 from dpcore.errors import DPCoreError
 from dpcore.events import EvalMetrics, RunInfo, SampleEvent, StepMetrics, TrainCallbacks
 from dpcore.runs.executor import DEFAULT_GRACE_S, LocalExecutor, process_identity
-from dpcore.runs.store import Run, RunStore
+from dpcore.runs.limits import ServerLimits, check_steps, estimate_config_memory, memory_limit_bytes
+from dpcore.runs.store import Run, RunStore, disk_full, is_disk_full
 
 DEFAULT_TRAIN_FN = "dpcore.audit.pipeline:train_and_audit"
 ENV_HEARTBEAT_S = "DPCORE_HEARTBEAT_S"
@@ -46,13 +54,16 @@ ARTIFACT_FILES = {"checkpoint": "model.pt", "result": "result.json", "metrics_cs
 class StoreCallbacks(TrainCallbacks):
     """Writes trainer events to the store; step metrics are batched to at most one write per FLUSH_S."""
 
-    def __init__(self, store: RunStore, run_id: str, flush_s: float = FLUSH_S) -> None:
+    def __init__(self, store: RunStore, run_id: str, flush_s: float = FLUSH_S,
+                 limits: ServerLimits | None = None) -> None:
         self.store, self.run_id, self.flush_s = store, run_id, flush_s
+        self.limits = limits or store.limits
         self.device: str | None = None
         self._buffer: list[dict[str, Any]] = []
         self._last_flush = 0.0  # so the first step is written at once
 
     def on_start(self, info: RunInfo) -> None:
+        check_steps(info.total_steps, self.limits)  # epochs become steps only now that N is known
         self.device = info.device
         self.store.set_run_info(self.run_id, info.to_dict(), device=info.device)
 
@@ -85,12 +96,14 @@ class _Heartbeat(threading.Thread):
         self.halt = threading.Event()
 
     def run(self) -> None:
-        while not self.halt.wait(self.interval):
+        while True:  # beat at once, then every interval
             try:
                 if self.store.heartbeat(self.run_id):
                     self.stop.set()
             except Exception as err:  # noqa: BLE001 - a busy store must not kill the run; try again next beat
                 print(f"heartbeat failed: {err}", file=sys.stderr)
+            if self.halt.wait(self.interval):
+                return
 
 
 def claim(store: RunStore, run_id: str, pid: int) -> Run | None:
@@ -139,6 +152,8 @@ def train(store: RunStore, run: Run, stop: threading.Event, train_fn: str) -> tu
         return "failed", str(err), None
     except Exception as err:  # noqa: BLE001 - any crash must end as "failed", never a hang
         traceback.print_exc()
+        if is_disk_full(err) or store.low_on_disk():
+            return "failed", str(disk_full("the run could not write its files and stopped")), None
         if _is_out_of_memory(err):
             where = callbacks.device or run.device or "this device"
             return "failed", (
@@ -176,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grace", type=float, default=None)
     args = parser.parse_args(argv)
 
+    os.umask(0o077)  # before anything is written: checkpoints, results and logs are the server's alone
     stop = threading.Event()
     signals: list[int] = []
 
@@ -194,11 +210,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"worker {os.getpid()} training run {run.id}", file=sys.stderr)
     beat = _Heartbeat(store, run.id, stop, float(os.environ.get(ENV_HEARTBEAT_S, "2")))
     beat.start()
+    previous = _cap_memory(run)
     try:
         status, error, result = train(store, run, stop, args.train_fn)
     finally:
         beat.halt.set()
-    if status == "cancelled" and store.get_run(run.id).cancel_requested_at is None:
+        if previous is not None:  # the hand-over below starts workers that set their own cap
+            resource.setrlimit(resource.RLIMIT_AS, previous)
+    now = store.get_run(run.id)
+    if now.stop_reason and status != "finished":  # the server stopped it (wall-time cap)
+        status, error = "failed", now.stop_reason
+    elif status == "cancelled" and now.cancel_requested_at is None:
         names = ", ".join(signal.Signals(s).name for s in signals) or "a stop request"
         error = f"stopped by {names} from outside dp-rnn-lab before it finished"
     run_dir = store.run_dir(run.id)
@@ -209,6 +231,31 @@ def main(argv: list[str] | None = None) -> int:
     print(f"run {run.id}: {status}" + (f": {error}" if error else ""), file=sys.stderr)
     _hand_over(store, args)
     return 1 if status == "failed" else 0
+
+
+def _cap_memory(run: Run) -> tuple[int, int] | None:
+    """Lower this process's soft RLIMIT_AS to the run's memory limit; returns the old limits.
+
+    CPU runs only: CUDA maps far more address space than it uses, so a GPU run is not capped.
+    The hard limit stays, so the cap can be lifted again for the hand-over.
+    """
+    try:
+        config = run.train_config()
+    except DPCoreError:
+        return None  # the trainer reports the bad config
+    uses_gpu = config.device in ("cuda", "auto") and bool(os.environ.get("CUDA_VISIBLE_DEVICES", "").strip())
+    if uses_gpu or config.device == "mps":
+        return None
+    limits = ServerLimits.from_env()
+    wanted = memory_limit_bytes(estimate_config_memory(config), limits)
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft <= wanted:
+        return None
+    resource.setrlimit(resource.RLIMIT_AS, (wanted, hard))
+    print(f"memory cap: {wanted / 2**20:.0f} MiB of address space", file=sys.stderr)
+    return soft, hard
 
 
 def _hand_over(store: RunStore, args: argparse.Namespace) -> None:

@@ -21,6 +21,7 @@ Pure data, no streamlit and no torch: pages and reports call these.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -111,3 +112,15 @@ def released_quantities(run: Any) -> list[Released]:
         out.append(Released("the audit's canary exposure and one-run ε lower bound", True,
                             "functions of the model and of synthetic canaries"))
     return out
+
+
+#: An absolute server path (POSIX), as it may appear in a worker's error (a log file, a corpus file).
+_PATH_RE = re.compile(r"(?<![\w.])/(?:[\w.@+-]+/)*[\w.@+-]+")
+
+
+def visible_error(run: Any, *, viewer: str | None) -> str | None:
+    """The run's error message, with server file paths hidden from everyone but its owner."""
+    error = getattr(run, "error", None)
+    if not error or (viewer is not None and viewer == run.owner):
+        return error
+    return _PATH_RE.sub("(a file on the server)", error)

@@ -30,6 +30,7 @@ from dpcore.views.disclosure import (
     may_show_samples,
     may_show_uncovered,
     released_quantities,
+    visible_error,
     visible_metrics,
 )
 from dpcore.views.meaning import (
@@ -142,11 +143,13 @@ def privacy_statement(run: Run, *, latest_epsilon: float | None = None) -> list[
 
 
 # -------------------------------------------------------------------------- summary rows
-def summary_rows(run: Run, *, show_uncovered: bool = True) -> list[tuple[str, str]]:
+def summary_rows(run: Run, *, show_uncovered: bool = True, viewer: str | None = None) -> list[tuple[str, str]]:
     """(label, value) pairs describing a run's configuration and results, for tables and reports.
 
-    ``show_uncovered`` False leaves out the numbers ε does not cover (see :mod:`dpcore.views.disclosure`).
+    ``show_uncovered`` False leaves out the numbers ε does not cover (see :mod:`dpcore.views.disclosure`);
+    ``viewer`` (None: an export) sees server paths in an error message only if it is the owner.
     """
+    error = visible_error(run, viewer=viewer)
     cfg, res, info = run.config, run.result or {}, run.info or {}
 
     def num(value: Any, fmt: str = ".3g") -> str:
@@ -157,7 +160,7 @@ def summary_rows(run: Run, *, show_uncovered: bool = True) -> list[tuple[str, st
     length = f"{cfg['epochs']:g} epochs" if cfg.get("epochs") is not None else f"{cfg.get('max_steps')} steps"
     rows = [
         ("Run", run.id),
-        ("Status", run.status + (f" — {run.error}" if run.error else "")),
+        ("Status", run.status + (f" — {error}" if error else "")),
         ("Privacy", mechanism_label(str(cfg.get("mechanism")))),
         ("Corpus", corpus_label(cfg)),
         ("Target ε", num(cfg.get("epsilon")) if cfg.get("mechanism") in PRIVATE_MECHANISMS else "—"),

@@ -17,6 +17,7 @@ import pytest
 
 from dpcore.cli import main
 from dpcore.cli import runs as runs_cli
+from dpcore.paths import cli_owner
 from dpcore.runs.executor import LocalExecutor, process_alive
 from dpcore.runs.store import RunStore
 
@@ -70,7 +71,7 @@ def test_submit_wait_show_list(cli) -> None:
 
 
 def test_cancel_and_wait_timeout(cli) -> None:
-    run_id = _submit(cli, "--max-steps", "100000", "--sample-prompt", "step_s=0.05")
+    run_id = _submit(cli, "--max-steps", "10000", "--sample-prompt", "step_s=0.05")
     code, out, _ = cli("runs", "wait", run_id, "--timeout", "0.5")
     assert code == runs_cli.EXIT_TIMEOUT and "still running" in out
     code, out, _ = cli("runs", "cancel", run_id)
@@ -114,3 +115,37 @@ def test_end_to_end_real_training(tmp_path: Path) -> None:
     assert shown["status"] == "finished" and shown["metric_rows"] == 20
     assert shown["device"] and shown["result"]["stopped"] is False
     print(f"end to end: {time.monotonic() - start:.1f} s")
+
+
+def test_delete_uploads_and_delete_upload(cli, tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "data")
+    upload = store.save_upload(cli_owner(), "notes.txt", b"some private text\n" * 100)
+    code, out, _ = cli("runs", "uploads")
+    assert code == 0 and upload.id in out and "notes.txt" in out and "1.8 KB" in out and "disk used" in out
+    running = _submit(cli, "--max-steps", "10000", "--sample-prompt", "step_s=0.05")
+    code, out, err = cli("runs", "delete", running)
+    assert code == 2 and out == "" and err.count("\n") == 1 and "still running: cancel it" in err
+    assert cli("runs", "cancel", running)[0] == 0
+    assert cli("runs", "delete", running)[:2] == (0, f"deleted run {running}\n")
+    assert cli("runs", "show", running)[0] == 2
+    on_upload = store.create_run(cli_owner(), {**store.get_run(_submit(cli, "--max-steps", "3")).config,
+                                               "corpus": upload.path})
+    store.request_cancel(on_upload)  # ended: it may go with its file
+    rows = json.loads(cli("runs", "uploads", "--json")[1])
+    assert [(r["id"], r["runs"]) for r in rows] == [(upload.id, [on_upload])]
+    code, out, _ = cli("runs", "delete-upload", upload.id, "--with-runs")
+    assert code == 0 and f"deleted upload {upload.id} (notes.txt) and 1 run(s): {on_upload}" in out
+    assert cli("runs", "uploads")[1].startswith("no uploads")
+    code, _, err = cli("runs", "delete-upload", upload.id)
+    assert code == 2 and err.count("\n") == 1 and "no uploaded corpus" in err
+
+
+def test_limit_errors_are_one_line_exit_2(cli) -> None:
+    ids = [_submit(cli, "--max-steps", "10000", "--sample-prompt", "step_s=0.05") for _ in range(5)]
+    code, out, err = cli("runs", "submit", *TINY, "--max-steps", "5")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "you already have 5 runs queued or running, the most this server allows one person (5)" in err
+    code, _, err = cli("runs", "submit", *TINY, "--max-steps", "50000")
+    assert code == 2 and err.count("\n") == 1 and "optimizer steps; this server allows at most" in err
+    for run_id in ids:
+        cli("runs", "cancel", run_id, "--no-wait")

@@ -183,3 +183,25 @@ def test_load_corpus_from_path(tmp_path: Path) -> None:
     with pytest.raises(CorpusError, match="unsupported file type"):
         (tmp_path / "x.json").write_text("{}")
         load_corpus(str(tmp_path / "x.json"))
+
+
+def test_csv_columns_read_only_the_header_bytes():
+    from dpcore.data.upload import HEADER_BYTES, csv_columns
+
+    body = b"".join(b"%d,hello there,u%d\n" % (i, i % 50) for i in range(200_000))
+    # bytes far past the header that the old code decoded and parsed (and failed on)
+    data = b"id,note,user\n" + body + b"\xff\xfe broken \"quote\n"
+    assert len(data) > 10 * HEADER_BYTES
+    assert csv_columns(data) == ["id", "note", "user"]
+
+
+def test_uploads_keep_at_most_max_records_and_say_how_many_were_left_out(monkeypatch):
+    from dpcore.data import upload
+
+    monkeypatch.setattr(upload, "MAX_RECORDS", 300)
+    lines = "\n".join(f"line {i}: some words to train on, more than a few characters" for i in range(1000))
+    corpus = upload.load_corpus_bytes(lines.encode(), "notes.txt")
+    assert len(corpus.records) == 300 and corpus.metadata["records_left_out"] == 700
+    rows = "text,user\n" + "\n".join(f"row {i} with enough text to count for training,u{i % 40}" for i in range(1000))
+    corpus = upload.load_corpus_bytes(rows.encode(), "notes.csv", text_column="text", user_column="user")
+    assert len(corpus.records) == 300 and corpus.metadata["records_left_out"] == 700

@@ -23,6 +23,7 @@ from dpcore.runs.executor import (
     process_alive,
     resolve_max_concurrent,
 )
+from dpcore.runs.limits import ServerLimits
 from dpcore.runs.store import Run, RunNotFound, RunStore
 
 FAKE = f"{Path(__file__).parents[1] / 'fake_training.py'}:run_training"
@@ -34,7 +35,7 @@ def config(prompt: str = "", steps: int = 5) -> TrainConfig:
                        seq_len=16, eval_every=10**6, num_samples=0, sample_prompt=prompt)
 
 
-LONG = config("step_s=0.05", steps=100_000)  # runs until killed or cancelled
+LONG = config("step_s=0.05", steps=10_000)  # runs until killed or cancelled
 
 
 @pytest.fixture
@@ -138,7 +139,7 @@ def test_cancel_running_stops_gracefully(make_executor, store: RunStore) -> None
 
 def test_cancel_escalates_to_sigkill(make_executor, store: RunStore) -> None:
     ex = make_executor(grace_s=1.0)
-    run_id = ex.submit("alice", config("step_s=0.05;ignore_stop=1", steps=100_000))
+    run_id = ex.submit("alice", config("step_s=0.05;ignore_stop=1", steps=10_000))
     until(lambda: store.metric_count(run_id) >= 1, what="a metric row")
     ex.cancel(run_id)
     run = wait_done(ex, run_id)
@@ -159,7 +160,8 @@ def test_cancel_queued_run(make_executor, store: RunStore) -> None:
 
 
 def test_queue_is_fifo_under_the_cap_and_drains_without_a_poller(make_executor, store) -> None:
-    ex = make_executor(max_concurrent=2)
+    # one owner allowed two runs at once (the default is one: see test_fair_executor.py)
+    ex = make_executor(max_concurrent=2, limits=ServerLimits(max_active_per_owner=2))
     ids = [ex.submit("alice", config("step_s=0.05", steps=8)) for _ in range(5)]
     assert [store.get_run(i).status for i in ids] == ["running"] * 2 + ["queued"] * 3
     assert [store.queue_position(i) for i in ids[2:]] == [1, 2, 3]
@@ -206,7 +208,7 @@ def test_reused_pid_counts_as_dead(store: RunStore, make_executor) -> None:
 
 def test_one_run_per_gpu(store: RunStore) -> None:
     """Each run sees only its own GPU; a third run waits for a free one (no GPU is needed here)."""
-    ex = LocalExecutor(store, None, gpus=["0", "1"], train_fn=FAKE)
+    ex = LocalExecutor(store, None, gpus=["0", "1"], train_fn=FAKE, limits=ServerLimits(max_active_per_owner=2))
     assert ex.max_concurrent == 2
     ids = [ex.submit("alice", config("step_s=0.05", steps=6)) for _ in range(3)]
     assert sorted(store.get_run(i).gpu for i in ids[:2]) == ["0", "1"]

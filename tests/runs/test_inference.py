@@ -37,3 +37,18 @@ def test_decode_text_private_plain_and_naive(store):
     _, g = inference.decode_text(store, dp, "he", DecoderSpec("naive-logits"), max_tokens=5)
     assert g.epsilon is None and "NO privacy guarantee" in g.explanation
     assert len(store.ledger(dp.id).entries) == 1  # neither plain nor naive-logits is charged
+
+
+def test_prompts_are_bounded_and_encoded_once(store, monkeypatch):
+    run = write_run(store, "o", checkpoint=True)
+    with pytest.raises(DPCoreError, match="the limit is 500"):
+        inference.generate_samples(store, run, "x" * (inference.MAX_PROMPT_CHARS + 1), n=2, max_tokens=3)
+    with pytest.raises(DPCoreError, match="the limit is 500"):
+        inference.decode_text(store, run, "x" * 10_000, DecoderSpec("plain"), max_tokens=3)
+    import dpcore.model as model_mod
+
+    primes = []
+    original = model_mod.prime
+    monkeypatch.setattr(model_mod, "prime", lambda m, ids: primes.append(len(ids)) or original(m, ids))
+    texts = inference.generate_samples(store, run, "hello", n=4, max_tokens=3, seed=1)
+    assert len(texts) == 4 and primes == [6]  # [EOS] + 5 characters, run through the model once for 4 samples

@@ -187,3 +187,15 @@ def test_statement_lists_every_released_quantity(store):
     assert items["the audit's membership-inference AUC and ROC"] is False
     text = " ".join(privacy_statement(run))
     assert all(what in text for what in items)
+
+
+def test_server_paths_in_an_error_reach_only_the_owner(store):
+    run = write_run(store, "owner", status="running")
+    store.finish_run(run.id, "failed", error="training crashed with KeyError: 'x' (a bug in dp-rnn-lab; the full "
+                                             "traceback is in /srv/dprnn/runs/ab12/worker.log)")
+    run = store.get_run(run.id)
+    assert "/srv/dprnn" in dict(summary_rows(run, viewer="owner"))["Status"]
+    for viewer in ("someone else", None):
+        status = dict(summary_rows(run, viewer=viewer))["Status"]
+        assert "/srv" not in status and "worker.log" not in status and "KeyError" in status
+    assert "/srv" not in markdown_report(run)
