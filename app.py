@@ -9,7 +9,7 @@ import streamlit as st
 from dpcore.errors import DPCoreError
 from dpcore.views.presets import workshop_presets
 from dpcore.views.preview import warm
-from pages.ui import routes, session
+from pages.ui import data_controls, routes, session
 
 st.set_page_config(page_title="DP-RNN Lab", page_icon=":material/lock:", layout="wide")
 session.ensure_cookie()
@@ -30,4 +30,5 @@ with st.sidebar:
         "Runs train in background processes: closing this tab does not stop them. Your runs are tied to "
         "this browser; share a run with its link."
     )
+    data_controls.forget_controls()
 page.run()

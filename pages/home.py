@@ -1,10 +1,10 @@
-"""Home: what the app is for, the path configure → watch → compare, presets, the visitor's runs."""
+"""Home: what the app is for, the path configure → watch → compare, presets, the visitor's runs and data."""
 
 import streamlit as st
 
 from dpcore.views.meaning import CENSUS_SENTENCE, odds_multiplier, run_epsilon, run_label
 from dpcore.views.presets import PRESETS, workshop_presets
-from pages.ui import session
+from pages.ui import data_controls, session
 from pages.ui.widgets import COMPARE_PAGE, MONITOR_PAGE, NEW_RUN_PAGE, status_text
 
 session.use_router()
@@ -68,3 +68,4 @@ for run in runs:
         bits.append(f"perplexity {ppl:.2f}")
     st.page_link(MONITOR_PAGE, label=f"{run_label(run)} — {' · '.join(bits)}", icon=":material/monitoring:",
                  query_params={"run": run.id})
+data_controls.your_data(session.store(), session.owner())

@@ -20,6 +20,8 @@ from __future__ import annotations
 import functools
 import os
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,6 +111,51 @@ def _preview_cached(config: TrainConfig, summary_items: tuple[tuple[str, Any], .
     )
 
 
+#: The longest the New run page waits for a preview; past it the page says so instead of hanging.
+PREVIEW_TIMEOUT_S = 8.0
+#: Threads computing previews for every session of this server (more requests wait their turn).
+_PREVIEW_THREADS = 2
+_pool = ThreadPoolExecutor(max_workers=_PREVIEW_THREADS, thread_name_prefix="dpcore-preview")
+_pending: dict[tuple[TrainConfig, tuple[tuple[str, Any], ...]], Future] = {}
+_pending_lock = threading.Lock()
+
+
+class PreviewTooSlow(DPCoreError):
+    """Predicting this configuration's ε takes longer than the page may wait."""
+
+
+def timed_preview(config: TrainConfig, summary_items: tuple[tuple[str, Any], ...],
+                  timeout: float | None = None) -> Preview:
+    """:func:`_preview_cached` with a time limit, so a costly accountant never stalls a page.
+
+    The step cap (:mod:`dpcore.runs.limits`) already bounds the work; what is left runs on a small
+    shared pool. On timeout the computation goes on in the background (one per configuration) and its
+    result is cached for the next rerun; the caller gets :class:`PreviewTooSlow` at once.
+    """
+    key = (config, summary_items)
+    with _pending_lock:
+        future = _pending.get(key)
+        fresh = future is None
+        if fresh:
+            future = _pool.submit(_preview_cached, config, summary_items)
+            _pending[key] = future
+    if fresh:  # outside the lock: a future that is already done runs its callback right here
+        future.add_done_callback(lambda _f: _forget(key))
+    try:
+        return future.result(timeout=PREVIEW_TIMEOUT_S if timeout is None else timeout)
+    except FutureTimeout:
+        raise PreviewTooSlow(
+            f"this would take too long to predict (over {PREVIEW_TIMEOUT_S if timeout is None else timeout:g} s "
+            f"with the {config.accountant.upper()} accountant); try the RDP accountant or fewer steps — "
+            "the prediction goes on in the background, so it may be ready in a moment"
+        ) from None
+
+
+def _forget(key: tuple[TrainConfig, tuple[tuple[str, Any], ...]]) -> None:
+    with _pending_lock:
+        _pending.pop(key, None)
+
+
 def preview(config: TrainConfig) -> Preview:
     """What ``config`` means on its corpus; raises ConfigError / CorpusError with a clear sentence.
 
@@ -183,7 +230,9 @@ def check(config: TrainConfig) -> Checked:
         except ConfigError as err:
             return Checked(None, {"delta": _sentence(str(err))})
     try:
-        return Checked(_preview_cached(config, tuple(sorted(summary.items()))), {})
+        return Checked(timed_preview(config, tuple(sorted(summary.items()))), {})
+    except PreviewTooSlow as err:
+        return Checked(None, {"config": _sentence(str(err))})
     except ConfigError as err:
         field_name = "epsilon" if config.is_private and config.noise_multiplier is None else "config"
         return Checked(None, {field_name: _sentence(str(err))})

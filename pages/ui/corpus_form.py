@@ -1,8 +1,10 @@
 """The New run form's data section: the built-in corpus, or one of this browser's uploads.
 
-An upload is checked before it is stored (a bad file is explained right under the uploader and
-nothing is kept), stored privately for this browser's owner key, and offered by file name; a CSV
-gets pickers for its text and user columns. The file's content is never shown or logged.
+An upload is checked before it is stored (a bad file, or one past the visitor's disk quota or a
+full disk, is explained right under the uploader and nothing is kept), stored privately for this
+browser's owner key, and offered by file name; a CSV gets pickers for its text and user columns.
+The selected file can be deleted, with the runs trained on it if asked
+(:func:`pages.ui.data_controls.upload_delete`). The file's content is never shown or logged.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from typing import Any
 import streamlit as st
 
 from dpcore.errors import DPCoreError
-from dpcore.runs.store import RunStore
+from dpcore.runs.store import DiskFull, QuotaExceeded, RunStore
 from dpcore.views.preview import accept_upload, upload_columns
+from pages.ui.data_controls import show_upload_flash, upload_delete
 from pages.ui.run_form import NO_USER_COLUMN, PERSIST
 
 
@@ -24,6 +27,7 @@ def corpus_widgets(store: RunStore, owner: str) -> dict[str, Any]:
     st.radio("Training text", ["builtin", "upload"], key="nr_source", horizontal=True, persist_state=PERSIST,
              format_func=lambda v: {"builtin": "Built-in corpus (synthetic chat messages)",
                                     "upload": "My own text (.txt or .csv)"}[v])
+    show_upload_flash()  # the outcome of deleting an upload (the form is back on the built-in corpus)
     if s["nr_source"] != "upload":
         st.caption("400 synthetic users writing short messages, with names, numbers and places: no real person's "
                    "data.")
@@ -46,6 +50,7 @@ def corpus_widgets(store: RunStore, owner: str) -> dict[str, Any]:
     st.selectbox("Uploaded file", list(by_id), key="nr_upload", persist_state=PERSIST,
                  format_func=lambda i: f"{by_id[i].filename} ({by_id[i].size / 1024:,.0f} KB)")
     chosen = by_id[s["nr_upload"]]
+    upload_delete(store, owner, chosen)
     if chosen.filename.lower().endswith(".csv"):
         try:
             columns = upload_columns(chosen.path)
@@ -81,6 +86,11 @@ def _take_upload(store: RunStore, owner: str) -> None:
         return
     try:
         upload = accept_upload(store, owner, file.name, file.getvalue())
+    except (QuotaExceeded, DiskFull) as err:  # the file is fine; the server has no room for it
+        message = f"This file could not be stored: {err}."
+        done[file.file_id] = "error:" + message
+        st.error(message, icon=":material/error:")
+        return
     except DPCoreError as err:
         message = f"This file cannot be used: {err}."
         done[file.file_id] = "error:" + message

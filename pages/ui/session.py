@@ -15,6 +15,9 @@ Owner identity, the choice and why:
   appears in a URL.
 * Without cookies or JavaScript the secret lives in ``st.session_state`` only: the visitor's own
   list of runs then lasts until the tab reloads (each run stays reachable by its link).
+* "Forget this browser" (:func:`forget_browser`) expires the cookie (the same one-line script with
+  ``max-age=0``), clears this session and starts a new identity, whose cookie is set as above.
+  The secret travels in a cookie on every request, so a public server belongs behind TLS.
 
 The store and executor are ``st.cache_resource`` singletons: one per server process, shared by
 all sessions (both are thread-safe). Tests replace :func:`build_executor`.
@@ -25,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from typing import Any
 
 import streamlit as st
 
@@ -37,6 +41,7 @@ _SECRET_RE = re.compile(r"^[0-9a-f]{32}$")
 _SECRET_KEY = "_owner_secret"
 _COOKIE_SET_KEY = "_owner_cookie_set"
 _VISITED_KEY = "_visited_runs"
+_FORGET_KEY = "_owner_forget"
 
 
 # ------------------------------------------------------------------------------ routing
@@ -102,16 +107,49 @@ def owner() -> str:
 
 
 def ensure_cookie() -> None:
-    """Set the identity cookie once per new browser (call from app.py on every run)."""
+    """Set the identity cookie once per new browser (call from app.py on every run, first).
+
+    After :func:`forget_browser` this run starts from a cleared session with a new secret, and the
+    one script first expires the old cookie (``max-age=0``), then sets the new identity's cookie.
+    """
+    forget = _apply_forget()
     secret = _secret()
     if st.session_state.get(_COOKIE_SET_KEY):
         return
+    expire = f"document.cookie = '{COOKIE}=; path=/; max-age=0; SameSite=Lax';" if forget else ""
     st.html(
-        f"<script>document.cookie = '{COOKIE}={secret}; path=/; max-age={COOKIE_MAX_AGE_S}; SameSite=Lax';"
+        f"<script>{expire}"
+        f"document.cookie = '{COOKIE}={secret}; path=/; max-age={COOKIE_MAX_AGE_S}; SameSite=Lax';"
         "</script>",
         unsafe_allow_javascript=True,
     )
     st.session_state[_COOKIE_SET_KEY] = True
+
+
+def forget_browser(keep: dict[str, Any] | None = None) -> str:
+    """Forget this browser's identity from the next script run on; returns the old owner key.
+
+    Meant for a widget callback. The next run (:func:`ensure_cookie`) clears the whole session
+    (visited runs, the form's uploads, every widget), expires the cookie and starts a new owner
+    key; ``keep`` (say a message to show) is put back into the cleared session. The old owner's
+    runs and uploads are untouched here: delete them first if asked.
+    """
+    old = owner()
+    st.session_state[_FORGET_KEY] = dict(keep or {})
+    return old
+
+
+def _apply_forget() -> bool:
+    state = st.session_state
+    if _FORGET_KEY not in state:
+        return False
+    keep = state[_FORGET_KEY]
+    for key in list(state.keys()):
+        del state[key]
+    state[_SECRET_KEY], state[_COOKIE_SET_KEY] = secrets.token_hex(16), False
+    for key, value in keep.items():
+        state[key] = value
+    return True
 
 
 # ------------------------------------------------------------------------------ runs
@@ -124,6 +162,18 @@ def remember(run_id: str) -> None:
     visited = st.session_state.setdefault(_VISITED_KEY, [])
     if run_id not in visited:
         visited.append(run_id)
+
+
+def unremember(run_id: str) -> None:
+    """Take a run opened by link off this session's list (the run itself is untouched)."""
+    visited = st.session_state.get(_VISITED_KEY, [])
+    if run_id in visited:
+        visited.remove(run_id)
+
+
+def visited_runs() -> list[str]:
+    """Ids of runs this session opened by link (any owner's, this one's included)."""
+    return list(st.session_state.get(_VISITED_KEY, []))
 
 
 def find_run(run_id: str) -> Run | None:

@@ -193,3 +193,39 @@ def test_an_unavailable_device_is_reported_at_the_device_control():
         pytest.skip("this machine has a CUDA GPU")
     checked = check(FAST.replace(device="cuda"))
     assert set(checked.errors) == {"device"} and "no CUDA GPU" in checked.errors["device"]
+
+
+def test_a_slow_preview_answers_too_long_instead_of_hanging(monkeypatch):
+    import threading
+    import time
+
+    from dpcore.views import preview as pv
+
+    release = threading.Event()
+
+    def slow(config, items):
+        release.wait(5)
+        return "done"
+
+    monkeypatch.setattr(pv, "_preview_cached", slow)
+    monkeypatch.setattr(pv, "PREVIEW_TIMEOUT_S", 0.2)
+    started = time.perf_counter()
+    checked = pv.check(TrainConfig(accountant="prv", max_steps=400))
+    assert time.perf_counter() - started < 3
+    assert "would take too long to predict" in checked.errors["config"]
+    release.set()
+
+
+def test_links_past_the_server_budget_are_refused_before_any_accounting(monkeypatch):
+    from dpcore.views import preview as pv
+
+    def never(*_a, **_k):
+        raise AssertionError("no accounting should run")
+
+    monkeypatch.setattr(pv, "_preview_cached", never)
+    for cfg in (TrainConfig(accountant="prv", max_steps=1_000_000),
+                TrainConfig(epochs=1000.0, max_steps=None, batch_size=1),
+                TrainConfig(mechanism="laplace", accountant="pld", engine="opacus", max_steps=1_000_000),
+                TrainConfig(hidden_size=4096, seq_len=1024, tokenizer="word", max_vocab=50_000)):
+        checked = pv.check(cfg)
+        assert checked.preview is None and "config" in checked.errors, cfg
