@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from dpcore.checkpoint import load_checkpoint
 from dpcore.cli import audit as audit_cli
 from dpcore.cli import runs as runs_cli
 from dpcore.cli.args import (
@@ -27,15 +28,16 @@ from dpcore.cli.args import (
     unit_float,
     unit_or_one,
 )
+from dpcore.cli.progress import ProgressBar
 from dpcore.config import ACCOUNTANTS, PRIVATE_MECHANISMS
-from dpcore.decoding import DECODERS
+from dpcore.decoding import DECODERS, DecoderSpec, decode, text_guarantee
 from dpcore.errors import DPCoreError
+from dpcore.privacy.accounting import calibrate_noise, epsilon_spent
 
 
 # ---------------------------------------------------------------------------------- commands
 def cmd_train(args: argparse.Namespace) -> int:
-    from dpcore.audit.pipeline import train_and_audit  # torch: only when the command runs
-    from dpcore.cli.progress import ProgressBar
+    from dpcore.audit.pipeline import train_and_audit  # scipy and the audit: only when training
 
     config = config_from_args(args)
     result = train_and_audit(config, args.out, callbacks=ProgressBar(quiet=args.quiet))
@@ -57,8 +59,6 @@ def _mechanism_accountant(args: argparse.Namespace) -> str:
 
 
 def cmd_epsilon(args: argparse.Namespace) -> int:
-    from dpcore.privacy.accounting import epsilon_spent
-
     res = epsilon_spent(args.mechanism, args.noise_multiplier, args.sample_rate, args.steps, args.delta,
                         _mechanism_accountant(args))
     if res.note:
@@ -68,8 +68,6 @@ def cmd_epsilon(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from dpcore.privacy.accounting import calibrate_noise
-
     noise = calibrate_noise(args.mechanism, args.epsilon, args.delta, args.sample_rate, args.steps,
                             _mechanism_accountant(args))
     print(f"{noise:.6g}")
@@ -83,9 +81,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
     private decoder; the training ε for plain sampling from a DP-trained checkpoint; ``null``
     otherwise. It names one statement, never a minimum across statements.
     """
-    from dpcore.checkpoint import load_checkpoint
-    from dpcore.decoding import DecoderSpec, decode, text_guarantee
-
     spec = DecoderSpec(args.decoder, logit_bound=args.logit_bound, temperature=args.temperature,
                        noise_scale=args.noise_scale, mix=args.mix).validate()
     if spec.has_guarantee and args.seed is not None:

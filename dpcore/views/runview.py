@@ -19,6 +19,7 @@ import pandas as pd
 from dpcore.runs.store import Run, RunStore
 from dpcore.views.disclosure import UNCOVERED_METRICS, may_show_uncovered
 from dpcore.views.meaning import guarantee_of, mechanism_label, run_epsilon, run_label
+from dpcore.views.preview import preview
 
 STATUS_LABELS = {
     "queued": "Queued",
@@ -179,17 +180,17 @@ MECHANISM_ORDER = ("gaussian", "laplace", "naive", "none")
 
 
 def model_parameters(config: Any, vocab_size: int) -> int:
-    """Number of parameters of the GRU language model ``config`` describes."""
-    from dpcore.model import GRULanguageModel, ModelConfig
+    """Number of parameters of the GRU language model ``config`` describes (arithmetic: no torch).
 
-    model = GRULanguageModel(ModelConfig(vocab_size, config.embed_dim, config.hidden_size, config.num_layers, 0.0))
-    return int(model.num_parameters())
+    Embedding V·D; each GRU layer 3H·(D_in + H) weights and 2·3H biases (nn.GRU's layout); head H·V + V.
+    """
+    d, h, layers = int(config.embed_dim), int(config.hidden_size), int(config.num_layers)
+    gru = sum(3 * h * ((d if layer == 0 else h) + h) + 6 * h for layer in range(layers))
+    return vocab_size * d + gru + h * vocab_size + vocab_size
 
 
 def mechanism_inputs(config: Any) -> dict[str, Any]:
     """q, steps, δ and the model sizes to compare, for a (preset) config on its own corpus."""
-    from dpcore.views.preview import preview
-
     pv = preview(config)
     params = model_parameters(config, int(pv.data.get("vocab_size") or 100))
     delta = pv.delta if pv.delta is not None else pv.default_delta

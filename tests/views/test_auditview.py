@@ -111,3 +111,13 @@ def test_audit_flag_in_the_url():
     assert params_to_config({"audit": "true"}).config.audit is True
     parsed = params_to_config({"audit": "maybe"})
     assert parsed.config.audit is False and parsed.messages
+
+
+def test_model_parameters_are_counted_without_torch_and_match_the_model():
+    from dpcore.config import TrainConfig
+    from dpcore.model import GRULanguageModel, ModelConfig
+
+    for embed, hidden, layers, vocab in ((16, 64, 1, 78), (32, 128, 2, 259), (8, 12, 1, 2000)):
+        cfg = TrainConfig(embed_dim=embed, hidden_size=hidden, num_layers=layers)
+        model = GRULanguageModel(ModelConfig(vocab, embed, hidden, layers, 0.0))
+        assert runview.model_parameters(cfg, vocab) == model.num_parameters()
