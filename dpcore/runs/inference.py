@@ -18,7 +18,6 @@ from dpcore.decoding import LedgerSummary, decode, ledger_summary, text_guarante
 from dpcore.errors import CheckpointError, DPCoreError
 from dpcore.model import sample_texts
 from dpcore.runs.store import Run, RunStore
-from dpcore.views.meaning import guarantee_of
 
 #: The longest prompt a visitor may send (characters): generation runs in the dashboard process.
 MAX_PROMPT_CHARS = 500
@@ -97,7 +96,7 @@ def decode_text(store: RunStore, run: Run, prompt: str, spec: Any, *, viewer: st
     if entry is not None:
         store.settle_inference(entry.id, out.picks)
     result = dict(run.result or {})
-    if guarantee_of(run) != "dp":  # only a DP guarantee may be borrowed by the text
+    if run.guarantee != "dp":  # only a DP guarantee may be borrowed by the text
         result["epsilon"] = None
     return out, text_guarantee(out, spec, result)
 

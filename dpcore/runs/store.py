@@ -54,7 +54,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from dpcore.config import TrainConfig
+from dpcore.config import PRIVATE_MECHANISMS, TrainConfig
 from dpcore.errors import DPCoreError
 from dpcore.paths import STORE_FILENAME, resolve_data_dir
 from dpcore.runs.limits import ServerLimits
@@ -230,6 +230,15 @@ class Run:
     def effective_inference_budget(self) -> float:
         """The ε budget for private decoding of this run's model (the owner's, or the default)."""
         return DEFAULT_INFERENCE_BUDGET if self.inference_budget is None else float(self.inference_budget)
+
+    @property
+    def guarantee(self) -> str:
+        """"dp", "none" or "no-guarantee": what the run reported, else what its mechanism implies."""
+        for source in (self.result, self.info):
+            if source and source.get("guarantee"):
+                return str(source["guarantee"])
+        mech = self.config.get("mechanism")
+        return "dp" if mech in PRIVATE_MECHANISMS else "none" if mech == "none" else "no-guarantee"
 
     @property
     def is_terminal(self) -> bool:

@@ -42,11 +42,7 @@ def mechanism_label(mechanism: str) -> str:
 
 def guarantee_of(run: Run) -> str:
     """"dp", "none" or "no-guarantee", from what the run reported, else from its mechanism."""
-    for source in (run.result, run.info):
-        if source and source.get("guarantee"):
-            return str(source["guarantee"])
-    mech = run.config.get("mechanism")
-    return "dp" if mech in PRIVATE_MECHANISMS else "none" if mech == "none" else "no-guarantee"
+    return run.guarantee
 
 
 def corpus_label(config: Mapping[str, Any]) -> str:
