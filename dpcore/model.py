@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from dpcore.data.tokenizer import EOS_ID, Tokenizer
+from dpcore.data.tokenizer import EOS_ID, PAD_ID, UNK_ID, Tokenizer
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,7 @@ def generate(
         out: list[int] = []
         for _ in range(max_tokens):
             last = logits[0, -1].float() / temperature
+            last[PAD_ID] = last[UNK_ID] = float("-inf")  # never emit padding or "unknown" (shown as �)
             if top_k is not None and 0 < top_k < last.numel():
                 kth = torch.topk(last, top_k).values[-1]
                 last = last.masked_fill(last < kth, float("-inf"))

@@ -7,7 +7,7 @@ worker and the tests. It knows nothing of storage or UI: every step is reported 
 Order of decisions (each one a place where DP trainers silently go wrong):
 1. data split by user, fixed-length windows; N = number of training windows (the privacy unit);
 2. q = 1/ceil(N/B) — what Opacus's Poisson loader really uses; steps from epochs or max steps;
-3. δ defaults to min(1e-5, 1/N^1.1) and δ ≥ 1/N is refused;
+3. δ defaults to min(1e-5, 1/(10·N)) and δ ≥ 1/N is refused;
 4. σ calibrated with the run's own accountant for the planned steps; ε reported from the
    steps actually run, never the target.
 """

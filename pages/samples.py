@@ -64,12 +64,18 @@ DECODER_HELP = {
     "mix": "Sample from λ·p + (1−λ)/V: every token keeps a floor; ε = ln(1 + λV/(1−λ)) per token.",
     "naive-logits": "Laplace noise on unclipped logits: no privacy guarantee (a counterexample).",
 }
+#: Why private prediction is expensive, said once under the decoder controls.
+PER_TOKEN_WHY = ("Each generated token is its own private release, so a text of n tokens spends n times the "
+                 "per-token ε: readable text needs a large ε per token, while a DP-trained model covers any amount "
+                 "of text with its one training ε.")
 NAIVE_DECODER_WHY = ("The logits are unbounded, so no finite noise hides how much one training example "
                      "moved them: the noise protects nothing.")
 dcols = st.columns([2, 1, 1, 1, 1, 1])
 decoder = dcols[0].selectbox("Decoder", DECODERS, key="smp_decoder", help="How each next token is chosen.",
                              format_func=lambda d: d)
 dcols[0].caption(DECODER_HELP[decoder])
+if decoder in ("exponential", "noisy-max", "mix"):
+    st.caption(PER_TOKEN_WHY)
 bound = dcols[1].number_input("Logit bound B", min_value=0.1, max_value=50.0, value=4.0, step=0.5, key="smp_B",
                               disabled=decoder not in ("exponential", "noisy-max"))
 dec_temp = dcols[2].number_input("Decoder T", min_value=0.1, max_value=100.0, value=8.0, step=1.0, key="smp_T",
@@ -195,6 +201,10 @@ for start in range(0, len(chosen), MAX_COLUMNS):
                                "guarantee.")
                 for text in texts:
                     st.code(text or "(empty)", language=None, wrap_lines=True)
+                if texts and all(t == prompt for t in texts):
+                    st.caption("The model ended the message right after the prompt every time (it predicted the end "
+                               "of a record): try a prompt that reads like the start of a message, or a higher "
+                               "temperature.")
             elif not spec.has_guarantee:  # naive-logits: claims nothing, charges nothing, seeded
                 for i in range(int(count)):
                     try:

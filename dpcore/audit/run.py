@@ -40,7 +40,7 @@ from dpcore.audit.membership import LOW_FPRS, attack_report, auc_plain, per_sequ
 from dpcore.audit.one_run import ATTACK_NAME, AuditCanaries, one_run_audit
 from dpcore.audit.reference import train_reference
 from dpcore.checkpoint import Checkpoint, load_checkpoint
-from dpcore.config import TrainConfig, default_delta
+from dpcore.config import DEFAULT_DELTA_RULE, TrainConfig, default_delta
 from dpcore.data import LMData, build_lm_data, load_corpus
 from dpcore.errors import CheckpointError, ConfigError, DPCoreError
 
@@ -253,7 +253,7 @@ def run_audit(checkpoint_path: str | Path, out_dir: str | Path, *, seed: int = 0
     delta = result.get("delta")
     delta_source = "the run's δ"
     if delta is None:
-        delta, delta_source = default_delta(num_train), "min(1e-5, 1/N^1.1): the run claims no δ"
+        delta, delta_source = default_delta(num_train), f"{DEFAULT_DELTA_RULE}: the run claims no δ"
     steps = int(result.get("steps") or config.max_steps or MAX_REFERENCE_STEPS)
     ref_steps = reference_steps if reference_steps is not None else max(1, min(steps, MAX_REFERENCE_STEPS))
     claimed = result.get("epsilon")

@@ -16,7 +16,7 @@ from dpcore.privacy.accounting import calibrate_noise, sample_rate_for, steps_fo
 def plan(config: TrainConfig, num_train: int) -> dict[str, Any]:
     """Sample rate q = 1/ceil(N/B), steps, δ and noise multiplier for ``config`` on N sequences.
 
-    δ defaults to min(1e-5, 1/N^1.1) and δ ≥ 1/N is refused; σ is calibrated with the run's own
+    δ defaults to min(1e-5, 1/(10·N)) and δ ≥ 1/N is refused; σ is calibrated with the run's own
     accountant so that ε over the planned steps is at most the target.
     """
     config.validate()

@@ -39,13 +39,18 @@ def _xy(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[Any], list[An
 
 
 def _layout(fig: go.Figure, title: str, ytitle: str, *, xmax: int | None = None, height: int = 300) -> go.Figure:
+    # Axes reserve their own room (automargin): the same figure is drawn by Streamlit and exported
+    # into the HTML report, where fixed 10-pixel margins cut tick labels and put titles over them.
+    # The legend sits above the plot, right of the title, never over the x-axis title.
     fig.update_layout(
-        title={"text": title, "x": 0.0, "xanchor": "left"}, height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-        legend={"orientation": "h", "yanchor": "top", "y": -0.25, "xanchor": "left", "x": 0.0},
+        title={"text": title, "x": 0.0, "xanchor": "left", "y": 0.98, "yanchor": "top"}, height=height,
+        margin={"l": 10, "r": 10, "t": 64, "b": 10},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1.0},
         hovermode="x unified",
     )
-    fig.update_xaxes(title_text="step", range=[0, xmax] if xmax else None, rangemode="tozero")
-    fig.update_yaxes(title_text=ytitle)
+    fig.update_xaxes(title_text="step", range=[0, xmax] if xmax else None, rangemode="tozero", automargin=True,
+                     title_standoff=8)
+    fig.update_yaxes(title_text=ytitle, automargin=True, title_standoff=8)
     return fig
 
 

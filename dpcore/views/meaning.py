@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dpcore.config import PRIVATE_MECHANISMS
+from dpcore.config import DEFAULT_DELTA_RULE, PRIVATE_MECHANISMS
 from dpcore.runs.store import Run
 
 MECHANISM_LABELS = {
@@ -62,8 +62,27 @@ def run_epsilon(run: Run, latest_epsilon: float | None = None) -> float | None:
     return latest_epsilon
 
 
+def corpus_name(config: Mapping[str, Any]) -> str:
+    """The corpus in a word or two: "built-in", or the upload's file name (never its server path)."""
+    corpus = str(config.get("corpus", "builtin"))
+    return "built-in" if corpus == "builtin" else Path(corpus).name
+
+
+def expected_batch(run: Run) -> int | None:
+    """The expected batch size q·N the run trained with (one name, one value everywhere).
+
+    The form asks for B; Poisson sampling at q = 1/ceil(N/B) then expects q·N sequences per batch,
+    slightly fewer than B: that number is what the run used, so it is what every page shows.
+    """
+    for source in (run.result, run.info):
+        if source and source.get("expected_batch_size") is not None:
+            return int(source["expected_batch_size"])
+    value = run.config.get("batch_size")
+    return int(value) if value is not None else None
+
+
 def run_label(run: Run) -> str:
-    """A short name for legends and pickers: "ε=3 Gaussian · 1a2b3c" or "no privacy · 1a2b3c"."""
+    """A short name for legends and pickers: "ε=3 Gaussian · built-in · 1a2b3c", "no privacy · notes.txt · 1a2b3c"."""
     cfg = run.config
     mech = cfg.get("mechanism")
     if mech in PRIVATE_MECHANISMS:
@@ -73,14 +92,18 @@ def run_label(run: Run) -> str:
         head = "naive (no guarantee)"
     else:
         head = "no privacy"
-    return f"{head} · {run.id[:6]}"
+    return f"{head} · {corpus_name(cfg)} · {run.id[:6]}"
 
 
 
 #: Real-world reference points for ε (from users.md).
+#: The 2020 US Census redistricting data (P.L. 94-171): zCDP budgets converted at δ = 10⁻¹⁰ give ε = 17.14
+#: for the person-level tables and 2.47 for housing units, 19.61 in total. Source: U.S. Census Bureau,
+#: "Disclosure Avoidance for the 2020 Census: An Introduction" (2021) and its privacy-loss budget allocation
+#: (June 2021); users.md quotes the same figures.
 CENSUS_SENTENCE = (
-    "For reference: the 2020 US Census used a total ε of about 19.6 for its person-level data, and many "
-    "deployed systems use ε between 1 and 10."
+    "For reference: the 2020 US Census redistricting data used ε = 17.14 for its person-level tables (2.47 for "
+    "housing units, 19.61 in total; U.S. Census Bureau, 2021), and many deployed systems use ε between 1 and 10."
 )
 NAIVE_WHY = (
     "The naive recipe adds noise to the batch's average gradient with an assumed sensitivity and no "
@@ -128,11 +151,16 @@ def delta_sentence(delta: float, num_train: int | None = None, *, is_default: bo
     """δ as the small chance that the promise fails, set against 1/N."""
     text = f"δ = {delta:.2g} is the small chance that this promise fails"
     if num_train:
-        text += f"; it must stay far below 1/N = 1 in {num_train:,} training sequences"
         ratio = delta * num_train
-        text += f" (here it is {ratio:.2g} of that)" if ratio < 1 else " (it is not: choose a smaller δ)"
+        text += f"; it must stay far below 1/N = 1 in {num_train:,} training sequences"
+        if ratio >= 1:
+            text += " (it is not: choose a smaller δ)"
+        elif ratio > 0.1:
+            text += f" (here it is {ratio:.2g} of 1/N: not far below; the default is at most a tenth)"
+        else:
+            text += f" (here it is {ratio:.2g} of 1/N)"
     if is_default:
-        text += ". This is the default, min(10⁻⁵, 1/N^1.1)"
+        text += f". This is the default, {DEFAULT_DELTA_RULE}"
     return text + "."
 
 
@@ -142,3 +170,24 @@ def group_sentence(epsilon: float, k: int = 10) -> str:
         f"Someone who contributed {k} sequences is protected as a group of {k}: roughly ε × {k} = "
         f"{epsilon * k:.3g}, i.e. odds up to e^{epsilon * k:.3g} ≈ {odds_multiplier(epsilon * k)}×."
     )
+
+
+def format_duration(seconds: float | None) -> str:
+    """Seconds in words people read at a glance: "5 s", "1 min 15 s", "1 h 06 min"."""
+    if seconds is None:
+        return "—"
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, sec = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {sec:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def total_seconds(run: Run, now: float | None = None) -> float | None:
+    """From the worker's start to the run's end (or now): training plus start-up (data, calibration)."""
+    start = run.started_at or run.created_at
+    end = run.finished_at or now
+    return None if start is None or end is None else max(0.0, end - start)

@@ -40,11 +40,14 @@ from dpcore.views.meaning import (
     NONE_WHY,
     corpus_label,
     epsilon_sentence,
+    expected_batch,
+    format_duration,
     group_sentence,
     guarantee_of,
     mechanism_label,
     run_epsilon,
     run_label,
+    total_seconds,
 )
 
 
@@ -174,7 +177,7 @@ def summary_rows(run: Run, *, show_uncovered: bool = True, viewer: str | None = 
         ("Training length", length),
         ("Steps run", num(res.get("steps", run.last_step), "d") if res.get("steps", run.last_step) is not None
          else "—"),
-        ("Expected batch size", num(res.get("expected_batch_size", cfg.get("batch_size")), "d")),
+        ("Expected batch size", num(expected_batch(run), "d")),
         ("Learning rate", num(cfg.get("lr"))),
         ("Model", f"GRU, {cfg.get('num_layers')} layer(s), {cfg.get('hidden_size')} hidden, "
                   f"{cfg.get('embed_dim')} embedding, {cfg.get('tokenizer')} tokens, window {cfg.get('seq_len')}"),
@@ -184,7 +187,9 @@ def summary_rows(run: Run, *, show_uncovered: bool = True, viewer: str | None = 
         ("Training sequences N", num(res.get("num_train_examples", info.get("num_train_examples")), ",")),
         ("Validation perplexity", num(res.get("val_perplexity")) if show_uncovered
          else f"not shared ({UNCOVERED_LABEL})"),
-        ("Wall time", f"{res['wall_time_s']:.0f} s" if res.get("wall_time_s") is not None else "—"),
+        ("Training time (the loop, without start-up)",
+         f"{res['wall_time_s']:.0f} s" if res.get("wall_time_s") is not None else "—"),
+        ("Total time (start to end, with start-up)", format_duration(total_seconds(run))),
     ]
     return rows
 

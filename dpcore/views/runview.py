@@ -18,7 +18,16 @@ import pandas as pd
 
 from dpcore.runs.store import Run, RunStore
 from dpcore.views.disclosure import UNCOVERED_METRICS, may_show_uncovered
-from dpcore.views.meaning import guarantee_of, mechanism_label, run_epsilon, run_label
+from dpcore.views.meaning import (
+    corpus_name,
+    expected_batch,
+    format_duration,
+    guarantee_of,
+    mechanism_label,
+    run_epsilon,
+    run_label,
+    total_seconds,
+)
 from dpcore.views.preview import preview
 
 STATUS_LABELS = {
@@ -42,19 +51,6 @@ class Progress:
     text: str
 
 
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, sec = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {sec:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
 def progress(run: Run, recent: Sequence[Mapping[str, Any]], queue_position: int | None = None,
              now: float | None = None) -> Progress:
     """Progress and time left from the recent step times (median, robust to the eval pauses)."""
@@ -67,8 +63,10 @@ def progress(run: Run, recent: Sequence[Mapping[str, Any]], queue_position: int 
         where = f" (number {queue_position} in the queue)" if queue_position else ""
         return Progress(0.0, 0, total, None, f"Waiting for a free slot{where}.")
     if run.is_terminal:
-        took = (run.finished_at or now) - (run.started_at or run.created_at)
-        return Progress(frac, step, total, 0.0, f"{step} steps in {format_duration(took)}")
+        loop = (run.result or {}).get("wall_time_s")
+        text = f"{step} steps in {format_duration(total_seconds(run, now))} with start-up"
+        text += f" (training itself {format_duration(loop)})" if loop is not None else ""
+        return Progress(frac, step, total, 0.0, text)
     if step == 0:
         return Progress(0.0, 0, total, None, "Starting: loading the corpus and calibrating the noise…")
     times = [r["step_time_s"] for r in recent[-50:] if r.get("step_time_s")]
@@ -93,24 +91,25 @@ def results_table(runs: Sequence[Run], *, viewer: str | None = None) -> pd.DataF
         cfg, res = run.config, run.result or {}
         private = guarantee_of(run) == "dp"
         show = may_show_uncovered(run, viewer=viewer)
-        rows.append({
-            "run": run.id,
+        rows.append({  # what people compare first: privacy spent and quality, then how
             "label": run_label(run),
-            "status": run.status,
-            "privacy": mechanism_label(str(cfg.get("mechanism"))),
-            "target ε": cfg.get("epsilon") if private and cfg.get("noise_multiplier") is None else None,
             "ε spent": run_epsilon(run),
+            "val perplexity": res.get("val_perplexity") if show else None,
+            "privacy": mechanism_label(str(cfg.get("mechanism"))),
+            "corpus": corpus_name(cfg),
+            "status": run.status,
+            "target ε": cfg.get("epsilon") if private and cfg.get("noise_multiplier") is None else None,
             "δ": res.get("delta") if private else None,
             "accountant": res.get("accountant") if private else None,
-            "σ": res.get("noise_multiplier") if private else None,
+            "noise multiplier": res.get("noise_multiplier") if private else None,
             "C": cfg.get("clip") if private else None,
             "steps": res.get("steps", run.last_step),
-            "batch": cfg.get("batch_size"),
+            "expected batch": expected_batch(run),
             "lr": cfg.get("lr"),
             "hidden": cfg.get("hidden_size"),
             "seed": cfg.get("seed"),
-            "val perplexity": res.get("val_perplexity") if show else None,
-            "wall time (s)": round(res["wall_time_s"], 1) if res.get("wall_time_s") is not None else None,
+            "training time (s)": round(res["wall_time_s"], 1) if res.get("wall_time_s") is not None else None,
+            "run": run.id,
         })
     return pd.DataFrame(rows)
 

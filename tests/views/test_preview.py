@@ -229,3 +229,12 @@ def test_links_past_the_server_budget_are_refused_before_any_accounting(monkeypa
                 TrainConfig(hidden_size=4096, seq_len=1024, tokenizer="word", max_vocab=50_000)):
         checked = pv.check(cfg)
         assert checked.preview is None and "config" in checked.errors, cfg
+
+
+@pytest.mark.parametrize("n", [2, 100, 4_500, 30_562, 1_000_000])
+def test_the_default_delta_is_far_below_one_over_n_for_every_n(n):
+    from dpcore.views.meaning import delta_sentence
+
+    assert default_delta(n) <= 0.1 / n
+    sentence = delta_sentence(default_delta(n), n, is_default=True)
+    assert "not far below" not in sentence and "min(10⁻⁵, 1/(10·N))" in sentence
