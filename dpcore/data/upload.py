@@ -9,15 +9,22 @@ are grouped into pseudo-users ``block-00000``, ``block-00001``… of 20 records 
 files, so that there are at least about 10 blocks). A split by block keeps neighbouring lines,
 which often come from the same conversation or document, on the same side; it is *not* a real
 user, so user-level privacy on such a corpus protects blocks of lines, not people. CSV rows with an
-empty user cell all go to one user, ``unknown-user`` (counted in the metadata).
+empty user cell all go to one user, ``unknown-user`` (counted in the metadata). The metadata says
+how users were formed (``user_grouping``, ``block_records``, ``num_users``) and how many records
+past :data:`MAX_RECORDS` were left out, so the form can say it in words.
+
+:func:`suggest_columns` guesses a CSV's text and user columns from its first rows only (at most
+:data:`SAMPLE_BYTES`), and keeps a few of them for the form's preview.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from dpcore.data.builtin import builtin_corpus
 from dpcore.data.corpus import Corpus, Record, normalize_text
@@ -37,6 +44,19 @@ EXTENSIONS = (".txt", ".csv")
 _BOM = b"\xef\xbb\xbf"
 _CONTROL_BYTES = frozenset(range(0x20)) - {0x09, 0x0A, 0x0B, 0x0C, 0x0D} | {0x7F}
 _MAX_SHOWN_COLUMNS = 20
+#: Column suggestions and the preview read at most this much of a CSV, never the whole file.
+SAMPLE_BYTES = 64 * 1024
+SAMPLE_ROWS = 500
+PREVIEW_ROWS = 5
+#: A preview cell is cut to this many characters (it is a glance at the file, not the file).
+PREVIEW_CELL_CHARS = 200
+#: Without a telling name (user, author...), a user column needs this many distinct values in the sample,
+#: so a label, rating or category column (a handful of values) is not taken for users.
+_MIN_UNNAMED_USERS = 10
+_USER_NAMES = frozenset({"user", "users", "userid", "uid", "author", "speaker", "sender", "from", "username",
+                         "handle", "account", "person", "participant", "writer", "customer", "client", "member",
+                         "name", "poster", "owner", "student", "patient", "respondent", "who"})
+_NUMBERLIKE = re.compile(r"[+-]?[\d.,:/ _-]*\d[\d.,:/ _-]*[%]?")
 
 
 def _size(n: int) -> str:
@@ -131,9 +151,106 @@ def csv_columns(data: bytes) -> list[str]:
     return _header(_csv_rows(_decode(head, MAX_UPLOAD_BYTES)))
 
 
+class ColumnSuggestion(NamedTuple):
+    """What :func:`suggest_columns` read off a CSV's first rows."""
+
+    text_column: str
+    user_column: str | None
+    preview_rows: list[list[str]]  # the first PREVIEW_ROWS data rows, one cell per header column, cut short
+
+
+def _sample_rows(data: bytes) -> tuple[list[str], list[list[str]]]:
+    """The header and at most SAMPLE_ROWS rows from the first SAMPLE_BYTES of ``data`` (never more)."""
+    if len(data) > MAX_UPLOAD_BYTES:
+        _decode(data, MAX_UPLOAD_BYTES)  # raises the size message
+    head = data[:SAMPLE_BYTES]
+    truncated = len(data) > SAMPLE_BYTES
+    if truncated:
+        cut = head.rfind(b"\n")
+        if cut <= 0:
+            raise CorpusError(f"the CSV header is longer than {_size(SAMPLE_BYTES)}; is this really a CSV file?")
+        head = head[: cut + 1]
+    rows = _csv_rows(_decode(head, MAX_UPLOAD_BYTES))
+    columns = _header(rows)
+    sample: list[list[str]] = []
+    full = False
+    try:
+        for row in rows:
+            if len(sample) == SAMPLE_ROWS:
+                full = True
+                break
+            if any(c.strip() for c in row):
+                sample.append(row)
+    except CorpusError:  # a quoted field cut by the sample's end: keep the rows before it
+        truncated = True
+    if truncated and not full and len(sample) > 1:
+        sample.pop()  # the row at the sample's end may be cut short
+    return columns, sample
+
+
+def _cells(sample: list[list[str]], i: int) -> list[str]:
+    return [normalize_text(row[i]) if i < len(row) else "" for row in sample]
+
+
+def _cut(cell: str) -> str:
+    return cell if len(cell) <= PREVIEW_CELL_CHARS else cell[: PREVIEW_CELL_CHARS - 1] + "…"
+
+
+def _text_score(cells: list[str], name: str) -> float:
+    """Long, worded, mostly non-numeric strings score high; ids, numbers and dates score low."""
+    filled = [c for c in cells if c]
+    if not filled:
+        return 0.0
+    numberlike = sum(bool(_NUMBERLIKE.fullmatch(c)) for c in filled) / len(filled)
+    mean_chars = sum(len(c) for c in filled) / len(filled)
+    worded = sum(" " in c for c in filled) / len(filled)
+    score = (len(filled) / len(cells)) * (1 - numberlike) * mean_chars * (0.5 + 0.5 * worded)
+    return score * (1.5 if name.strip().lower() == "text" else 1.0)
+
+
+def _user_score(cells: list[str], name: str) -> float | None:
+    """Short values repeated over many rows (each user writes several); None if not id-like at all."""
+    filled = [c for c in cells if c]
+    if len(filled) < 4 or len(filled) < 0.9 * len(cells):
+        return None
+    distinct = len(set(filled))
+    named = bool(_USER_NAMES & set(re.split(r"[^a-z]+", name.lower()))) or "user" in name.lower() \
+        or "author" in name.lower()
+    if distinct < (2 if named else _MIN_UNNAMED_USERS) or len(filled) < 2 * distinct:
+        return None  # one value for everything, a label with a few values, or (nearly) one value per row
+    if sum(len(c) for c in filled) / len(filled) > 40 or sum(c.count(" ") > 2 for c in filled) > 0.1 * len(filled):
+        return None  # sentences, not ids
+    return (1.0 if named else 0.0) + (1 - distinct / len(filled))
+
+
+def suggest_columns(data: bytes) -> ColumnSuggestion:
+    """Guess a CSV's text column and user column from its first rows, and keep a few rows to preview.
+
+    Reads at most the first :data:`SAMPLE_BYTES` (and :data:`SAMPLE_ROWS` rows) of ``data``, which
+    may be the whole file or just its beginning. The text column is the one with the longest,
+    mostly non-numeric, worded values (a column named "text" gets a nudge); the user column is a
+    short value repeated over many rows (few distinct values relative to the rows; a name such as
+    "user" or "author" counts for more), or None when no column looks like one. A suggestion
+    only: the form lets the visitor change both.
+    """
+    columns, sample = _sample_rows(data)
+    texts = [_text_score(_cells(sample, i), name) for i, name in enumerate(columns)]
+    ti = max(range(len(columns)), key=lambda i: (texts[i], -i))
+    users = {i: _user_score(_cells(sample, i), name) for i, name in enumerate(columns) if i != ti}
+    scored = {i: score for i, score in users.items() if score is not None}
+    ui = max(scored, key=lambda i: (scored[i], -i)) if scored else None
+    preview = [[_cut(normalize_text(c)) for c in (row + [""] * len(columns))[: len(columns)]]
+               for row in sample[:PREVIEW_ROWS]]
+    return ColumnSuggestion(columns[ti], columns[ui] if ui is not None else None, preview)
+
+
+def _block_size(count: int) -> int:
+    return max(1, min(BLOCK_RECORDS, count // MIN_BLOCKS))
+
+
 def _blocks(texts: list[str]) -> list[Record]:
     """Group consecutive records into pseudo-users (see the module docstring)."""
-    size = max(1, min(BLOCK_RECORDS, len(texts) // MIN_BLOCKS))
+    size = _block_size(len(texts))
     return [Record(f"block-{i // size:05d}", t) for i, t in enumerate(texts)]
 
 
@@ -149,7 +266,7 @@ def _parse_txt(text: str) -> tuple[list[Record], dict]:
         else:
             left_out += 1
     return _blocks(texts), {"format": "txt", "user_grouping": "blocks of consecutive lines",
-                            "records_left_out": left_out}
+                            "block_records": _block_size(len(texts)), "records_left_out": left_out}
 
 
 def _parse_csv(text: str, text_column: str | None, user_column: str | None) -> tuple[list[Record], dict]:
@@ -183,7 +300,7 @@ def _parse_csv(text: str, text_column: str | None, user_column: str | None) -> t
     meta: dict = {"format": "csv", "text_column": columns[ti], "records_left_out": left_out}
     if ui is None:
         records = _blocks([b for _, b in pairs])
-        meta["user_grouping"] = "blocks of consecutive rows"
+        meta.update(user_grouping="blocks of consecutive rows", block_records=_block_size(len(pairs)))
     else:
         records = [Record(u, b) for u, b in pairs]
         meta.update(user_column=columns[ui], user_grouping="user column", rows_without_user=missing_users)
@@ -234,7 +351,8 @@ def load_corpus_bytes(
         records, meta = _parse_csv(text, text_column, user_column)
     _check_enough(records)
     name = Path(filename).name
-    meta = {"source": "upload", "filename": name, **meta, "num_records": len(records)}
+    meta = {"source": "upload", "filename": name, **meta, "num_records": len(records),
+            "num_users": len({r.user_id for r in records}), "max_records": MAX_RECORDS}
     return Corpus(name=name, records=records, canaries=[], metadata=meta)
 
 

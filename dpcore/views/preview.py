@@ -26,12 +26,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dpcore.config import TrainConfig, check_delta, default_delta, field_problem, field_specs
-from dpcore.data import csv_columns, load_corpus, load_corpus_bytes, summarize_lm_data
+from dpcore.data import load_corpus, summarize_lm_data
 from dpcore.errors import ConfigError, DPCoreError
 from dpcore.privacy.accounting import EpsilonCurve
 from dpcore.privacy.plan import plan
 from dpcore.runs.limits import check_launch
 from dpcore.views.meaning import delta_sentence, epsilon_sentence
+from dpcore.views.uploads import accept_upload as accept_upload  # re-exported: checks live in uploads
+from dpcore.views.uploads import upload_columns as upload_columns
 
 #: Points on the predicted-ε chart; PRV and PLD cost a full computation per point, RDP almost nothing.
 CURVE_POINTS = {"rdp": 40, "prv": 12, "pld": 10}
@@ -246,33 +248,6 @@ def _sentence(text: str) -> str:
     if "a" <= text[0] <= "z":  # never "Ε" for a leading ε
         text = text[0].upper() + text[1:]
     return text if text.endswith((".", "!", "?")) else text + "."
-
-
-# ------------------------------------------------------------------------------- uploads
-def accept_upload(store: Any, owner: str, filename: str, data: bytes) -> Any:
-    """Check an uploaded corpus, then store it privately for ``owner``; returns the Upload.
-
-    A .txt must parse into enough text now; a .csv only needs a readable header here (its text
-    and user columns are picked next, and the corpus is checked again with them).
-    Raises :class:`~dpcore.errors.DPCoreError` with a sentence about the file, never its content.
-    """
-    if os.path.splitext(filename)[1].lower() == ".csv":
-        csv_columns(data)
-    else:
-        load_corpus_bytes(data, filename)
-    return store.save_upload(owner, filename, data)
-
-
-@functools.lru_cache(maxsize=32)
-def _columns_cached(path: str, version: tuple[int, int]) -> tuple[str, ...]:
-    del version
-    with open(path, "rb") as fh:
-        return tuple(csv_columns(fh.read()))
-
-
-def upload_columns(path: str) -> list[str]:
-    """The header of a stored CSV upload (cached per file version)."""
-    return list(_columns_cached(path, _file_version(path)))
 
 
 _warm_lock = threading.Lock()

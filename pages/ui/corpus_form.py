@@ -2,22 +2,40 @@
 
 An upload is checked before it is stored (a bad file, or one past the visitor's disk quota or a
 full disk, is explained right under the uploader and nothing is kept), stored privately for this
-browser's owner key, and offered by file name; a CSV gets pickers for its text and user columns.
-The selected file can be deleted, with the runs trained on it if asked
-(:func:`pages.ui.data_controls.upload_delete`). The file's content is never shown or logged.
+browser's owner key, and offered by file name. A refused file also clears the selection ("Choose a
+file"), so Launch is never enabled on an older upload the visitor did not mean. The size limit is
+said in words next to the uploader (Streamlit itself refuses larger files in the browser, before
+the server sees them, and says so only on hover).
+
+A CSV gets pickers for its text and user columns, pre-set from its first rows
+(:func:`dpcore.views.uploads.upload_sample`), and a preview of those rows with the chosen columns
+marked: the only place an upload's content is shown, to the browser that uploaded it. It is never
+logged. Under the file, a few sentences say how its "users" were formed and what that means for
+the privacy unit (:func:`dpcore.views.uploads.upload_notes`). The selected file can be deleted,
+with the runs trained on it if asked (:func:`pages.ui.data_controls.upload_delete`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from dpcore.errors import DPCoreError
 from dpcore.runs.store import DiskFull, QuotaExceeded, RunStore
-from dpcore.views.preview import accept_upload, upload_columns
+from dpcore.views.uploads import (
+    accept_upload,
+    preview_header,
+    upload_columns,
+    upload_limit,
+    upload_notes,
+    upload_sample,
+)
 from pages.ui.data_controls import show_upload_flash, upload_delete
 from pages.ui.run_form import NO_USER_COLUMN, PERSIST
+
+_CLEARED = "_nr_upload_cleared"  # a refused file emptied the selection: do not pick the newest upload again
 
 
 def corpus_widgets(store: RunStore, owner: str) -> dict[str, Any]:
@@ -36,8 +54,9 @@ def corpus_widgets(store: RunStore, owner: str) -> dict[str, Any]:
     st.file_uploader(
         "Upload a UTF-8 .txt (one record per line) or .csv (a text column, optionally a user column)",
         type=["txt", "csv"], key="nr_file",
-        help="Stored privately for this browser only; other visitors never see it. At most 20 MB.",
+        help=f"Stored privately for this browser only; other visitors never see it. At most {upload_limit()}.",
     )
+    st.caption(f"At most {upload_limit()} per file. Stored for this browser only.")
     _take_upload(store, owner)
     uploads = store.list_uploads(owner)
     if not uploads:
@@ -45,32 +64,78 @@ def corpus_widgets(store: RunStore, owner: str) -> dict[str, Any]:
         slots["corpus"] = st.empty()
         return slots
     by_id = {u.id: u for u in uploads}
-    if s.get("nr_upload") not in by_id:
+    if s.get("nr_upload") not in by_id and not (s.get("nr_upload") is None and s.get(_CLEARED)):
         s["nr_upload"] = uploads[0].id
-    st.selectbox("Uploaded file", list(by_id), key="nr_upload", persist_state=PERSIST,
+    st.selectbox("Uploaded file", list(by_id), key="nr_upload", persist_state=PERSIST, index=None,
+                 placeholder="Choose a file",
                  format_func=lambda i: f"{by_id[i].filename} ({by_id[i].size / 1024:,.0f} KB)")
-    chosen = by_id[s["nr_upload"]]
+    chosen = by_id.get(s["nr_upload"])
+    if chosen is None:  # a refused file cleared the selection: nothing is launchable until one is chosen
+        slots["corpus"] = st.empty()
+        return slots
+    s.pop(_CLEARED, None)  # a file is chosen again: later visits may default to the newest upload
     upload_delete(store, owner, chosen)
+    text_col = user_col = None
     if chosen.filename.lower().endswith(".csv"):
-        try:
-            columns = upload_columns(chosen.path)
-        except DPCoreError as err:
-            st.error(f"This file cannot be used: {err}.")
-            columns = []
-        if columns:
-            if s.get("nr_text_col") not in columns:
-                lowered = [c.lower() for c in columns]
-                s["nr_text_col"] = columns[lowered.index("text")] if "text" in lowered else columns[0]
-            users = [NO_USER_COLUMN] + [c for c in columns if c != s["nr_text_col"]]
-            if s.get("nr_user_col") not in users:
-                s["nr_user_col"] = NO_USER_COLUMN
-            cols = st.columns(2)
-            cols[0].selectbox("Text column", columns, key="nr_text_col", persist_state=PERSIST)
-            cols[1].selectbox("User column", users, key="nr_user_col", persist_state=PERSIST,
-                              help="Rows of one user stay together on one side of the train/validation split. "
-                                   "Without it, blocks of consecutive rows are grouped instead.")
+        text_col, user_col = _column_widgets(chosen.path)
+        if text_col is None:
+            slots["corpus"] = st.empty()
+            return slots
+    notes = upload_notes(chosen.path, text_col, user_col)
+    if notes:
+        st.caption(" ".join(notes))
     slots["corpus"] = st.empty()
     return slots
+
+
+def _column_widgets(path: str) -> tuple[str | None, str | None]:
+    """Text and user column pickers (pre-set from the file's first rows) and a preview of those rows."""
+    s = st.session_state
+    try:
+        columns = upload_columns(path)
+        sample = upload_sample(path)
+    except DPCoreError as err:
+        st.error(f"This file cannot be used: {err}.")
+        return None, None
+    if not columns:
+        return None, None
+    if s.get("nr_text_col") not in columns:  # a new file (or a link's stale column): take the suggestion
+        s["nr_text_col"] = sample.text_column if sample.text_column in columns else columns[0]
+        if s.get("nr_user_col") not in columns:  # keep a user column a link named; else suggest one
+            s["nr_user_col"] = sample.user_column if sample.user_column in columns else NO_USER_COLUMN
+    users = [NO_USER_COLUMN] + [c for c in columns if c != s["nr_text_col"]]
+    if s.get("nr_user_col") not in users:
+        s["nr_user_col"] = NO_USER_COLUMN
+    cols = st.columns(2)
+    cols[0].selectbox("Text column", columns, key="nr_text_col", persist_state=PERSIST,
+                      help="The column to train on. Suggested from the first rows: the one with the longest, "
+                           "mostly non-numeric values.")
+    cols[1].selectbox("User column", users, key="nr_user_col", persist_state=PERSIST,
+                      help="Rows of one user stay together on one side of the train/validation split. "
+                           "Without it, blocks of consecutive rows are grouped instead. Suggested from the first "
+                           "rows: short values that repeat, like a user id or an author's name.")
+    text_col = s["nr_text_col"]
+    user_col = None if s["nr_user_col"] == NO_USER_COLUMN else s["nr_user_col"]
+    _preview_table(columns, sample.preview_rows, text_col, user_col)
+    return text_col, user_col
+
+
+def _preview_table(columns: list[str], rows: list[list[str]], text_col: str, user_col: str | None) -> None:
+    """The file's first rows with the text and user columns marked (shown to the file's owner only)."""
+    if not rows:
+        return
+    names = preview_header(columns)
+    frame = pd.DataFrame(rows, columns=names)
+    marked = {names[columns.index(text_col)]: ("text", "#DCEBF7")}
+    if user_col is not None:
+        marked[names[columns.index(user_col)]] = ("user", "#FCEBD9")
+    styled = frame.style
+    for name, (_, colour) in marked.items():
+        styled = styled.set_properties(subset=[name], **{"background-color": colour})
+    config = {name: st.column_config.TextColumn(f"{name} ← {role}", help=f"The {role} column")
+              for name, (role, _) in marked.items()}
+    st.caption(f"The first {len(rows)} rows of your file (only you can see them), with the columns used marked:")
+    st.dataframe(styled, column_config=config, hide_index=True)
 
 
 def _take_upload(store: RunStore, owner: str) -> None:
@@ -87,16 +152,23 @@ def _take_upload(store: RunStore, owner: str) -> None:
     try:
         upload = accept_upload(store, owner, file.name, file.getvalue())
     except (QuotaExceeded, DiskFull) as err:  # the file is fine; the server has no room for it
-        message = f"This file could not be stored: {err}."
-        done[file.file_id] = "error:" + message
-        st.error(message, icon=":material/error:")
+        _refused(store, owner, file.file_id, f"This file could not be stored: {err}.")
         return
     except DPCoreError as err:
-        message = f"This file cannot be used: {err}."
-        done[file.file_id] = "error:" + message
-        st.error(message, icon=":material/error:")
+        _refused(store, owner, file.file_id, f"This file cannot be used: {err}.")
         return
     done[file.file_id] = upload.id
     s["nr_upload"] = upload.id
+    s.pop(_CLEARED, None)
     s["nr_text_col"], s["nr_user_col"] = None, NO_USER_COLUMN
     st.success(f"Stored {upload.filename} for this browser only.", icon=":material/check_circle:")
+
+
+def _refused(store: RunStore, owner: str, file_id: str, message: str) -> None:
+    """Explain a refused file, and drop the selection: the visitor meant this file, not an older one."""
+    s = st.session_state
+    s["_nr_taken_files"][file_id] = "error:" + message
+    s["nr_upload"], s[_CLEARED] = None, True
+    if store.list_uploads(owner):
+        message += " No file is selected now: choose one of your earlier files below, or upload another."
+    st.error(message, icon=":material/error:")

@@ -205,3 +205,66 @@ def test_uploads_keep_at_most_max_records_and_say_how_many_were_left_out(monkeyp
     rows = "text,user\n" + "\n".join(f"row {i} with enough text to count for training,u{i % 40}" for i in range(1000))
     corpus = upload.load_corpus_bytes(rows.encode(), "notes.csv", text_column="text", user_column="user")
     assert len(corpus.records) == 300 and corpus.metadata["records_left_out"] == 700
+
+
+# ------------------------------------------------------------------------------ suggested columns
+def _mixed_csv(rows: int = 300, header: tuple[str, ...] = ("id", "note", "speaker", "rating")) -> bytes:
+    """An id first (numbers), the text in the second column, users (12, repeated) third, a 1-5 rating last."""
+    body = [[str(10_000 + i), f"message {i}: the {SECRET_WORD} swam past the harbour wall again today",
+             f"person-{i % 12:02d}", str(i % 5 + 1)] for i in range(rows)]
+    return _csv([list(header), *body])
+
+
+def test_suggest_columns_finds_the_text_and_the_users_by_content() -> None:
+    text_col, user_col, preview = upload_mod.suggest_columns(_mixed_csv())
+    assert (text_col, user_col) == ("note", "speaker"), "not the first column (ids), not the rating"
+    assert len(preview) == upload_mod.PREVIEW_ROWS and preview[0][0] == "10000" and len(preview[0]) == 4
+
+
+def test_suggest_columns_needs_repetition_for_a_user_column() -> None:
+    # unique per row (an id), a two-value label, one value for every row: none of them is users
+    rows = [["text", "row_id", "label", "lang"]] + [[f"words and more words {i}", f"r{i}", str(i % 2), "en"]
+                                                    for i in range(200)]
+    assert upload_mod.suggest_columns(_csv(rows))[:2] == ("text", None)
+    # a column named like users may have few of them in the first rows (a file sorted by user)
+    rows = [["author", "body"]] + [[f"a{i // 100}", f"message number {i} with some words"] for i in range(300)]
+    assert upload_mod.suggest_columns(_csv(rows))[:2] == ("body", "author")
+    # an unnamed column needs many distinct values before it is taken for users
+    rows = [["body", "k"]] + [[f"message number {i} with some words", f"k{i % 4}"] for i in range(300)]
+    assert upload_mod.suggest_columns(_csv(rows))[:2] == ("body", None)
+    rows = [["body", "k"]] + [[f"message number {i} with some words", f"k{i % 40}"] for i in range(300)]
+    assert upload_mod.suggest_columns(_csv(rows))[:2] == ("body", "k")
+
+
+def test_suggest_columns_reads_only_the_first_bytes() -> None:
+    head = _mixed_csv(2000)
+    assert len(head) > upload_mod.SAMPLE_BYTES
+    # past the sample: bytes that are not UTF-8 and a broken quote; a whole-file read would fail on them
+    data = head + b'\n\xff\xfe"unterminated,' + b"x" * 1000
+    text_col, user_col, preview = upload_mod.suggest_columns(data)
+    assert (text_col, user_col) == ("note", "speaker") and len(preview) == upload_mod.PREVIEW_ROWS
+    with pytest.raises(CorpusError, match="upload limit"):
+        upload_mod.suggest_columns(b"a,b\n" + b"x" * upload_mod.MAX_UPLOAD_BYTES)
+
+
+def test_suggest_columns_preview_cells_are_cut_and_padded() -> None:
+    long = "word " * 200
+    rows = [["text", "user"], [long, "u1"], ["short but long enough text here"]]
+    _, _, preview = upload_mod.suggest_columns(_csv(rows))
+    assert len(preview[0][0]) == upload_mod.PREVIEW_CELL_CHARS and preview[0][0].endswith("…")
+    assert preview[1] == ["short but long enough text here", ""]
+
+
+def test_metadata_says_how_users_were_formed() -> None:
+    meta = load_corpus_bytes(_txt(300), "notes.txt").metadata
+    assert meta["user_grouping"] == "blocks of consecutive lines"
+    assert (meta["block_records"], meta["num_users"], meta["records_left_out"]) == (20, 15, 0)
+    assert meta["max_records"] == upload_mod.MAX_RECORDS
+    short = load_corpus_bytes("\n".join(_lines(30, 100)).encode(), "short.txt").metadata
+    assert (short["block_records"], short["num_users"]) == (3, 10)
+    by_rows = load_corpus_bytes(_mixed_csv(), "m.csv", text_column="note").metadata
+    assert (by_rows["user_grouping"], by_rows["block_records"], by_rows["num_users"]) == (
+        "blocks of consecutive rows", 20, 15)
+    by_user = load_corpus_bytes(_mixed_csv(), "m.csv", text_column="note", user_column="speaker").metadata
+    assert by_user["user_grouping"] == "user column" and by_user["num_users"] == 12
+    assert "block_records" not in by_user
