@@ -1,13 +1,14 @@
 """Run monitor: live curves, progress, clipping, samples and cancel for one run (``?run=<id>``).
 
 While the run is active a fragment re-reads the store every second (one consistent snapshot of
-the new steps) and redraws only itself; when the run ends it reruns the page once, which stops
-the polling. Nothing is trained here: the worker process writes, this page reads.
+the new steps) and redraws only itself: everything that changes while the run trains is drawn
+inside it, from that one snapshot; when the run ends it reruns the page once, which stops the
+polling. Nothing is trained here: the worker process writes, this page reads.
 """
 
 import streamlit as st
 
-from dpcore.runs.store import Run
+from dpcore.runs.store import Run, RunSnapshot
 from dpcore.views import charts
 from dpcore.views.disclosure import (
     UNCOVERED_LABEL,
@@ -75,92 +76,117 @@ def _predicted(r: Run) -> list[tuple[int, float]] | None:
                            float(info["delta"]), str(cfg.get("accountant")), int(info["total_steps"]))
 
 
-@st.fragment(run_every=POLL_S if active_at_start else None)
-def live() -> None:
-    executor.poll()  # reap a dead worker, start a queued run: the store must match reality
-    cache = st.session_state.setdefault("_mon_cache", {}).setdefault(
-        run_id, {"last": -1, "metrics": [], "sample_id": 0, "samples": []})
+def _read(cache: dict) -> RunSnapshot:
+    """The store's state now: ONE snapshot (run, new metrics, evals), added to this tab's cache.
+
+    Samples are read just before it (the store keeps them outside the snapshot), so they are never
+    newer than the steps drawn with them.
+    """
+    fresh = store.samples(run_id, since_id=cache["sample_id"])
     snap = store.snapshot(run_id, since_step=cache["last"])
     if snap.metric_count < len(cache["metrics"]):  # the store was rebuilt under us: start again
         cache.update(last=-1, metrics=[], sample_id=0, samples=[])
+        fresh = store.samples(run_id)
         snap = store.snapshot(run_id)
     if snap.metrics:
         cache["metrics"].extend(snap.metrics)
         cache["last"] = snap.metrics[-1]["step"]
-    fresh = store.samples(run_id, since_id=cache["sample_id"])
     if fresh:
         cache["samples"].extend(fresh)
         cache["sample_id"] = fresh[-1]["id"]
-    r, metrics, evals = snap.run, visible_metrics(cache["metrics"], show_uncovered), snap.evals
-    evals = evals if show_uncovered else []
+    return snap
+
+
+@st.fragment(run_every=session.live_interval(POLL_S) if active_at_start else None)
+def live() -> None:
+    """Everything that changes while the run trains, from one snapshot, computed first, then drawn.
+
+    The layout is the same on every poll (the same elements in the same order), and nothing is
+    drawn until every number and figure is ready: Streamlit greys out the previous poll's elements
+    until they are redrawn, so drawing them all in one quick burst keeps the page from greying out,
+    and no element can show a value from a different read than its neighbours (the ε metric and
+    the ε sentence, say).
+    """
+    session.live_interval(POLL_S)  # counts this session as watching (pages loaded later poll slower)
+    executor.poll()  # reap a dead worker, start a queued run: the store must match reality
+    cache = st.session_state.setdefault("_mon_cache", {}).setdefault(
+        run_id, {"last": -1, "metrics": [], "sample_id": 0, "samples": []})
+    snap = _read(cache)
+    r = snap.run
+    if r.is_terminal and active_at_start:
+        st.rerun()  # once: redraw the whole page without polling and with the results below
+
+    # ---- compute (no drawing yet)
+    metrics = visible_metrics(cache["metrics"], show_uncovered)
+    evals = snap.evals if show_uncovered else []
     queue = store.queue_position(run_id) if r.status == "queued" else None
     prog = progress(r, metrics, queue)
-    st.progress(prog.fraction, text=f"{status_text(r)} · {prog.text}")
-
     last = metrics[-1] if metrics else {}
-    cols = st.columns(4)
-    cols[0].metric("Step", f"{r.last_step or 0:,}" + (f" / {r.total_steps:,}" if r.total_steps else ""))
-    loss = next((m["train_loss"] for m in reversed(metrics) if m.get("train_loss") is not None), None)
     not_shared = "not shared"
+    loss = next((m["train_loss"] for m in reversed(metrics) if m.get("train_loss") is not None), None)
+    ppl = evals[-1]["val_perplexity"] if evals else None
+    eps = run_epsilon(r, last.get("epsilon"))
+    eps = round(eps, 3) if eps is not None else None  # as the metric shows it: the sentence says the same number
+    step_text = f"{r.last_step or 0:,}" + (f" / {r.total_steps:,}" if r.total_steps else "")
+    eps_text = f"{eps:.3f}" if eps is not None else "none" if not dp else "—"
+    eps_words = (epsilon_sentence(eps, seq_len=cfg.get("seq_len"), tokenizer=cfg.get("tokenizer", "char"))
+                 if eps is not None else "ε is counted from the first training step.")
+    total = r.total_steps
+    figures: dict[str, object] = {}
+    if show_uncovered:
+        baseline = baseline_perplexity(session.my_runs(), cfg) if cfg.get("mechanism") != "none" else None
+        figures["mon_loss"] = charts.loss_figure(metrics, total_steps=total)
+        figures["mon_ppl"] = charts.perplexity_figure(evals, total_steps=total, baseline=baseline)
+    if dp:
+        target = cfg.get("epsilon") if cfg.get("noise_multiplier") is None else None
+        figures["mon_eps"] = charts.epsilon_figure(metrics, predicted=_predicted(r), target=target, total_steps=total)
+        figures["mon_clip"] = charts.clipping_figure(metrics, clip=cfg.get("clip"), total_steps=total)
+    samples = cache["samples"] if show_samples else []
+    if not show_samples:
+        samples_note, shown = ("Samples of a model without a privacy guarantee, trained on someone's own text, are "
+                               "shown to its owner only: they can quote that text."), []
+    elif not samples:
+        samples_note, shown = "The first samples appear at the first evaluation.", []
+    else:
+        latest = max(s["step"] for s in samples)
+        shown = [s for s in samples if s["step"] == latest]
+        samples_note = f"At step {latest}" + (" (final model)" if any(s["kind"] == "final" for s in shown) else "")
+
+    # ---- draw, in one burst, always the same elements in the same order
+    st.progress(prog.fraction, text=f"{status_text(r)} · {prog.text}")
+    cols = st.columns(4)
+    cols[0].metric("Step", step_text)
     cols[1].metric("Training loss", f"{loss:.3f}" if loss is not None else "—" if show_uncovered else not_shared,
                    help=f"Mean loss of the step's batch: {UNCOVERED_LABEL}.")
-    ppl = evals[-1]["val_perplexity"] if evals else None
     cols[2].metric("Validation perplexity", f"{ppl:.2f}" if ppl is not None else "—" if show_uncovered else not_shared,
                    help="exp(average loss per token) on held-out users: lower is better. Measured on their text "
                         f"without noise: {UNCOVERED_LABEL}.")
-    eps = run_epsilon(r, last.get("epsilon"))
-    cols[3].metric("ε spent", f"{eps:.3f}" if eps is not None else "none" if not dp else "—",
+    cols[3].metric("ε spent", eps_text,
                    help="Grows with every step; the run stops at its target." if dp else
                    "This run has no privacy guarantee, so no ε is shown.")
-
-    total = r.total_steps
-    if show_uncovered:
-        row = st.columns(2)
-        with row[0]:
-            st.plotly_chart(charts.loss_figure(metrics, total_steps=total), key="mon_loss",
-                            config=CHART_CONFIG)
-        with row[1]:
-            baseline = baseline_perplexity(session.my_runs(), cfg) if cfg.get("mechanism") != "none" else None
-            st.plotly_chart(charts.perplexity_figure(evals, total_steps=total, baseline=baseline), key="mon_ppl",
-                            config=CHART_CONFIG)
     if dp:
-        row = st.columns(2)
-        with row[0]:
-            target = cfg.get("epsilon") if cfg.get("noise_multiplier") is None else None
-            st.plotly_chart(charts.epsilon_figure(metrics, predicted=_predicted(r), target=target, total_steps=total),
-                            key="mon_eps", config=CHART_CONFIG)
-        with row[1]:
-            st.plotly_chart(charts.clipping_figure(metrics, clip=cfg.get("clip"), total_steps=total),
-                            key="mon_clip", config=CHART_CONFIG)
-        if eps is not None:
-            st.caption(epsilon_sentence(eps, seq_len=cfg.get("seq_len"), tokenizer=cfg.get("tokenizer", "char")))
-
+        st.caption(eps_words)  # right under the metric it explains, from the same number
+    for keys in (("mon_loss", "mon_ppl"), ("mon_eps", "mon_clip")):
+        if keys[0] in figures:
+            row = st.columns(2)
+            for col, key in zip(row, keys):
+                with col:
+                    st.plotly_chart(figures[key], key=key, config=CHART_CONFIG)
     st.markdown("**Samples as they arrive** (generated from the model at each evaluation)")
-    samples = cache["samples"] if show_samples else []
-    if not show_samples:
-        st.caption("Samples of a model without a privacy guarantee, trained on someone's own text, are shown to "
-                   "its owner only: they can quote that text.")
-    elif not samples:
-        st.caption("The first samples appear at the first evaluation.")
-    else:
-        latest = max(s["step"] for s in samples)
-        st.caption(f"At step {latest}" + (" (final model)" if any(s["kind"] == "final" for s in samples
-                                                                  if s["step"] == latest) else ""))
-        for s in (x for x in samples if x["step"] == latest):
-            st.code(s["text"] or "(empty)", language=None, wrap_lines=True)
-    if r.is_terminal and active_at_start:
-        st.rerun()  # once: redraw the page without polling and with the results below
+    st.caption(samples_note)
+    for s in shown:
+        st.code(s["text"] or "(empty)", language=None, wrap_lines=True)
+    if r.is_terminal:  # only on a full run (a polling fragment reran the page above)
+        _ended(r)
 
 
-live()
-
-run = store.get_run(run_id)
-if run.status == "failed":
-    st.error(f"The run failed: {visible_error(run, viewer=session.owner())}", icon=":material/error:")
-elif run.status == "cancelled":
-    error = visible_error(run, viewer=session.owner())
-    st.warning("The run was cancelled" + (f": {error}" if error else ".") + " Its curves so far are kept.")
-if run.is_terminal:
+def _ended(r: Run) -> None:
+    """What a run that has ended leaves: why it stopped, and where to go next."""
+    if r.status == "failed":
+        st.error(f"The run failed: {visible_error(r, viewer=session.owner())}", icon=":material/error:")
+    elif r.status == "cancelled":
+        error = visible_error(r, viewer=session.owner())
+        st.warning("The run was cancelled" + (f": {error}" if error else ".") + " Its curves so far are kept.")
     st.divider()
     links = st.columns(3)
     links[0].page_link(REPORT_PAGE, label="Privacy statement and report", icon=":material/description:",
@@ -168,3 +194,6 @@ if run.is_terminal:
     links[1].page_link(SAMPLES_PAGE, label="Generate samples", icon=":material/text_snippet:",
                        query_params={"runs": run_id})
     links[2].page_link(COMPARE_PAGE, label="Compare with other runs", icon=":material/compare_arrows:")
+
+
+live()  # the last thing on the page: nothing after it depends on the run's live state

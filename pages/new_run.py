@@ -84,10 +84,13 @@ with right:
         if pv.curve:
             st.markdown(f"**ε** — {pv.epsilon_sentence}")
         cols = st.columns(3)
-        cols[0].metric("Noise σ", f"{pv.noise_multiplier:.3g}" if pv.noise_multiplier else "—",
-                       help="The noise multiplier: noise standard deviation in units of the clipping norm C "
-                            "(λ, the Laplace scale, for Laplace). Calibrated so the run spends at most the target ε.")
-        cols[1].metric("Batch ≈", f"{pv.expected_batch_size:,}",
+        laplace = config.mechanism == "laplace"
+        cols[0].metric("Noise λ (Laplace scale)" if laplace else "Noise σ",
+                       f"{pv.noise_multiplier:.3g}" if pv.noise_multiplier else "—",
+                       help=("The Laplace scale λ, in units of the L1 clipping norm C" if laplace else
+                             "The noise multiplier σ: the noise's standard deviation in units of the clipping norm C")
+                            + ". Calibrated so the run spends at most the target ε.")
+        cols[1].metric("Expected batch", f"{pv.expected_batch_size:,}",
                        help=f"Expected batch size. Sampling rate q = {pv.sample_rate:.3g}: each sequence joins each "
                             "batch with this probability.")
         cols[2].metric("Steps", f"{pv.steps:,}", help=f"≈ {pv.epochs:.2g} epochs over {pv.num_train:,} sequences.")

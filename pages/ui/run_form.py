@@ -4,7 +4,9 @@ The form's state lives in ``st.session_state`` under ``nr_*`` keys (widgets pers
 session, so a visit to the monitor and back keeps the form). The URL is kept in step after every
 change (:func:`write_url`), so the address bar always reproduces the form; an address that differs
 from what the form last wrote (a shared link, a preset link, an edited URL) is loaded into the form
-(:func:`sync_from_url`), with one message per value that could not be used.
+(:func:`sync_from_url`), with one message per value that could not be used. An address that names
+no setting (the menu's bare /new_run, or the ``?run=<id>`` that Launch's ``st.switch_page`` leaves
+in the history, where Back from the monitor lands) keeps the form and gets its address back.
 
 Widgets are created without ``value=`` arguments: their state is set here before they are drawn,
 which is the only way Streamlit lets code (presets, links) change a widget.
@@ -20,13 +22,21 @@ from dpcore.config import TrainConfig, allowed_choices, form_range
 from dpcore.runs.store import RunStore, UploadNotFound
 from dpcore.views.meaning import mechanism_label
 from dpcore.views.presets import MODEL_SIZES, epsilon_choices, get_preset, model_size_name
-from dpcore.views.urlstate import config_to_params, params_to_config, upload_id_of, upload_ref
+from dpcore.views.urlstate import (
+    PRESET_PARAM,
+    RESERVED,
+    config_to_params,
+    params_to_config,
+    upload_id_of,
+    upload_ref,
+)
 
 DEFAULT_PRESET = "workshop-eps3"
 _QS_KEY = "_nr_written_qs"  # the query string this form last wrote
 _BASE_KEY = "_nr_base"  # the config the form started from (fields without a widget come from it)
 _PRESET_KEY = "_nr_preset"
 _MSGS_KEY = "_nr_url_messages"
+_OTHER_PAGES_PARAMS = RESERVED - {PRESET_PARAM}  # run, runs: addresses of the monitor, compare...
 NO_USER_COLUMN = "(no user column)"
 PERSIST = "session"
 
@@ -145,9 +155,9 @@ def sync_from_url(store: RunStore, owner: str) -> list[str]:
     have_form = "nr_source" in st.session_state
     if params == written and have_form:
         return st.session_state.get(_MSGS_KEY, [])
-    if not params and have_form:  # arrived through the menu: keep the form, write it back
-        return []
-    if not params:
+    if not _names_a_setting(params):
+        if have_form:  # arrived through the menu, or Back from the monitor: keep the form, write it back
+            return []
         params = {"preset": DEFAULT_PRESET}
     parsed = params_to_config(params)
     messages = list(parsed.messages)
@@ -164,6 +174,17 @@ def sync_from_url(store: RunStore, owner: str) -> list[str]:
     st.session_state[_MSGS_KEY] = messages
     st.session_state[_QS_KEY] = params
     return messages
+
+
+def _names_a_setting(params: dict[str, Any]) -> bool:
+    """Whether the query string says anything about the form (other pages' ``run``/``runs`` do not).
+
+    ``st.switch_page(MONITOR_PAGE, query_params={"run": ...})`` sets the monitor's query string while
+    the browser is still on /new_run, so the browser's history holds ``/new_run?run=<id>`` between the
+    launched form and the monitor: Back from the monitor lands there. That address describes no
+    form, so it must not reset the one the visitor launched (write_url then restores its address).
+    """
+    return any(key not in _OTHER_PAGES_PARAMS for key in params)
 
 
 def write_url(config: TrainConfig) -> None:

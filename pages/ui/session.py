@@ -28,6 +28,8 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import threading
+import time
 from typing import Any
 
 import streamlit as st
@@ -194,3 +196,34 @@ def my_runs(limit: int | None = None) -> list[Run]:
             extra.append(run)
     runs = sorted(own + extra, key=lambda r: r.created_at, reverse=True)
     return runs[:limit] if limit else runs
+
+
+# ------------------------------------------------------------------------------ live refresh
+#: Monitors watched at once before the refresh slows down: the server redraws every watcher's live
+#: view on its own (bench/load_ws.py: 30 watchers at one refresh a second fill a core).
+WATCHERS_PER_SECOND = 10
+_WATCH_WINDOW_S = 10.0
+
+
+@st.cache_resource(show_spinner=False)
+def _watchers() -> tuple[dict[str, float], threading.Lock]:
+    return {}, threading.Lock()
+
+
+def live_interval(base_s: float = 1.0, *, now: float | None = None) -> float:
+    """Seconds between live refreshes for this session: ``base_s``, longer when many people watch.
+
+    Every session that asks counts as a watcher for a few seconds; the interval grows with the number
+    of watchers (one more second per :data:`WATCHERS_PER_SECOND`), so a room of 30 shares the server's
+    core instead of queueing behind each other, and a lone watcher keeps the one-second refresh.
+    """
+    now = time.monotonic() if now is None else now
+    seen, lock = _watchers()
+    key = str(st.session_state.setdefault("_watcher_id", secrets.token_hex(8)))
+    with lock:
+        seen[key] = now
+        for other, at in list(seen.items()):
+            if now - at > _WATCH_WINDOW_S:
+                del seen[other]
+        watchers = len(seen)
+    return base_s * max(1.0, watchers / WATCHERS_PER_SECOND)

@@ -162,3 +162,22 @@ def test_csv_upload_offers_its_columns(app_env):
     at.button(key="launch").click().run()
     (_, config), = executor_of(at).submitted
     assert config.text_column == "body" and config.user_column == "author" and config.corpus.endswith("posts.csv")
+
+
+def test_back_from_the_monitor_keeps_the_launched_form(app_env):
+    """st.switch_page leaves /new_run?run=<id> in the browser's history: Back lands there, and the form stays."""
+    at = app_env.app(page=PAGE, preset="workshop-eps3").run()
+    at.number_input(key="nr_steps").set_value(120).run()
+    launched = {k: at.query_params[k] for k in at.query_params}
+    assert launched == {"preset": "workshop-eps3", "max_steps": "120"}
+    at.button(key="launch").click().run()
+    run_id = at.query_params["run"]
+    at.switch_page(PAGE).run()  # Back: the new_run page with the monitor's query string
+    _no_crash(at)
+    assert {k: at.query_params[k] for k in at.query_params} == launched
+    assert at.number_input(key="nr_steps").value == 120 and at.radio(key="nr_source").value == "builtin"
+    assert not at.warning, texts(at.warning)
+    at.button(key="launch").click().run()
+    first, second = executor_of(at).submitted
+    assert second == first and first[1].max_steps == 120
+    assert at.query_params["run"] != run_id

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.apptest_support import SECRET_A, SECRET_B, TINY, app_env_for, texts, write_run
@@ -54,6 +56,62 @@ def test_monitor_shows_a_running_runs_progress_curves_and_samples(app_env):
     assert "hello there" in [c.value for c in at.code]
     assert at.button(key="mon_cancel")
     assert any(run.id in c for c in texts(at.caption)), "the share link is shown"
+
+
+def _epsilon_shown(at) -> tuple[str, str]:
+    """The ε metric's text and the number in the "With ε = …" sentence."""
+    metric = {m.label: m.value for m in at.metric}["ε spent"]
+    sentence = [c for c in texts(at.caption) if c.startswith("With ε = ")]
+    assert len(sentence) == 1, texts(at.caption)
+    return metric, re.match(r"With ε = ([0-9.]+),", sentence[0]).group(1)
+
+
+def _layout(at) -> list[str]:
+    """The kinds of the elements the page draws, in order (the samples' code blocks left out)."""
+    kinds: list[str] = []
+
+    def walk(node) -> None:
+        for child in getattr(node, "children", {}).values():
+            kind = type(child).__name__
+            if kind != "Code":
+                kinds.append(kind if kind != "UnknownElement" else child.type)
+            walk(child)
+
+    walk(at.main)
+    return kinds
+
+
+def test_monitor_says_the_same_epsilon_in_the_sentence_and_the_metric(app_env):
+    owner = app_env.owner()
+    run = write_run(app_env.store, owner, status="running", steps=4, epsilon=5.851)
+    at = app_env.app(page=MONITOR, run=run.id).run()
+    _no_crash(at)
+    metric, said = _epsilon_shown(at)
+    assert metric == "5.851" and said == f"{float(metric):.3g}" == "5.85"
+    app_env.store.add_metrics(run.id, [{"step": 5, "train_loss": 0.7, "epsilon": 6.2049, "batch_size": 30,
+                                        "frac_clipped": 0.5, "median_grad_norm": 1.2, "step_time_s": 0.1,
+                                        "elapsed_s": 0.5}])
+    at.run()  # the next poll reads the new step: both move together
+    metric, said = _epsilon_shown(at)
+    assert metric == "6.205" and said == f"{float(metric):.3g}" == "6.21"
+    assert {m.label: m.value for m in at.metric}["Step"] == "5 / 10"
+
+
+def test_monitor_draws_the_same_elements_before_and_during_training(app_env):
+    """The live part keeps its layout from poll to poll: Streamlit greys out what a poll does not redraw."""
+    run = write_run(app_env.store, app_env.owner(), status="running", steps=0)
+    at = app_env.app(page=MONITOR, run=run.id).run()
+    _no_crash(at)
+    assert {m.label: m.value for m in at.metric}["ε spent"] == "—"
+    before = _layout(at)
+    app_env.store.add_metrics(run.id, [{"step": 1, "train_loss": 4.0, "epsilon": 0.5, "batch_size": 30,
+                                        "frac_clipped": 0.5, "median_grad_norm": 1.2, "step_time_s": 0.1,
+                                        "elapsed_s": 0.1}])
+    app_env.store.add_eval(run.id, {"step": 1, "val_loss": 2.5, "val_perplexity": 12.0})
+    at.run()
+    _no_crash(at)
+    assert {m.label: m.value for m in at.metric}["ε spent"] == "0.500"
+    assert _layout(at) == before
 
 
 def test_monitor_cancel_by_the_owner(app_env):
@@ -216,3 +274,27 @@ def test_samples_of_a_non_private_upload_model_are_for_its_owner_only(app_env):
     owner = app_env.app(SECRET_A, page=SAMPLES, runs=run.id).run()
     _no_crash(owner)
     assert owner.code
+
+
+def test_the_live_refresh_slows_down_when_a_room_watches():
+    from streamlit.testing.v1 import AppTest
+
+    def script():
+        import streamlit as st
+
+        from pages.ui import session
+
+        session._watchers.clear()
+        first = session.live_interval(1.0, now=100.0)
+        seen, _lock = session._watchers()
+        for i in range(29):  # 29 other sessions watched in the last few seconds
+            seen[f"other-{i}"] = 99.0
+        crowded = session.live_interval(1.0, now=100.0)
+        for key in list(seen):
+            seen[key] = 0.0  # long gone
+        alone = session.live_interval(1.0, now=100.0)
+        st.write(f"{first} {crowded} {alone}")
+
+    at = AppTest.from_function(script).run()
+    assert not at.exception
+    assert at.markdown[0].value == "1.0 3.0 1.0"

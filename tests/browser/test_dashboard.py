@@ -36,6 +36,42 @@ def _wait_points(page, trace: str, more_than: int) -> None:
                            timeout=RUN_TIMEOUT_MS)
 
 
+#: The "ε spent" metric and the number in the "With ε = …" sentence, read in one go (one DOM state).
+EPSILON_SHOWN_JS = """() => {
+    const metric = Array.from(document.querySelectorAll('[data-testid=stMetric]'))
+        .find(m => m.querySelector('[data-testid=stMetricLabel]')?.innerText.trim() === 'ε spent');
+    const sentence = Array.from(document.querySelectorAll('[data-testid=stCaptionContainer]'))
+        .map(c => c.innerText).find(t => t.startsWith('With ε = '));
+    return [metric ? metric.querySelector('[data-testid=stMetricValue]').innerText.trim() : null,
+            sentence ? sentence.match(/^With ε = ([0-9.]+)/)[1] : null];
+}"""
+
+
+def _epsilon_disagreement(page) -> str | None:
+    metric, said = page.evaluate(EPSILON_SHOWN_JS)
+    if metric is None or said is None:
+        return f"the ε metric ({metric!r}) or the ε sentence ({said!r}) is missing"
+    if said != f"{float(metric):.3g}":  # the sentence says the metric's number to 3 significant digits
+        return f"the sentence says ε = {said} while the metric says {metric}"
+    return None
+
+
+def _check_epsilon_agrees(page, reads: int = 25, every_ms: int = 160) -> None:
+    """While the run trains, the ε sentence and the ε metric say the same number, poll after poll.
+
+    A read that lands between two of a poll's messages may see them apart for a moment, so a
+    disagreement counts when it is still there a moment later (the lag it pins lasted seconds).
+    """
+    seen = set()
+    for _ in range(reads):
+        if (problem := _epsilon_disagreement(page)) is not None:
+            page.wait_for_timeout(100)
+            assert _epsilon_disagreement(page) is None, problem
+        seen.add(page.evaluate(EPSILON_SHOWN_JS)[0])
+        page.wait_for_timeout(every_ms)
+    assert len(seen) > 1, f"ε did not move while the run trained: {seen}"
+
+
 def _no_exception(page) -> None:
     expect(page.get_by_test_id("stException")).to_have_count(0)
     expect(page.get_by_text("Page not found")).to_have_count(0)
@@ -69,13 +105,15 @@ def test_newcomer_starts_a_preset_watches_it_learn_and_finds_it_on_compare(conte
     _wait_points(page, "training loss", loss + 2)
     _wait_points(page, "ε spent", eps + 2)
     expect(page.get_by_text(re.compile(r"Step \d+ of 300 · about"))).to_be_visible()
+    _check_epsilon_agrees(page)  # one snapshot, one fragment: the sentence never lags the metric
     _no_exception(page)
 
     page.get_by_role("link", name="Compare").first.click()
     wait_for_app(page)
     expect(page.get_by_test_id("stDataFrame")).to_be_visible()
-    expect(page.get_by_test_id("stMultiSelect").get_by_text(re.compile(f"ε=3 Gaussian · {run_id[:6]}"))).to_be_visible()
-    assert max(_points(page, f"ε=3 Gaussian · {run_id[:6]}"), 0) > 0  # its ε curve on the overlay
+    label = f"ε=3 Gaussian · built-in · {run_id[:6]}"  # run_label: mechanism · corpus · id
+    expect(page.get_by_test_id("stMultiSelect").get_by_text(re.compile(re.escape(label)))).to_be_visible()
+    assert max(_points(page, label), 0) > 0  # its ε curve on the overlay
     _no_exception(page)
 
     page.goto(f"{app_url}/monitor?run={run_id}")  # a reload keeps the visitor: they may still cancel
@@ -142,3 +180,45 @@ def test_the_first_visit_to_a_fresh_server_by_a_deep_link_goes_through_the_route
         expect(nav.get_by_text(title, exact=True)).to_be_visible()
     expect(page.get_by_text("Runs train in background processes")).to_be_visible()  # app.py's sidebar
     expect(page).to_have_url(re.compile(r"/new_run\?preset=workshop-eps3$"))
+
+
+def test_back_after_launch_brings_back_the_form_as_launched(context, app_url, app_data_dir):
+    """Launch, land on the monitor, press Back: the same form, the same address, the same next launch."""
+    from dpcore.runs.store import RunStore
+
+    page = open_page(context, f"{app_url}/new_run?preset=workshop-eps3")
+    steps = page.get_by_role("spinbutton", name="Steps")
+    steps.fill("120")
+    steps.press("Enter")
+    wait_for_app(page)
+    launched = re.compile(r"/new_run\?preset=workshop-eps3&max_steps=120$")
+    expect(page).to_have_url(launched)
+    page.get_by_role("button", name="Launch run").click()
+    page.wait_for_url(re.compile(r"/monitor\?run=[0-9a-f]+$"))
+    wait_for_app(page)
+    first = page.url.rsplit("=", 1)[1]
+    store = RunStore(app_data_dir)
+    try:
+        assert store.get_run(first).config["max_steps"] == 120
+        store.request_cancel(first)  # only the form matters here: free the CPU
+
+        page.go_back()
+        wait_for_app(page)
+        expect(page).to_have_url(launched)
+        expect(page.get_by_role("heading", name="New run")).to_be_visible()
+        expect(steps).to_have_value("120")
+        expect(page.get_by_role("radio", name="Built-in corpus (synthetic chat messages)")).to_be_checked()
+        expect(page.get_by_role("switch", name="No privacy (baseline)")).not_to_be_checked()
+        expect(page.get_by_test_id("stMetric").filter(has_text="Steps").get_by_test_id("stMetricValue")
+               ).to_have_text("120")  # what Launch would start
+        expect(page.get_by_role("alert")).to_have_count(0)  # no "not a setting" warning about ?run=
+        _no_exception(page)
+
+        page.get_by_role("button", name="Launch run").click()  # launching again uses the same form
+        page.wait_for_url(re.compile(r"/monitor\?run=[0-9a-f]+$"))
+        second = page.url.rsplit("=", 1)[1]
+        assert second != first
+        store.request_cancel(second)
+        assert store.get_run(second).config == store.get_run(first).config
+    finally:
+        store.close()
