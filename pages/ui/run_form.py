@@ -18,7 +18,7 @@ from typing import Any
 
 import streamlit as st
 
-from dpcore.config import TrainConfig, allowed_choices, form_range
+from dpcore.config import DEFAULT_DELTA_RULE, TrainConfig, allowed_choices, form_range
 from dpcore.runs.store import RunStore, UploadNotFound
 from dpcore.views.meaning import mechanism_label
 from dpcore.views.presets import MODEL_SIZES, epsilon_choices, get_preset, model_size_name
@@ -241,8 +241,8 @@ def privacy_widgets() -> dict[str, Any]:
     if naive:
         return slots
     st.toggle("Choose δ myself", key="nr_delta_custom", persist_state=PERSIST, on_change=_on_delta_custom_change,
-              help="δ is the small chance that the promise fails. The default, min(10⁻⁵, 1/N^1.1), is well below "
-                   "1/N, as it must be.")
+              help=f"δ is the small chance that the promise fails. The default, {DEFAULT_DELTA_RULE}, is at most a "
+                   "tenth of 1/N, far below it as it must be.")
     if s["nr_delta_custom"]:
         st.text_input("δ", key="nr_delta", persist_state=PERSIST, placeholder="1e-6")
     slots["delta"] = st.empty()
