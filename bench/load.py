@@ -38,7 +38,6 @@ import dataclasses
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -52,10 +51,7 @@ if str(ROOT) not in sys.path:
 from tests.browser.conftest import (  # noqa: E402  (after the path fix)
     CHROMIUM,
     CHROMIUM_ARGS,
-    START_TIMEOUT_S,
-    _free_port,
-    _healthy,
-    _stop_workers,
+    serve_app,
 )
 
 PRESET = "workshop-eps3"
@@ -210,37 +206,9 @@ class Sampler(threading.Thread):
 
 
 # ---------------------------------------------------------------------------------------- server
-@contextlib.contextmanager
 def serve(data_dir: Path, max_concurrent: int):
-    """``streamlit run app.py`` as tests/browser/conftest.py's ``serve_app`` does; yields (url, process)."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "DPCORE_DATA_DIR": str(data_dir), "DPCORE_MAX_CONCURRENT": str(max_concurrent),
-           "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none", "--global.developmentMode", "false"]
-    log = tempfile.TemporaryFile()  # not a PIPE: a full pipe would block the server
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not _healthy(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                raise RuntimeError(f"streamlit did not come up on {url}:\n"
-                                   f"{log.read().decode(errors='replace')[-3000:]}")
-            time.sleep(0.3)
-        yield url, proc
-    finally:
-        with contextlib.suppress(Exception):
-            _stop_workers(data_dir)
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
+    """The app on a free loopback port (tests/browser/conftest.py's ``serve_app``); yields (url, process)."""
+    return serve_app(data_dir, {"DPCORE_MAX_CONCURRENT": str(max_concurrent)})
 
 
 # ---------------------------------------------------------------------------------------- sessions
@@ -391,37 +359,7 @@ def report(args, res: Results, warmup: dict, samples: list[dict], server_hwm_kb:
                               "max_ms": max(lat) if lat else None, "errors": errs,
                               "driver_p95_ms": _pct(res.driver_ms[name], 0.95)}
     if len(win) >= 2:
-        span = win[-1]["t"] - win[0]["t"]
-        srv = (win[-1]["server_cpu"] - win[0]["server_cpu"]) / span
-        peak = 0.0
-        for a in win:  # busiest ~2 s window
-            b = next((s for s in win if s["t"] >= a["t"] + 2.0), None)
-            if b is not None:
-                peak = max(peak, (b["server_cpu"] - a["server_cpu"]) / (b["t"] - a["t"]))
-        wrk = sum(max(0.0, b["worker_cpu"] - a["worker_cpu"]) for a, b in zip(win, win[1:])) / span
-        mach = (win[-1]["machine_busy"] - win[0]["machine_busy"]) / span
-        rss_peak = max(s["server_rss_kb"] for s in win) / 1024
-        cli = (win[-1]["client_cpu"] - win[0]["client_cpu"]) / span
-        rest = max(0.0, mach - srv - wrk - cli)
-        print(f"\nserver (streamlit): peak RSS {rss_peak:.0f} MB during the load (VmHWM "
-              f"{(server_hwm_kb or 0) / 1024:.0f} MB), CPU {srv:.2f} cores on average, {peak:.2f} at the busiest 2 s")
-        print(f"machine: {mach:.2f} of {os.cpu_count()} cores busy on average: server {srv:.2f}, "
-              f"2 workers {wrk:.2f}, Chromium + Playwright + this driver {cli:.2f}, other processes {rest:.2f} "
-              f"(load average before: {warmup.get('loadavg', '?')})")
-        out.update(server_rss_peak_mb=rss_peak, server_hwm_mb=(server_hwm_kb or 0) / 1024, server_cpu_cores=srv,
-                   server_cpu_peak_cores=peak, worker_cpu_cores=wrk, machine_cpu_cores=mach, client_cpu_cores=cli,
-                   other_cpu_cores=rest)
-        first, last = win[0]["runs"], win[-1]["runs"]
-        out["runs"] = {}
-        for k, rid in enumerate(run_ids):
-            st0, s0, tot = first.get(rid, ("?", None, None))
-            st1, s1, tot1 = last.get(rid, ("?", None, None))
-            tot = tot1 or tot
-            steps = (s1 or 0) - (s0 or 0)
-            print(f"run {k + 1} ({rid}): step {s0 or 0} → {s1 or 0} of {tot} during the load "
-                  f"({steps / span:.2f} steps/s), {st0} → {st1}")
-            out["runs"][rid] = {"step_start": s0, "step_end": s1, "total": tot, "status_start": st0,
-                                "status_end": st1, "steps_per_s": steps / span}
+        out.update(report_resources(win, run_ids, server_hwm_kb, warmup, "Chromium + Playwright + this driver"))
     if res.dwell_s:
         print(f"monitor while watching: {res.dwell_finishes / res.dwell_s:.2f} live refreshes/s per session "
               f"(the fragment asks for 1/s), {res.dwell_points} new loss points seen in {res.dwell_s:.0f} session-s")
@@ -429,6 +367,46 @@ def report(args, res: Results, warmup: dict, samples: list[dict], server_hwm_kb:
     p95 = [out["pages"][p]["driver_p95_ms"] for p in PAGES]
     print("driver-side p95 (goto → the driver saw ready, polling 100 ms): "
           + ", ".join(f"{p} {v / 1000:.2f} s" for p, v in zip(PAGES, p95) if v == v))
+    return out
+
+
+def report_resources(win: list[dict], run_ids: list[str], server_hwm_kb: int | None, warmup: dict,
+                     clients: str) -> dict:
+    """Print and return the server's, workers' and clients' CPU and memory over the load, and the runs' progress.
+
+    ``win``: the sampler's readings during the load (at least two); ``clients`` names what drove the load.
+    """
+    span = win[-1]["t"] - win[0]["t"]
+    srv = (win[-1]["server_cpu"] - win[0]["server_cpu"]) / span
+    peak = 0.0
+    for a in win:  # busiest ~2 s window
+        b = next((s for s in win if s["t"] >= a["t"] + 2.0), None)
+        if b is not None:
+            peak = max(peak, (b["server_cpu"] - a["server_cpu"]) / (b["t"] - a["t"]))
+    wrk = sum(max(0.0, b["worker_cpu"] - a["worker_cpu"]) for a, b in zip(win, win[1:])) / span
+    mach = (win[-1]["machine_busy"] - win[0]["machine_busy"]) / span
+    rss_peak = max(s["server_rss_kb"] for s in win) / 1024
+    cli = (win[-1]["client_cpu"] - win[0]["client_cpu"]) / span
+    rest = max(0.0, mach - srv - wrk - cli)
+    print(f"\nserver (streamlit): peak RSS {rss_peak:.0f} MB during the load (VmHWM "
+          f"{(server_hwm_kb or 0) / 1024:.0f} MB), CPU {srv:.2f} cores on average, {peak:.2f} at the busiest 2 s")
+    print(f"machine: {mach:.2f} of {os.cpu_count()} cores busy on average: server {srv:.2f}, "
+          f"2 workers {wrk:.2f}, {clients} {cli:.2f}, other processes {rest:.2f} "
+          f"(load average before: {warmup.get('loadavg', '?')})")
+    out = dict(server_rss_peak_mb=rss_peak, server_hwm_mb=(server_hwm_kb or 0) / 1024, server_cpu_cores=srv,
+               server_cpu_peak_cores=peak, worker_cpu_cores=wrk, machine_cpu_cores=mach, client_cpu_cores=cli,
+               other_cpu_cores=rest)
+    first, last = win[0]["runs"], win[-1]["runs"]
+    out["runs"] = {}
+    for k, rid in enumerate(run_ids):
+        st0, s0, tot = first.get(rid, ("?", None, None))
+        st1, s1, tot1 = last.get(rid, ("?", None, None))
+        tot = tot1 or tot
+        steps = (s1 or 0) - (s0 or 0)
+        print(f"run {k + 1} ({rid}): step {s0 or 0} → {s1 or 0} of {tot} during the load "
+              f"({steps / span:.2f} steps/s), {st0} → {st1}")
+        out["runs"][rid] = {"step_start": s0, "step_end": s1, "total": tot, "status_start": st0,
+                            "status_end": st1, "steps_per_s": steps / span}
     return out
 
 

@@ -75,6 +75,7 @@ from bench.load import (  # noqa: E402  (after the path fix)
     _pct,
     _status_kb,
     _window,
+    report_resources,
     serve,
 )
 
@@ -408,37 +409,7 @@ def report(args, sessions: int, res: Results, warmup: dict, samples: list[dict],
               f"p95 {_s(_pct(res.connect_ms, 0.95))}; received {res.messages_in} ForwardMsgs, "
               f"{res.bytes_in / 1e6:.1f} MB")
     if len(win) >= 2:
-        span = win[-1]["t"] - win[0]["t"]
-        srv = (win[-1]["server_cpu"] - win[0]["server_cpu"]) / span
-        peak = 0.0
-        for a in win:  # busiest ~2 s window
-            b = next((s for s in win if s["t"] >= a["t"] + 2.0), None)
-            if b is not None:
-                peak = max(peak, (b["server_cpu"] - a["server_cpu"]) / (b["t"] - a["t"]))
-        wrk = sum(max(0.0, b["worker_cpu"] - a["worker_cpu"]) for a, b in zip(win, win[1:])) / span
-        mach = (win[-1]["machine_busy"] - win[0]["machine_busy"]) / span
-        rss_peak = max(s["server_rss_kb"] for s in win) / 1024
-        cli = (win[-1]["client_cpu"] - win[0]["client_cpu"]) / span
-        rest = max(0.0, mach - srv - wrk - cli)
-        print(f"\nserver (streamlit): peak RSS {rss_peak:.0f} MB during the load (VmHWM "
-              f"{(server_hwm_kb or 0) / 1024:.0f} MB), CPU {srv:.2f} cores on average, {peak:.2f} at the busiest 2 s")
-        print(f"machine: {mach:.2f} of {os.cpu_count()} cores busy on average: server {srv:.2f}, "
-              f"2 workers {wrk:.2f}, these websocket clients {cli:.2f}, other processes {rest:.2f} "
-              f"(load average before: {warmup.get('loadavg', '?')})")
-        out.update(server_rss_peak_mb=rss_peak, server_hwm_mb=(server_hwm_kb or 0) / 1024, server_cpu_cores=srv,
-                   server_cpu_peak_cores=peak, worker_cpu_cores=wrk, machine_cpu_cores=mach, client_cpu_cores=cli,
-                   other_cpu_cores=rest)
-        first, last = win[0]["runs"], win[-1]["runs"]
-        out["runs"] = {}
-        for k, rid in enumerate(run_ids):
-            st0, s0, tot = first.get(rid, ("?", None, None))
-            st1, s1, tot1 = last.get(rid, ("?", None, None))
-            tot = tot1 or tot
-            steps = (s1 or 0) - (s0 or 0)
-            print(f"run {k + 1} ({rid}): step {s0 or 0} → {s1 or 0} of {tot} during the load "
-                  f"({steps / span:.2f} steps/s), {st0} → {st1}")
-            out["runs"][rid] = {"step_start": s0, "step_end": s1, "total": tot, "status_start": st0,
-                                "status_end": st1, "steps_per_s": steps / span}
+        out.update(report_resources(win, run_ids, server_hwm_kb, warmup, "these websocket clients"))
     return out
 
 

@@ -75,11 +75,14 @@ def app_data_dir() -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def serve_app(data_dir: Path) -> Iterator[str]:
-    """``streamlit run app.py`` on a free port with its own data folder; yields its URL once healthy."""
+def serve_app(data_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``streamlit run app.py`` on a free port with its own data folder; yields (URL, process) once healthy.
+
+    Shared by the browser fixtures and the load benchmarks (bench/load.py, bench/load_ws.py).
+    """
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "DPCORE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "DPCORE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
            "--server.fileWatcherType", "none", "--global.developmentMode", "false"]
@@ -90,16 +93,19 @@ def serve_app(data_dir: Path) -> Iterator[str]:
         while not _healthy(url):
             if proc.poll() is not None or time.monotonic() > deadline:
                 log.seek(0)
-                pytest.fail(f"streamlit did not come up on {url}:\n{log.read().decode(errors='replace')[-3000:]}")
+                raise RuntimeError(f"streamlit did not come up on {url}:\n"
+                                   f"{log.read().decode(errors='replace')[-3000:]}")
             time.sleep(0.3)
-        yield url
+        yield url, proc
     finally:
-        _stop_workers(data_dir)
+        with contextlib.suppress(Exception):
+            _stop_workers(data_dir)
         proc.terminate()
         try:
             proc.wait(20)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait(5)
         log.close()
 
 
@@ -107,7 +113,7 @@ def serve_app(data_dir: Path) -> Iterator[str]:
 def app_url(app_data_dir: Path) -> Iterator[str]:
     if not Path(CHROMIUM).exists():
         pytest.skip(SKIP_REASON)
-    with serve_app(app_data_dir) as url:
+    with serve_app(app_data_dir) as (url, _proc):
         yield url
 
 
@@ -116,7 +122,7 @@ def fresh_app_url(tmp_path: Path) -> Iterator[str]:
     """A server of its own that no session has visited yet (for first-visit behaviour)."""
     if not Path(CHROMIUM).exists():
         pytest.skip(SKIP_REASON)
-    with serve_app(tmp_path / "data") as url:
+    with serve_app(tmp_path / "data") as (url, _proc):
         yield url
 
 

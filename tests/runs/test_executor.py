@@ -39,16 +39,6 @@ LONG = config("step_s=0.05", steps=10_000)  # runs until killed or cancelled
 
 
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("DPCORE_HEARTBEAT_S", "0.5")
-    store = RunStore(tmp_path / "data")
-    yield store
-    for run in store.list_runs(status="running"):  # never leave a worker behind
-        if process_alive(run.pid, run.pid_ident):
-            os.killpg(run.pid, signal.SIGKILL)
-
-
-@pytest.fixture
 def make_executor(store: RunStore) -> Callable[..., LocalExecutor]:
     def make(max_concurrent: int = 2, **kw) -> LocalExecutor:
         return LocalExecutor(store, max_concurrent, gpus=[], train_fn=FAKE, **kw)

@@ -9,7 +9,6 @@ import stat
 import subprocess
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -20,16 +19,6 @@ from dpcore.runs.limits import ServerLimits
 from dpcore.runs.store import QuotaExceeded, RunNotFound, RunStore
 from dpcore.runs.worker import StoreCallbacks
 from tests.runs.test_executor import FAKE, LONG, config, until, wait_done
-
-
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("DPCORE_HEARTBEAT_S", "0.5")
-    store = RunStore(tmp_path / "data")
-    yield store
-    for run in store.list_runs(status="running"):  # never leave a worker behind
-        if process_alive(run.pid, run.pid_ident):
-            os.killpg(run.pid, signal.SIGKILL)
 
 
 @pytest.fixture
