@@ -21,6 +21,18 @@ the private decoders draw from a fresh generator seeded from the OS's CSPRNG for
 seed is never stored, logged or shown; a user's ``seed`` applies to ``plain`` sampling (and to the
 ``naive-logits`` counterexample, which claims nothing) only.
 
+What a decoder may emit: never PAD or UNK, and from a byte vocabulary only bytes that continue valid
+UTF-8 (:class:`TokenFilter`), so no shown text ever holds a replacement character (U+FFFD). The set
+of allowed ids depends only on the tokens already drawn, never on the model: each private choice
+is still the same mechanism over a smaller range chosen from earlier outputs (adaptive composition),
+so ε per token stays a valid bound (for ``mix`` the uniform floor spreads over the allowed ids, and
+ln(1 + λV/(1−λ)) with the full V bounds its ε).
+
+Operating points (:data:`OPERATING_POINTS`): private prediction spends ε on every token, so a model
+that is readable *and* private per text does not exist at this scale; the Samples page offers two
+named points that show the trade-off at its measured price (``bench/decoding_points.py``): one
+readable, one private.
+
 Statements, never a minimum: each guarantee is reported as a labelled (ε, δ, neighbour relation)
 pair — the training guarantee for adding or removing one training sequence, the decoder's against
 any change to the model, basic and advanced composition at their own δ — shown side by side.
@@ -38,10 +50,14 @@ from typing import Protocol
 
 import torch
 
+from dpcore import model as gru
 from dpcore.data.tokenizer import EOS_ID, Tokenizer
 from dpcore.errors import DPCoreError
 from dpcore.model import GRULanguageModel, continuation_text
 from dpcore.privacy.noise import laplace_noise
+from dpcore.tokenfilter import REPLACEMENT_CHAR, TokenFilter
+
+#: What a decoder of invalid UTF-8 (or an UNK token) shows; never part of a generated text here.
 
 
 class _LedgerEntry(Protocol):
@@ -101,27 +117,56 @@ class DecoderSpec:
             return math.log1p(self.mix * vocab_size / (1.0 - self.mix))
         return None
 
-    def distribution(self, logits: torch.Tensor) -> torch.Tensor | None:
-        """The exact next-token distribution where it has a closed form (not for noisy-max)."""
+    def distribution(self, logits: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The exact next-token distribution where it has a closed form (not for noisy-max).
+
+        ``allowed`` (bool [V], from :class:`TokenFilter`) restricts the range: other ids get
+        probability 0, and ``mix`` spreads its uniform floor over the allowed ids only.
+        """
         if self.name == "exponential":
-            return torch.softmax(logits.clamp(-self.logit_bound, self.logit_bound) / self.temperature, dim=-1)
+            return _softmax(logits.clamp(-self.logit_bound, self.logit_bound) / self.temperature, allowed)
         if self.name == "mix":
-            v = logits.shape[-1]
-            return self.mix * torch.softmax(logits / self.temperature, dim=-1) + (1.0 - self.mix) / v
+            floor = torch.full_like(logits, 1.0 / logits.shape[-1]) if allowed is None else \
+                allowed.to(logits.dtype) / allowed.sum()
+            return self.mix * _softmax(logits / self.temperature, allowed) + (1.0 - self.mix) * floor
         if self.name == "plain":
-            return torch.softmax(logits / self.temperature, dim=-1)
+            return _softmax(logits / self.temperature, allowed)
         return None
 
-    def pick(self, logits: torch.Tensor, generator: torch.Generator) -> int:
-        """One token id from a logit vector [V]."""
+    def pick(self, logits: torch.Tensor, generator: torch.Generator, allowed: torch.Tensor | None = None) -> int:
+        """One token id from a logit vector [V] (among the ``allowed`` ids when given)."""
         if self.name in ("noisy-max", "naive-logits"):
             values = logits.clamp(-self.logit_bound, self.logit_bound) if self.name == "noisy-max" else logits
             noisy = values + laplace_noise(values.shape, self.noise_scale, generator, values.device)
+            if allowed is not None:
+                noisy = noisy.masked_fill(~allowed, float("-inf"))
             return int(torch.argmax(noisy).item())
-        probs = self.distribution(logits)
+        probs = self.distribution(logits, allowed)
         return int(torch.multinomial(probs, 1, generator=generator).item())
 
 
+def _softmax(values: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
+    if allowed is not None:
+        values = values.masked_fill(~allowed, float("-inf"))
+    return torch.softmax(values, dim=-1)
+
+
+def mix_weight_for(epsilon_per_token: float, vocab_size: int) -> float:
+    """The largest λ whose ``mix`` decoder spends at most ``epsilon_per_token`` over ``vocab_size`` ids.
+
+    Inverts ε = ln(1 + λV/(1−λ)): λ = (e^ε − 1)/(e^ε − 1 + V), then steps down to the next float
+    until rounding cannot take the ε it reports above the one asked for.
+    """
+    if not (math.isfinite(epsilon_per_token) and epsilon_per_token > 0) or vocab_size < 1:
+        raise DPCoreError(f"ε per token must be a positive number, got {epsilon_per_token!r}")
+    grow = math.expm1(epsilon_per_token)
+    lam = grow / (grow + vocab_size)
+    while lam > 0 and DecoderSpec("mix", mix=lam).epsilon_per_token(vocab_size) > epsilon_per_token:
+        lam = math.nextafter(lam, 0.0)
+    return lam
+
+
+# ------------------------------------------------------------------------ what may come next
 def basic_composition(eps: float, n: int) -> float:
     return eps * n
 
@@ -212,6 +257,38 @@ def decoder_generator(spec: DecoderSpec, seed: int | None) -> torch.Generator:
     return gen
 
 
+def visible_text(tokenizer: Tokenizer, prompt: str, ids: Sequence[int]) -> str:
+    """``prompt`` and its continuation ``ids`` as shown: the continuation never holds U+FFFD.
+
+    :class:`TokenFilter` already keeps UNK and invalid UTF-8 out of a decoder's choices; this drops
+    any replacement character that decoding would still make (a vocabulary that holds U+FFFD as a
+    token, a byte sequence built some other way). The prompt is the visitor's own text, kept as typed.
+    """
+    full = continuation_text(tokenizer, prompt, list(ids))
+    return prompt + full[len(prompt):].replace(REPLACEMENT_CHAR, "")
+
+
+@torch.no_grad()
+def _draw(model: GRULanguageModel, tokenizer: Tokenizer, primed: tuple[torch.Tensor, torch.Tensor],
+          spec: DecoderSpec, generator: torch.Generator, max_tokens: int) -> tuple[list[int], int]:
+    """(token ids, private choices made) of one continuation: at most ``max_tokens`` choices, the
+    end-of-record pick included, each among the ids :class:`TokenFilter` allows."""
+    device = next(model.parameters()).device
+    logits, h = primed
+    allowed = TokenFilter(tokenizer)
+    ids: list[int] = []
+    picks = 0
+    for _ in range(max_tokens):
+        nxt = spec.pick(logits[0, -1].float().cpu(), generator, allowed.allowed())
+        picks += 1
+        if nxt == EOS_ID:
+            break
+        ids.append(nxt)
+        allowed.push(nxt)
+        logits, h = model(torch.tensor([[nxt]], dtype=torch.long, device=device), h)
+    return ids, picks
+
+
 @torch.no_grad()
 def decode(model: GRULanguageModel, tokenizer: Tokenizer, prompt: str, spec: DecoderSpec, *, max_tokens: int,
            seed: int | None = 0, delta_prime: float = 1e-6) -> DecodedText:
@@ -219,29 +296,90 @@ def decode(model: GRULanguageModel, tokenizer: Tokenizer, prompt: str, spec: Dec
 
     ``seed`` drives ``plain`` and ``naive-logits`` only (same seed, same text). A private decoder
     ignores it and draws secret randomness (:func:`decoder_generator`): two texts always differ in
-    their draws, whatever ``seed`` says. At most ``max_tokens`` private choices are made.
+    their draws, whatever ``seed`` says. At most ``max_tokens`` private choices are made, each among
+    the ids :class:`TokenFilter` allows, so the text never shows U+FFFD.
     """
     spec.validate()
     model.eval()
     gen = decoder_generator(spec, seed)
-    device = next(model.parameters()).device
-    ids = torch.tensor([[EOS_ID] + tokenizer.encode(prompt)], dtype=torch.long, device=device)
-    logits, h = model(ids)
+    primed = gru.prime(model, [EOS_ID] + tokenizer.encode(prompt))
+    ids, picks = _draw(model, tokenizer, primed, spec, gen, max_tokens)
     eps = spec.epsilon_per_token(tokenizer.vocab_size)
-    out = DecodedText(text=prompt, epsilon_per_token=eps, delta_prime=delta_prime)
-    generated: list[int] = []
-    for n in range(1, max_tokens + 1):
-        nxt = spec.pick(logits[0, -1].float().cpu(), gen)
-        if eps is not None:
-            out.epsilon_basic.append(basic_composition(eps, n))
-            out.epsilon_advanced.append(advanced_composition(eps, n, delta_prime))
-        if nxt == EOS_ID:
-            break
-        generated.append(nxt)
-        out.tokens.append(tokenizer.decode([nxt]))
-        logits, h = model(torch.tensor([[nxt]], dtype=torch.long, device=device), h)
-    out.text = continuation_text(tokenizer, prompt, generated)
+    out = DecodedText(text=visible_text(tokenizer, prompt, ids), epsilon_per_token=eps, delta_prime=delta_prime,
+                      tokens=[tokenizer.decode([i]).replace(REPLACEMENT_CHAR, "") for i in ids])
+    if eps is not None:
+        out.epsilon_basic = [basic_composition(eps, n) for n in range(1, picks + 1)]
+        out.epsilon_advanced = [advanced_composition(eps, n, delta_prime) for n in range(1, picks + 1)]
     return out
+
+
+def sample_texts(model: GRULanguageModel, tokenizer: Tokenizer, prompt: str, *, n: int, max_tokens: int,
+                 temperature: float = 0.8, seed: int = 0) -> list[str]:
+    """``n`` plain continuations of ``prompt`` from one seeded generator (same seed, same texts).
+
+    Plain sampling claims no ε of its own: it is post-processing of the model. The prompt runs
+    through the model once for all ``n``; each text starts a new record, ends at the record end or
+    after ``max_tokens`` tokens, and (as every decoder here) never shows U+FFFD.
+    """
+    spec = DecoderSpec("plain", temperature=temperature).validate()
+    gen = torch.Generator()
+    gen.manual_seed(int(seed))
+    was_training = model.training
+    model.eval()
+    try:
+        primed = gru.prime(model, [EOS_ID] + tokenizer.encode(prompt))
+        return [visible_text(tokenizer, prompt, _draw(model, tokenizer, primed, spec, gen, max_tokens)[0])
+                for _ in range(n)]
+    finally:
+        model.train(was_training)
+
+
+# ------------------------------------------------------------------------ operating points
+@dataclass(frozen=True)
+class OperatingPoint:
+    """A named private-decoding setting: the ``mix`` decoder at a fixed ε per token and length.
+
+    The ε per token is fixed, not λ: λ is derived per model from its vocabulary
+    (:func:`mix_weight_for`), so the promised ε per text is the same for every model.
+    """
+
+    name: str
+    epsilon_per_token: float
+    max_tokens: int
+    temperature: float  # of the model's distribution inside the mix (costs no ε)
+    shows: str  # what the point demonstrates, one sentence
+
+    @property
+    def epsilon_per_text(self) -> float:
+        """The most one text may spend (basic composition, δ = 0): every token choice at ε₀."""
+        return self.epsilon_per_token * self.max_tokens
+
+    def spec(self, vocab_size: int) -> DecoderSpec:
+        """The decoder for a model with ``vocab_size`` ids; its ε per token is at most the point's."""
+        return DecoderSpec("mix", temperature=self.temperature,
+                           mix=mix_weight_for(self.epsilon_per_token, vocab_size)).validate()
+
+
+#: Measured on the default model (``python -m dpcore train``: Gaussian DP-SGD, ε = 8, characters,
+#: val perplexity 4.6) with ``python bench/decoding_points.py`` (300 texts of ≤ 16 characters per
+#: row; share of written letters inside real words of ≥ 3 letters): plain sampling at temperature
+#: 0.5 gives 44%, ``mix`` at 0.5 gives 42% at ε = 10 per character, 36% at 8, 21% at 6, 5% at 4 and
+#: 2% (uniform characters) at 2 or below; the exponential decoder gives 5% at ε = 8 and 17% at 16.
+#: ε = 8 is where ``mix`` reads like plain sampling (e.g. "call me at (83) 555-4"); 16 characters
+#: is a short phrase.
+READABLE = OperatingPoint(
+    "readable", epsilon_per_token=8.0, max_tokens=16, temperature=0.5,
+    shows="legible text at a price: every token costs ε = 8, so one short text costs up to 128 — 16 times "
+          "the training ε = 8 of a default run, a promise in name only")
+#: The same length at ε ≤ 1 per text: a real guarantee, and the text is noise (uniform characters).
+PRIVATE = OperatingPoint(
+    "private", epsilon_per_token=1 / 16, max_tokens=16, temperature=0.5,
+    shows="a real guarantee, ε ≤ 1 for the whole text, and the price: the text is noise, since at ε = 1/16 "
+          "per token every token is close to a uniform draw")
+OPERATING_POINTS: dict[str, OperatingPoint] = {p.name: p for p in (READABLE, PRIVATE)}
+#: What the Samples page offers, in order: plain sampling (free from a DP model), the two points,
+#: then each private decoder with its own knobs, and the naive counterexample.
+DECODER_CHOICES = ("plain", *OPERATING_POINTS, *PRIVATE_DECODERS, "naive-logits")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from dpcore.data.tokenizer import EOS_ID, PAD_ID, UNK_ID, Tokenizer
+from dpcore.data.tokenizer import PAD_ID, UNK_ID, Tokenizer
 
 
 @dataclass(frozen=True)
@@ -159,20 +159,3 @@ def continuation_text(tokenizer: Tokenizer, prompt: str, ids: list[int]) -> str:
     """``prompt`` followed by the decoded ``ids`` (a space between them for word tokens)."""
     piece = tokenizer.decode(ids)
     return prompt + (" " + piece if tokenizer.kind == "word" and prompt and piece else piece)
-
-
-def sample_texts(model: GRULanguageModel, tokenizer: Tokenizer, prompt: str, *, n: int, max_tokens: int,
-                 temperature: float = 0.8, top_k: int | None = None, seed: int = 0) -> list[str]:
-    """``n`` continuations of ``prompt``, each starting a new record and ending at the record end.
-
-    Seeded, so the same model, prompt and seed give the same texts (side-by-side comparisons): plain
-    sampling claims no ε of its own, it is post-processing of the model.
-    """
-    gen = torch.Generator()
-    gen.manual_seed(seed)
-    prompt_ids = [EOS_ID] + tokenizer.encode(prompt)  # encoded and run through the model once for all n
-    primed = prime(model, prompt_ids)
-    return [continuation_text(tokenizer, prompt, generate(model, prompt_ids, max_tokens=max_tokens,
-                                                          temperature=temperature, top_k=top_k, stop_id=EOS_ID,
-                                                          generator=gen, primed=primed))
-            for _ in range(n)]

@@ -7,16 +7,27 @@ token, which protects even a non-private model; naive-logits noise protects noth
 
 Private decoding compounds: every private text is charged to the model's inference ledger (across
 all viewers) before it is shown, and refused past the budget its owner set. It runs only on a
-click, never on a rerun, and its randomness is secret: the seed drives plain sampling only.
+click, never on a rerun, and its randomness is secret: the seed drives plain sampling only. Two
+named operating points ("readable", "private": :data:`dpcore.decoding.OPERATING_POINTS`) come
+first in the decoder menu; each text shows the ε it spent, which is what its ledger keeps.
 """
 
 import streamlit as st
 
-from dpcore.decoding import DECODERS, DecoderSpec
+from dpcore.decoding import DECODER_CHOICES, OPERATING_POINTS, PRIVATE_DECODERS, DecoderSpec
 from dpcore.errors import DPCoreError
-from dpcore.runs.inference import MAX_PROMPT_CHARS, decode_text, generate_samples, ledger, unknown_prompt_chars
+from dpcore.runs.inference import (
+    MAX_PROMPT_CHARS,
+    decode_point,
+    decode_text,
+    epsilon_per_text,
+    generate_samples,
+    ledger,
+    point_spec,
+    unknown_prompt_chars,
+)
 from dpcore.runs.store import InferenceBudgetExceeded
-from dpcore.views import charts
+from dpcore.views import charts, samplesview
 from dpcore.views.disclosure import may_show_samples, may_show_uncovered
 from dpcore.views.meaning import guarantee_of, run_epsilon, run_label
 from pages.ui import session
@@ -52,30 +63,31 @@ seed = cols[1].number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, s
                                  "texts. Private decoders draw secret randomness that nobody can replay, or their "
                                  "ε would not hold.")
 count = cols[2].number_input("Samples", min_value=1, max_value=5, value=3, step=1, key="smp_n")
-tokens = cols[3].number_input("Length", min_value=10, max_value=300, value=80, step=10, key="smp_tokens",
-                              help="Maximum number of tokens per sample.")
-temperature = cols[4].number_input("Temperature", min_value=0.1, max_value=2.0, value=0.8, step=0.1,
-                                   key="smp_temp", help="Lower: safer, more repetitive text. Higher: wilder.")
+# An operating point fixes the length and the model temperature: its own (disabled) widgets show them.
+point = OPERATING_POINTS.get(st.session_state.get("smp_decoder", ""))
+if point is None:
+    tokens = cols[3].number_input("Length", min_value=10, max_value=300, value=80, step=10, key="smp_tokens",
+                                  help="Maximum number of tokens per sample.")
+    temperature = cols[4].number_input("Temperature", min_value=0.1, max_value=2.0, value=0.8, step=0.1,
+                                       key="smp_temp", help="Lower: safer, more repetitive text. Higher: wilder.")
+else:
+    fixed = f"Set by the {point.name} operating point."
+    tokens = cols[3].number_input("Length", value=point.max_tokens, disabled=True, key=f"smp_tokens_{point.name}",
+                                  help=fixed)
+    temperature = cols[4].number_input("Temperature", value=point.temperature, disabled=True,
+                                       key=f"smp_temp_{point.name}", help=fixed)
 
-DECODER_HELP = {
-    "plain": "Ordinary sampling: post-processing of the model, no ε of its own.",
-    "exponential": "Clip logits to [−B, B], sample from softmax(clipped / T): ε = 4B/T per token.",
-    "noisy-max": "Clip logits to [−B, B], add Laplace(b) noise, take the largest: ε = 4B/b per token.",
-    "mix": "Sample from λ·p + (1−λ)/V: every token keeps a floor; ε = ln(1 + λV/(1−λ)) per token.",
-    "naive-logits": "Laplace noise on unclipped logits: no privacy guarantee (a counterexample).",
-}
-#: Why private prediction is expensive, said once under the decoder controls.
-PER_TOKEN_WHY = ("Each generated token is its own private release, so a text of n tokens spends n times the "
-                 "per-token ε: readable text needs a large ε per token, while a DP-trained model covers any amount "
-                 "of text with its one training ε.")
-NAIVE_DECODER_WHY = ("The logits are unbounded, so no finite noise hides how much one training example "
-                     "moved them: the noise protects nothing.")
 dcols = st.columns([2, 1, 1, 1, 1, 1])
-decoder = dcols[0].selectbox("Decoder", DECODERS, key="smp_decoder", help="How each next token is chosen.",
-                             format_func=lambda d: d)
-dcols[0].caption(DECODER_HELP[decoder])
-if decoder in ("exponential", "noisy-max", "mix"):
-    st.caption(PER_TOKEN_WHY)
+decoder = dcols[0].selectbox("Decoder", DECODER_CHOICES, key="smp_decoder", help="How each next token is chosen.",
+                             format_func=lambda d: samplesview.choice_label(d, OPERATING_POINTS))
+point = OPERATING_POINTS.get(decoder)
+private = point is not None or decoder in PRIVATE_DECODERS
+if point is not None:
+    dcols[0].caption(samplesview.point_help(point))
+else:
+    dcols[0].caption(samplesview.DECODER_HELP[decoder])
+if private:
+    st.caption(samplesview.PER_TOKEN_WHY)
 bound = dcols[1].number_input("Logit bound B", min_value=0.1, max_value=50.0, value=4.0, step=0.5, key="smp_B",
                               disabled=decoder not in ("exponential", "noisy-max"))
 dec_temp = dcols[2].number_input("Decoder T", min_value=0.1, max_value=100.0, value=8.0, step=1.0, key="smp_T",
@@ -85,19 +97,22 @@ dec_temp = dcols[2].number_input("Decoder T", min_value=0.1, max_value=100.0, va
 scale = dcols[3].number_input("Laplace scale b", min_value=0.1, max_value=100.0, value=8.0, step=1.0, key="smp_b",
                               disabled=decoder not in ("noisy-max", "naive-logits"))
 mix = dcols[4].number_input("Mixing λ", min_value=0.0, max_value=0.99, value=0.5, step=0.05, key="smp_mix",
-                            disabled=decoder != "mix")
+                            disabled=decoder != "mix",
+                            help="An operating point sets λ per model from its vocabulary.")
 delta_prime = dcols[5].number_input("δ′", min_value=1e-12, max_value=0.1, value=1e-6, format="%.0e",
-                                    key="smp_dprime", disabled=decoder in ("plain", "naive-logits"),
+                                    key="smp_dprime", disabled=not private,
                                     help="The δ′ of advanced composition over the tokens of one text.")
-try:
-    spec = DecoderSpec(decoder, logit_bound=float(bound),
-                       temperature=float(dec_temp if decoder == "exponential" else temperature),
-                       noise_scale=float(scale), mix=float(mix)).validate()
-except DPCoreError as err:
-    st.error(str(err))
-    st.stop()
+spec = None  # an operating point's decoder depends on each model's vocabulary: made per run
+if point is None:
+    try:
+        spec = DecoderSpec(decoder, logit_bound=float(bound),
+                           temperature=float(dec_temp if decoder == "exponential" else temperature),
+                           noise_scale=float(scale), mix=float(mix)).validate()
+    except DPCoreError as err:
+        st.error(str(err))
+        st.stop()
 if decoder == "naive-logits":
-    st.error(f"**naive-logits: no privacy guarantee.** {NAIVE_DECODER_WHY}", icon=":material/warning:")
+    st.error(f"**naive-logits: no privacy guarantee.** {samplesview.NAIVE_DECODER_WHY}", icon=":material/warning:")
 
 if not chosen:
     st.info("Choose at least one run.")
@@ -105,14 +120,15 @@ if not chosen:
 
 viewer = session.owner()
 generate_private = False
-if spec.has_guarantee:
-    most = int(tokens) * int(count)
-    st.caption(f"Private decoding spends each model's inference budget (shared by everyone who decodes it): each "
-               f"text is charged up to {int(tokens)} tokens × ε per token before it is decoded, and only the tokens "
-               f"it draws are kept on the ledger. Up to {most} tokens per model for this click.")
+if private:
+    # A point promises the same ε per text on every model, and so do exponential and noisy-max (4B/T,
+    # 4B/b: no vocabulary in them); a custom mix's ε depends on each model's vocabulary.
+    same_for_all = point.epsilon_per_text if point is not None else (
+        None if decoder == "mix" else spec.epsilon_per_token(vocab_size=0) * int(tokens))
+    st.caption(samplesview.click_caption(same_for_all, int(tokens), int(count)))
     generate_private = st.button("Generate privately (spends ε)", key="smp_generate", type="primary")
 # The last private texts stay on screen (they were paid for) until a setting changes.
-signature = (tuple(chosen), prompt, spec, int(tokens), int(count), float(delta_prime))
+signature = (tuple(chosen), prompt, decoder, point or spec, int(tokens), int(count), float(delta_prime))
 kept = st.session_state.get("_smp_private")
 if generate_private:
     kept = st.session_state["_smp_private"] = {"signature": signature, "by_run": {}}
@@ -133,8 +149,8 @@ def show_decoded(out, guarantee, key: str) -> None:
         st.caption(f"ε per token: none (no privacy guarantee). {guarantee.explanation}.")
         return
     basic, advanced = out.statements()
-    st.caption(f"ε per token = {out.epsilon_per_token:.3g} · this text: (ε = {basic.epsilon:.3g}, δ = 0) by basic "
-               f"composition, (ε = {advanced.epsilon:.3g}, δ = {advanced.delta:g}) by advanced composition")
+    st.caption(samplesview.text_epsilon_caption(out.epsilon_per_token, out.picks, basic.epsilon, advanced.epsilon,
+                                                advanced.delta, ended=out.picks > len(out.tokens)))
     if out.epsilon_basic:
         st.plotly_chart(charts.decoding_epsilon_figure(out.epsilon_basic, out.epsilon_advanced,
                                                        delta_prime=out.delta_prime),
@@ -147,8 +163,12 @@ def private_texts(run) -> list:
     made: list = []
     for _ in range(int(count)):
         try:
-            made.append(("text", *decode_text(store, run, prompt, spec, viewer=viewer, max_tokens=int(tokens),
-                                              delta_prime=float(delta_prime))))
+            if point is not None:
+                made.append(("text", *decode_point(store, run, prompt, point, viewer=viewer,
+                                                   delta_prime=float(delta_prime))))
+            else:
+                made.append(("text", *decode_text(store, run, prompt, spec, viewer=viewer, max_tokens=int(tokens),
+                                                  delta_prime=float(delta_prime))))
         except InferenceBudgetExceeded as err:
             made.append(("refused", str(err)))
             break
@@ -205,7 +225,7 @@ for start in range(0, len(chosen), MAX_COLUMNS):
                     st.caption("The model ended the message right after the prompt every time (it predicted the end "
                                "of a record): try a prompt that reads like the start of a message, or a higher "
                                "temperature.")
-            elif not spec.has_guarantee:  # naive-logits: claims nothing, charges nothing, seeded
+            elif not private:  # naive-logits: claims nothing, charges nothing, seeded
                 for i in range(int(count)):
                     try:
                         show_decoded(*decode_text(store, run, prompt, spec, max_tokens=int(tokens),
@@ -214,6 +234,14 @@ for start in range(0, len(chosen), MAX_COLUMNS):
                     except DPCoreError as err:
                         st.error(str(err))
             else:
+                try:
+                    per_text = epsilon_per_text(store, run, point_spec(store, run, point) if point else spec,
+                                                int(tokens))
+                except DPCoreError as err:
+                    st.error(str(err))
+                    continue
+                if per_text is not None:
+                    st.caption(samplesview.per_text_caption(per_text))
                 if generate_private:
                     try:
                         private_results[run_id] = private_texts(run)

@@ -3,7 +3,9 @@
 Loading a checkpoint needs torch, so this lives in the runs room, not in the torch-free views.
 Plain sampling is post-processing of the model and takes a visible seed; a private decoder draws
 secret randomness and is charged to the model's inference ledger in the run store before it
-decodes (:meth:`dpcore.runs.store.RunStore.charge_inference`).
+decodes (:meth:`dpcore.runs.store.RunStore.charge_inference`). An operating point
+(:data:`dpcore.decoding.OPERATING_POINTS`) becomes a decoder per model (:func:`decode_point`). Every
+decoder here keeps U+FFFD out of the text (:class:`dpcore.decoding.TokenFilter`).
 """
 
 from __future__ import annotations
@@ -14,9 +16,16 @@ from typing import Any
 
 from dpcore.checkpoint import load_checkpoint
 from dpcore.data.tokenizer import UNK_ID
-from dpcore.decoding import LedgerSummary, decode, ledger_summary, text_guarantee
+from dpcore.decoding import (
+    DecoderSpec,
+    LedgerSummary,
+    OperatingPoint,
+    decode,
+    ledger_summary,
+    sample_texts,
+    text_guarantee,
+)
 from dpcore.errors import CheckpointError, DPCoreError
-from dpcore.model import sample_texts
 from dpcore.runs.store import Run, RunStore
 
 #: The longest prompt a visitor may send (characters): generation runs in the dashboard process.
@@ -99,6 +108,30 @@ def decode_text(store: RunStore, run: Run, prompt: str, spec: Any, *, viewer: st
     if run.guarantee != "dp":  # only a DP guarantee may be borrowed by the text
         result["epsilon"] = None
     return out, text_guarantee(out, spec, result)
+
+
+def point_spec(store: RunStore, run: Run, point: OperatingPoint) -> DecoderSpec:
+    """The decoder that ``point`` means for this run's model (λ from its vocabulary size)."""
+    return point.spec(load_run_checkpoint(store, run).tokenizer.vocab_size)
+
+
+def epsilon_per_text(store: RunStore, run: Run, spec: DecoderSpec, max_tokens: int) -> float | None:
+    """The most one text of ``max_tokens`` tokens from this run's model may spend with ``spec``
+    (what the ledger is charged before decoding); None when the decoder claims no ε of its own."""
+    eps0 = spec.epsilon_per_token(load_run_checkpoint(store, run).tokenizer.vocab_size)
+    return None if eps0 is None or not spec.has_guarantee else eps0 * int(max_tokens)
+
+
+def decode_point(store: RunStore, run: Run, prompt: str, point: OperatingPoint, *, viewer: str,
+                 delta_prime: float = 1e-6) -> tuple[Any, Any]:
+    """One text at an operating point: :func:`decode_text` with its decoder and its length.
+
+    The ledger is charged ``point.max_tokens`` × the decoder's ε per token (at most
+    ``point.epsilon_per_text``) before decoding, and settled to the tokens drawn: what the text shows
+    as its ε is exactly what stays on the ledger.
+    """
+    return decode_text(store, run, prompt, point_spec(store, run, point), viewer=viewer,
+                       max_tokens=point.max_tokens, delta_prime=delta_prime)
 
 
 def ledger(store: RunStore, run: Run, delta_prime: float = 1e-6) -> LedgerSummary:

@@ -58,7 +58,7 @@ def test_samples_with_a_private_decoder_charge_the_ledger_and_show_it(app_env):
     assert any("Post-processing: no extra ε; the training ε = 2.5" in c for c in texts(at.caption))
     assert any("Seeds plain sampling" in (n.help or "") for n in at.number_input if n.key == "smp_seed")
     at.number_input(key="smp_n").set_value(1).run()
-    at.number_input(key="smp_tokens").set_value(10).run()  # 10 tokens × ε 2 = the default budget of 20
+    at.number_input(key="smp_tokens").set_value(10).run()  # 10 tokens × ε 2 = 20, within the default budget
     at.text_input(key="smp_prompt").input("he").run()
     at.selectbox(key="smp_decoder").set_value("exponential").run()
     _no_crash(at)
@@ -67,7 +67,8 @@ def test_samples_with_a_private_decoder_charge_the_ledger_and_show_it(app_env):
     at.button(key="smp_generate").click().run()
     _no_crash(at)
     captions = texts(at.caption)
-    assert sum(c.startswith("ε per token = 2 ·") and "δ = 0" in c for c in captions) == 2  # 4B/T = 4·4/8
+    assert sum(c.startswith("**This text: ε = ") and "× ε 2 per token" in c for c in captions) == 2  # 4B/T = 4·4/8
+    assert sum(c.startswith("Each private text from this model: ε ≤ 20 ") for c in captions) == 2
     assert any("Exponential: ε per token" in c and "training: (ε = 2.5" in c for c in captions)
     assert _charts(at) == 2
     codes = [c.value for c in at.code]
@@ -77,7 +78,7 @@ def test_samples_with_a_private_decoder_charge_the_ledger_and_show_it(app_env):
         assert (entry.viewer, entry.decoder, entry.epsilon_per_token) == (owner, "exponential", 2.0)
         assert 1 <= entry.tokens <= 10 and entry.epsilon == 2.0 * entry.tokens
     assert sum("Private decoding of this model so far: 1 text" in c and "Basic composition: (ε =" in c
-               and "advanced composition" in c and "Budget ε = 20 (the default" in c for c in captions) == 2
+               and "advanced composition" in c and "Budget ε = 160 (the default" in c for c in captions) == 2
     at.run()  # a rerun shows the texts it paid for again and charges nothing
     assert [c.value for c in at.code] == codes
     assert all(len(app_env.store.ledger(r.id).entries) == 1 for r in runs)
@@ -86,7 +87,7 @@ def test_samples_with_a_private_decoder_charge_the_ledger_and_show_it(app_env):
 def test_samples_refuse_private_decoding_past_the_budget(app_env):
     owner = app_env.owner()
     run = write_run(app_env.store, owner, checkpoint=True)
-    app_env.store.charge_inference(run.id, "browser:someone-else", "mix", 1.0, 15)  # 15 of 20 spent
+    app_env.store.charge_inference(run.id, "browser:someone-else", "mix", 1.0, 155)  # 155 of 160 spent
     at = app_env.app(page=SAMPLES)
     at.session_state["smp_decoder"], at.session_state["smp_n"] = "exponential", 1
     at.session_state["smp_tokens"] = 10  # may spend 20 > 5 left
@@ -97,8 +98,8 @@ def test_samples_refuse_private_decoding_past_the_budget(app_env):
     assert any(e.startswith("Refused:") and "has 5 left" in e for e in texts(at.error))
     assert len(app_env.store.ledger(run.id).entries) == 1  # the refused text was not recorded
     # the owner raises the budget; then the same request goes through
-    at.number_input(key=f"smp_budget_{run.id}").set_value(40.0).run()
-    assert app_env.store.get_run(run.id).inference_budget == 40.0
+    at.number_input(key=f"smp_budget_{run.id}").set_value(200.0).run()
+    assert app_env.store.get_run(run.id).inference_budget == 200.0
     at.button(key="smp_generate").click().run()
     _no_crash(at)
     assert len(at.code) == 1 and len(app_env.store.ledger(run.id).entries) == 2

@@ -201,6 +201,7 @@ def test_ledger_charges_records_and_refuses_past_the_budget(store: RunStore) -> 
     empty = store.ledger(run_id)
     assert (empty.budget, empty.budget_is_default, empty.entries, empty.spent) == (
         store_mod.DEFAULT_INFERENCE_BUDGET, True, (), 0.0)
+    store.set_inference_budget(run_id, "alice", 20.0)
     state = store.charge_inference(run_id, "browser:bob", "exponential", 0.5, 20)
     assert state.charged is not None and state.charged.epsilon == 10.0 and state.spent == 10.0
     store.settle_inference(state.charged.id, 12)  # the text stopped after 12 tokens
