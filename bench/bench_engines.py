@@ -1,6 +1,9 @@
 """Seconds per step, tokens/s and peak memory of the training engines, as a markdown table.
 
     python bench/bench_engines.py [--device cpu|cuda] [--steps N] [--quick]
+    python bench/bench_engines.py --threads 1 --clock cpu --engines none,fast,fast-user --sizes 2,3
+
+(the second: the character model the app trains, including its default configuration)
 
 Each (engine, size) runs in its own subprocess, so that its peak RSS (VmHWM, else ``ru_maxrss``) is its own;
 every child imports the same libraries, so the ratios compare training work, not imports. All
@@ -31,7 +34,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-ENGINES = {"none": "non-private nn.GRU", "opacus": "Opacus DP-SGD (hooks)", "fast": "fast DP-SGD (ghost)"}
+ENGINES = {"none": "non-private nn.GRU", "opacus": "Opacus DP-SGD (hooks)", "fast": "fast DP-SGD (ghost)",
+           "fast-user": "fast DP-SGD, user-level (k = 2)"}
+#: Sequences per user in the user-level row: the same B sequences per step, as B/k users of k each.
+USER_CAP = 2
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,10 @@ SIZES = [
     Size("word h128 T35", vocab=2000, embed=64, hidden=128, seq=35, batch=64),
     Size("word h256 T64", vocab=2000, embed=64, hidden=256, seq=64, batch=64),
     Size("char h128 T64", vocab=80, embed=32, hidden=128, seq=64, batch=256),
+    # The app's default run (dpcore.config.TrainConfig): characters of the built-in corpus, 32-token
+    # windows, 128 users × user_cap 4 = 512 sequences per step ("fast-user"; "fast" is the same 512
+    # sequences as 512 example-level units).
+    Size("char default h128 T32 B512", vocab=80, embed=32, hidden=128, seq=32, batch=512),
 ]
 
 
@@ -65,18 +75,23 @@ def run_child(engine: str, size: Size, device: str, steps: int, warmup: int, thr
     if threads:
         torch.set_num_threads(threads)
     classes = {"none": nonprivate.NonPrivateEngine, "opacus": opacus_gaussian.OpacusGaussianEngine,
-               "fast": fast_gaussian.FastGaussianEngine}
+               "fast": fast_gaussian.FastGaussianEngine, "fast-user": fast_gaussian.FastGaussianEngine}
     dev = torch.device(device)
     gen = torch.Generator().manual_seed(0)
     n = 50 * size.batch
     train = torch.randint(1, size.vocab, (n, size.seq + 1), generator=gen)
+    user = engine == "fast-user"
+    units, unit_batch = (n // USER_CAP, size.batch // USER_CAP) if user else (n, size.batch)
     setup = EngineSetup(
         train=train, model_config=ModelConfig(size.vocab, size.embed, size.hidden), pad_id=0,
-        batch_size=size.batch, lr=1e-3, optimizer="adam", clip=1.0, noise_multiplier=1.0,
-        sample_rate=1 / math.ceil(n / size.batch), seed=0, device=dev,
+        batch_size=unit_batch, lr=1e-3, optimizer="adam", clip=1.0, noise_multiplier=1.0,
+        sample_rate=1 / math.ceil(units / unit_batch), seed=0, device=dev,
+        row_users=torch.arange(n) // USER_CAP if user else None, num_users=units if user else None,
+        user_cap=USER_CAP,
     )
     engine = classes[engine](setup)
     batch = train[: size.batch]
+    groups = torch.arange(size.batch) // USER_CAP if user else None  # B/k users of k sequences each
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     now = time.process_time if clock == "cpu" else time.perf_counter
     rss_setup = _current_rss_mib()
@@ -84,7 +99,7 @@ def run_child(engine: str, size: Size, device: str, steps: int, warmup: int, thr
     for i in range(warmup + steps):
         sync()
         start = now()
-        engine.step(batch)
+        engine.step(batch, groups)
         sync()
         if i >= warmup:
             times.append(now() - start)
@@ -166,7 +181,7 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--rounds", type=int, default=None,
                     help="children per (engine, size), interleaved; steps pooled (default 2; quick 1)")
     ap.add_argument("--quick", action="store_true", help="fewer steps, one round")
-    ap.add_argument("--engines", default="none,opacus,fast")
+    ap.add_argument("--engines", default="none,opacus,fast,fast-user")
     ap.add_argument("--sizes", default=None, help="comma-separated indices into the size list (default all)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads per child (default: torch's)")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",

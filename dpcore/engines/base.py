@@ -19,10 +19,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
-from opacus.data_loader import DPDataLoader
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from dpcore.engines.user_sampling import UserPoissonSampler
 from dpcore.model import GRULanguageModel, ModelConfig, build_model, plain_state_dict, sequence_losses
 
 
@@ -90,6 +90,15 @@ class EngineSetup:
     #: N for the sampling rate q = 1/ceil(N/B): len(train) unless the set holds audit canaries, which
     #: are all counted (included or not) so that q cannot depend on the audit's secret coins.
     accounted_examples: int | None = None
+    #: User-level DP-SGD (see :mod:`dpcore.engines.user_sampling`): each row's user index, the number
+    #: of users the accountant counts (N_users: every training user, and every audit canary as its
+    #: own user, included or not) and the per-user cap k. None: the unit is one sequence.
+    row_users: torch.Tensor | None = None
+    num_users: int | None = None
+    user_cap: int = 1
+    #: Weights to start from instead of the seed's initialisation (the public model, see dpcore.pretrain):
+    #: a state dict of the same model shape; it replaces the output bias above too. Public, so free.
+    initial_state: dict[str, torch.Tensor] | None = None
     #: Tests only: seed the DP noise and Poisson sampling (to compare two engines draw for draw).
     #: None, the only value the trainer ever passes, draws them from the OS's CSPRNG.
     dp_randomness_seed: int | None = None
@@ -129,20 +138,30 @@ class Engine(ABC):
         if setup.output_bias is not None:  # a public prior: no privacy cost, a much better start
             with torch.no_grad():
                 self.model.head.bias.copy_(setup.output_bias.to(self.model.head.bias.dtype))
+        if setup.initial_state is not None:  # pre-trained on public text: no privacy cost either
+            self.model.load_state_dict(setup.initial_state)
         self.model = self.model.to(setup.device)
 
-    #: The epoch's batches (a Poisson ``DPDataLoader`` for DP engines, a shuffled one otherwise).
+    #: The epoch's batches (a Poisson ``DPDataLoader`` for DP engines, a shuffled one otherwise),
+    #: or, user-level, an endless :class:`~dpcore.engines.user_sampling.UserPoissonSampler`.
     loader: Iterable
 
-    def batches(self) -> Iterator[torch.Tensor]:
-        """An endless stream of training batches ([b, T+1]; b may vary, and be 0 under Poisson)."""
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """An endless stream of ``(rows, groups)``: rows [b, T+1] (b may vary, and be 0 under
+        Poisson) and, user-level, each row's user index within the batch (None: one row, one unit).
+
+        ``engine.step(*next(engine.batches()))`` is one training step.
+        """
+        if isinstance(self.loader, UserPoissonSampler):
+            for ub in self.loader:
+                yield ub.rows, ub.groups
         while True:
             for (batch,) in self.loader:
-                yield batch
+                yield batch, None
 
     @abstractmethod
-    def step(self, batch: torch.Tensor) -> StepStats:
-        """One optimizer step on ``batch``."""
+    def step(self, batch: torch.Tensor, groups: torch.Tensor | None = None) -> StepStats:
+        """One optimizer step on ``batch``; with ``groups``, each user's rows are one unit."""
 
     @property
     @abstractmethod
@@ -158,7 +177,7 @@ class Engine(ABC):
         copy.eval()
         return copy
 
-    def poisson_loader(self) -> DPDataLoader:
+    def poisson_loader(self) -> Iterable:
         """Opacus's Poisson loader at exactly the accounted rate q = 1/ceil(N/B) (checked here).
 
         Built like ``DPDataLoader.from_data_loader(DataLoader(dataset, batch_size=B))`` would, i.e.
@@ -172,7 +191,25 @@ class Engine(ABC):
         if setup.sample_rate is None or abs(q - setup.sample_rate) > 1e-12:
             raise AssertionError(f"Poisson sample rate {q} differs from the accounted {setup.sample_rate}")
         self.expected_batch_size = max(1, int(n * q))
+        from opacus.data_loader import DPDataLoader  # lazy: Opacus costs ~1 s of start-up the fast engine skips
+
         return DPDataLoader(TensorDataset(setup.train), sample_rate=q, generator=self._sample_gen)
+
+    def user_sampler(self) -> UserPoissonSampler:
+        """User-level Poisson sampling at q = 1/ceil(N_users/B) (checked against the accounted q)."""
+        setup = self.setup
+        if setup.row_users is None or setup.num_users is None:
+            raise AssertionError("user-level sampling needs each row's user and the accounted number of users")
+        q = 1.0 / len(DataLoader(range(setup.num_users), batch_size=setup.batch_size))
+        if setup.sample_rate is None or abs(q - setup.sample_rate) > 1e-12:
+            raise AssertionError(f"Poisson sample rate {q} differs from the accounted {setup.sample_rate}")
+        self.expected_batch_size = max(1, int(setup.num_users * q))  # expected users per step
+        return UserPoissonSampler(setup.train, setup.row_users, setup.num_users, q, setup.user_cap,
+                                  self._sample_gen)
+
+    def dp_loader(self) -> Iterable:
+        """The DP sampler the setup asks for: users (user-level) or sequences (example-level)."""
+        return self.user_sampler() if self.setup.row_users is not None else self.poisson_loader()
 
     def noisy_clip_fraction(self, num_clipped: int) -> float | None:
         """The private fraction clipped: (count + N(0, σ_count²)) / expected batch (None: not offered)."""

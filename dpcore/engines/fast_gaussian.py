@@ -13,29 +13,45 @@ inputs a_t ∈ R^p and output gradients g_t ∈ R^q, has gradient G = Σ_t g_t a
     ‖G‖²_F = tr(GᵀG) = Σ_{t,s} tr(a_t g_tᵀ g_s a_sᵀ) = Σ_{t,s} (g_t·g_s)(a_s·a_t)
            = ⟨A Aᵀ, Γ Γᵀ⟩_F          with A = [a_t]_t ∈ R^{T×p}, Γ = [g_t]_t ∈ R^{T×q},
 
-costing T²(p+q) per example instead of T·p·q for G itself. A bias b has gradient Σ_t g_t, whose
-squared norm is the sum of all entries of ΓΓᵀ. For the embedding, a_t is the one-hot vector of
-token x_t, so a_t·a_s = [x_t = x_s]: the Gram is the token-equality matrix.
+costing T²(p+q) per example instead of T·p·q for G itself. A bias b has gradient Σ_t g_t. For the
+embedding, a_t is the one-hot vector of token x_t, so a_t·a_s = [x_t = x_s]: the Gram is the
+token-equality matrix.
 
 **Two routes.** Either way the clipped sum Σ_i c_i G_i costs the T·p·q multiply-adds of a
-non-private weight gradient. The Gram route adds T²(p+q) per example (ghost norms) and does the sum
-as one matmul Γᵀ(c ⊙ A); the other materialises G_i, a few examples at a time so that memory stays
-bounded, and adds memory-bound passes over p·q entries per example (norm, weighted sum). Gram wins
-when T²(p+q) is small next to p·q (the word-level head: T = 35, p·q = 128·2000), materialising
-for long sequences over narrow maps (the char-level GRU); :func:`_choose_routes` picks per map.
+non-private weight gradient. The Gram route adds T²(p+q) per example (ghost norms) and does the
+sum as one matmul Γᵀ(c ⊙ A); the other materialises G_i, a chunk of examples at a time, and adds
+memory-bound passes over p·q entries per example. Gram wins when T²(p+q) is small next to p·q
+(the word-level head: T = 35, p·q = 128·2000), materialising for long sequences over narrow maps
+(the char-level GRU at T = 64); :func:`_choose_routes` picks per map, counting a Gram that two
+maps share once. The embedding likewise: its materialised gradient is a [V, E] table filled by
+one scatter of e_t into row x_t — cheap for a character vocabulary.
+
+**Units.** Example-level, a unit is a row. User-level (``users=``), a unit is a user and its
+gradient the mean of its rows' gradients. Materialised, a user's gradient is summed over its rows
+inside the batched matmuls (rows come grouped by user, so row j of every user with m rows is one
+strided slice); Gram-routed, each user's rows are laid end to end (:meth:`_Units.by_unit`) so that
+the Gram covers the cross terms between its sequences, and the clipped sum is the row-wise matmul
+with each row weighted by its user's c_u / n_u. User-level clipping costs one backward pass too.
 
 **The GRU.** ``nn.GRU`` computes, per layer and step (gates r, z, n; ⊙ elementwise),
 
-    u_t = W_ih x_t + b_ih                       (all t at once: one Linear on [B, T, D])
+    u_t = W_ih x_t + b_ih                       (all t at once: one matmul on [B·T, D])
     v_t = W_hh h_{t-1} + b_hh,   h_{-1} = 0     (recurrent)
     r, z = σ(u_r + v_r), σ(u_z + v_z),   n = tanh(u_n + r ⊙ v_n),   h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}.
 
-The input projection is an ordinary Linear on [B, T, D]: its g_t = ∂L/∂u_t comes out of the
-handwritten recurrence backward (:class:`_GRURecurrence`), which also yields ∂L/∂v_t =
-(∂L/∂u_{r,z}, r ⊙ ∂L/∂u_n): the gradients of the recurrent map W_hh, whose inputs are h_{t-1}.
+:class:`_GRULayer` runs it by hand so that its backward keeps the gradients of the two linear maps:
+∂L/∂u_t (the output gradients of W_ih, whose inputs are x_t) and ∂L/∂v_t = (∂L/∂u_{r,z}, r ⊙ ∂L/∂u_n)
+(those of W_hh, whose inputs are h_{t-1}). They share their r, z blocks, so the layer keeps one
+buffer [B, T, 4, H] of gate gradients in the order (n_u, r, z, n_v): ∂L/∂u is its first three slots
+(rows of W_ih in the order n, r, z, put back in nn.GRU's order at the end), ∂L/∂v its last three.
 
-The model's own dropout modules are called in the order of its forward, and the GRU output has
-nn.GRU's (time-major) memory layout, so from one RNG state both draw the same dropout masks.
+**Speed.** At the app's size (characters, hidden 128) a step costs about what a non-private nn.GRU
+step costs (``bench/bench_engines.py``): the layer's buffers are time-major, so that each step
+touches contiguous memory, and kept from one step to the next (:class:`Workspace`); tanh goes
+through σ; a Gram that two maps share is computed once; per-user sums come out of the matmuls.
+
+The model's own dropout modules are called in the order of its forward, on tensors with nn.GRU's
+memory layout, so from one RNG state both draw the same dropout masks.
 
 Everything else follows :class:`~dpcore.engines.opacus_gaussian.OpacusGaussianEngine`, the
 reference: the same Poisson sampler and rate, the loss (each sequence's mean token loss, so
@@ -47,7 +63,9 @@ batch size. With equal seeds both engines take the same steps up to floating-poi
 
 from __future__ import annotations
 
+import math
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -58,73 +76,117 @@ from torch.autograd.function import once_differentiable
 from dpcore.engines.base import Engine, EngineSetup, StepStats, split_noise
 from dpcore.model import GRULanguageModel, sequence_losses
 
-#: Bytes of per-example gradients materialised at once (a chunk of examples; see :func:`_clip`).
+#: The most bytes one unit's materialised gradient of one map may take (else that map takes the Gram route).
 MATERIALIZE_BUDGET = 8 * 2**20
+#: Bytes of per-unit gradients materialised at once (see :func:`_materialized_sums`). Measured on
+#: the char model: chunks of an L2 cache (1 MB) are slower than 8 MB ones, the per-call overhead of
+#: many small batched matmuls outweighing the cache misses of the passes that follow them.
+CHUNK_BYTES = 8 * 2**20
 #: Cost, in multiply-adds per entry, of a materialised per-example gradient beyond the matmul
 #: that makes it (see :func:`_choose_routes`).
 MATERIALIZE_COST = 32.0
 
 
-class _GRURecurrence(torch.autograd.Function):
-    """The recurrent half of one GRU layer, h = GRU(u), whose backward keeps the gate gradients.
+class Workspace:
+    """Large buffers kept from one step to the next, each a view into storage grown as needed.
 
-    Forward: u [B, T, 3H] (input projections, gate order r, z, n as in nn.GRU), w_hh [3H, H] and
-    b_hh [3H] (detached: the engine assembles their gradients) → h [B, T, H].
-    Backward: returns ∂L/∂u and leaves in ``tape`` ∂L/∂u and ∂L/∂v_n = r ⊙ ∂L/∂u_n (the r,z
-    blocks of ∂L/∂v equal those of ∂L/∂u). With δ_t = ∂L/∂h_t (from the output and from step t+1):
+    The GRU layers' buffers are tens of MB a step; freshly allocated, such buffers come straight from
+    the operating system, and the first touch of each page (a fault, the kernel zeroing it) costs
+    about as much as the arithmetic done in them. Reusing them avoids that. A buffer is valid until
+    the next call that asks for the same name: nothing :func:`clipped_gradient_sum` returns is one.
+    """
 
-        ∂L/∂u_n = δ (1-z)(1-n²),   ∂L/∂u_z = δ (h_{t-1} - n) z(1-z),
-        ∂L/∂u_r = ∂L/∂u_n ⊙ v_n ⊙ r(1-r),   δ_{t-1} = δ ⊙ z + ∂L/∂v_t W_hh  (+ output gradient at t-1).
+    def __init__(self) -> None:
+        self._storage: dict[str, torch.Tensor] = {}
 
-    The forward computes the factors multiplying δ at each step while its operands are still in
-    cache, and the backward overwrites them with the gradients: per step it costs two multiplies
-    and the recurrent matmul, and it allocates nothing of size T. The saved buffers are
-    consumed, so the backward can run only once.
+    def get(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """An uninitialised tensor of ``shape`` (``like``'s dtype and device)."""
+        n = math.prod(shape)
+        buf = self._storage.get(name)
+        if buf is None or buf.numel() < n or buf.dtype != like.dtype or buf.device != like.device:
+            buf = like.new_empty(n + n // 8)  # room for the next Poisson batch to be a little larger
+            self._storage[name] = buf
+        return buf[:n].view(shape)
+
+
+class _GRULayer(torch.autograd.Function):
+    """One GRU layer x [B, T, D] → h [B, T, H] whose backward leaves the gate gradients in ``tape``.
+
+    Forward: the input projections u for all steps in one matmul, then the recurrence. n = tanh(y)
+    is computed as 2σ(2y) − 1 (σ is several times cheaper than tanh on CPU; the doubling of u_n is
+    folded into W_ih's n rows). With δ_t = ∂L/∂h_t (from the output and from step t+1), the backward
+    needs per step
+
+        ∂L/∂u_n = δ (1-z)(1-n²),   ∂L/∂u_z = δ (h_{t-1} - n) z(1-z),   ∂L/∂u_r = ∂L/∂u_n ⊙ v_n ⊙ r(1-r),
+        ∂L/∂v_n = r ⊙ ∂L/∂u_n,     δ_{t-1} = δ ⊙ z + ∂L/∂v_t W_hh  (+ output gradient at t-1).
+
+    The forward computes the factors multiplying δ while its operands are in cache, into the
+    buffer ``k`` (slots n_u, r, z, n_v); the backward multiplies each step's slots by δ in place (one
+    op), runs one matmul for δ_{t-1}, and sums the slots over time (the per-example bias gradients)
+    while they are still in cache. The saved buffer is consumed: the backward can run only once.
+
+    Every buffer is time-major ([T, B, ...], like nn.GRU's), so that each step reads and writes
+    contiguous memory; the output is the [B, T, H] view of the time-major h, exactly nn.GRU's
+    (batch_first) output layout, so dropout on it draws the same masks.
     """
 
     @staticmethod
-    def forward(ctx, u: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor,
-                tape: _LayerTape) -> torch.Tensor:
-        B, T, H3 = u.shape
-        H = H3 // 3
-        hs = u.new_empty(T, B, H)  # time-major like nn.GRU's output, so dropout masks match
-        rz = u.new_empty(B, T, 2 * H)  # gates r, z
-        k = u.new_empty(B, T, 3, H)  # factors: ∂L/∂u_t = δ_t ⊙ [k_r, k_z, k_n]
-        k_nr = u.new_empty(B, T, H)  # and ∂L/∂v_n,t = δ_t ⊙ k_n ⊙ r
-        h = u.new_zeros(B, H)
+    def forward(ctx, x: torch.Tensor, w_ih: torch.Tensor, b_ih: torch.Tensor, w_hh: torch.Tensor,
+                b_hh: torch.Tensor, tape: _LayerTape, work: Workspace) -> torch.Tensor:
+        B, T, D = x.shape
+        H = w_hh.shape[1]
+        x_tm = x.detach().transpose(0, 1)  # detached: kept (in ``tape``) beyond the graph
+        if not x_tm.is_contiguous():
+            x_tm = torch.empty_like(x_tm, memory_format=torch.contiguous_format).copy_(x_tm)
+        # u without its bias, u_n doubled (σ(2(u_n + r ⊙ v_n)) = (1 + n) / 2): b_ir, b_iz join the
+        # recurrent matmul's bias, 2 b_in is added at each step (cheaper than a pass over u).
+        w_u = torch.cat([w_ih[: 2 * H], 2.0 * w_ih[2 * H :]])
+        u = torch.mm(x_tm.view(T * B, D), w_u.t(), out=work.get("u", (T * B, 3 * H), x)).view(T, B, 3 * H)
+        b_v = b_hh + torch.cat([b_ih[: 2 * H], b_ih.new_zeros(H)])
+        b_n = 2.0 * b_ih[2 * H :]
+        out = work.get(f"h{tape.layer}", (T, B, H), x)
+        rz = work.get(f"rz{tape.layer}", (T, B, 2 * H), x)  # gates r, z
+        k = work.get(f"k{tape.layer}", (T, B, 4, H), x)
+        h = x.new_zeros(B, H)
         w_t = w_hh.t()
         for t in range(T):
-            v = torch.addmm(b_hh, h, w_t)  # W_hh h_{t-1} + b_hh
-            r, z = torch.add(u[:, t, : 2 * H], v[:, : 2 * H], out=rz[:, t]).sigmoid_().chunk(2, 1)
+            v = torch.addmm(b_v, h, w_t)  # W_hh h_{t-1} + b_hh (+ b_ir, b_iz in the r, z rows)
+            r, z = torch.add(u[t, :, : 2 * H], v[:, : 2 * H], out=rz[t]).sigmoid_().chunk(2, 1)
             v_n = v[:, 2 * H :]
-            n = torch.addcmul(u[:, t, 2 * H :], r, v_n).tanh_()
-            k_r, k_z, k_n = k[:, t].unbind(1)
+            s = torch.addcmul(u[t, :, 2 * H :], r, v_n, value=2.0).add_(b_n).sigmoid_()  # n = 2s - 1
+            k_nu, k_r, k_z, k_nv = k[t].unbind(1)
             one_minus_z = torch.rsub(z, 1.0)
-            torch.sub(h, n, out=k_z).mul_(z).mul_(one_minus_z)  # (h_{t-1} - n) z (1-z)
-            torch.addcmul(one_minus_z, one_minus_z, n * n, value=-1.0, out=k_n)  # (1-z)(1-n²)
-            torch.addcmul(r, r, r, value=-1.0, out=k_r).mul_(v_n).mul_(k_n)  # r(1-r) v_n k_n
-            torch.mul(k_n, r, out=k_nr[:, t])
-            h = torch.lerp(n, h, z, out=hs[t])  # (1-z) n + z h
-        ctx.save_for_backward(k, k_nr, rz, w_hh)
+            d = torch.add(h, s, alpha=-2.0).add_(1.0)  # h_{t-1} - n
+            torch.mul(d, z, out=k_z).mul_(one_minus_z)  # (h_{t-1} - n) z (1-z)
+            torch.addcmul(s, s, s, value=-1.0, out=k_nu).mul_(one_minus_z).mul_(4.0)  # (1-z)(1-n²)
+            torch.mul(k_nu, r, out=k_nv)
+            torch.addcmul(r, r, r, value=-1.0, out=k_r).mul_(v_n).mul_(k_nu)  # r(1-r) v_n (1-z)(1-n²)
+            h = torch.addcmul(h, one_minus_z, d, value=-1.0, out=out[t])  # (1-z) n + z h_{t-1}
+        ctx.save_for_backward(k, rz, w_ih, w_hh)
         ctx.tape = tape
-        return hs.transpose(0, 1)
+        tape.x, tape.h = x_tm.transpose(0, 1), out.transpose(0, 1)
+        return out.transpose(0, 1)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_h: torch.Tensor):
-        du, dv_n, rz, w_hh = ctx.saved_tensors  # the factors, overwritten step by step below
-        B, T, H = dv_n.shape
+    def backward(ctx, grad_out: torch.Tensor):
+        k, rz, w_ih, w_hh = ctx.saved_tensors  # the factors, overwritten step by step below
+        T, B, _, H = k.shape
         z = rz[..., H:]
-        w_rz, w_n = w_hh[: 2 * H], w_hh[2 * H :]
-        dh = grad_h.new_zeros(B, H)
+        dh = grad_out.new_zeros(B, H)
+        k_sum = grad_out.new_zeros(B, 4, H)
         for t in range(T - 1, -1, -1):
-            dh = dh + grad_h[:, t]
-            du[:, t].mul_(dh.unsqueeze(1))
-            dv_n[:, t].mul_(dh)
-            dh = torch.addmm(dh * z[:, t], du[:, t, :2].flatten(1), w_rz).addmm_(dv_n[:, t], w_n)
-        du = du.view(B, T, 3 * H)
-        ctx.tape.du, ctx.tape.dv_n = du, dv_n
-        return du, None, None, None
+            dh.add_(grad_out[:, t])
+            k_t = k[t]
+            k_t.mul_(dh.unsqueeze(1))
+            k_sum.add_(k_t)
+            dh.mul_(z[t]).addmm_(k_t[:, 1:].flatten(1), w_hh)  # δ z + ∂L/∂v_t W_hh
+        ctx.tape.k, ctx.tape.k_sum = k.transpose(0, 1), k_sum
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            w_nrz = torch.cat([w_ih[2 * H :], w_ih[: 2 * H]])  # W_ih's rows in k's order n, r, z
+            grad_x = (k[:, :, :3].reshape(T * B, 3 * H) @ w_nrz).view(T, B, -1).transpose(0, 1)
+        return grad_x, None, None, None, None, None, None
 
 
 _GRU_PARAMS = ("weight_ih", "bias_ih", "weight_hh", "bias_hh")
@@ -134,8 +196,11 @@ _GRU_PARAMS = ("weight_ih", "bias_ih", "weight_hh", "bias_hh")
 class _LayerTape:
     """What one GRU layer's backward leaves for the engine."""
 
-    du: torch.Tensor | None = None  # ∂L/∂u_t [B, T, 3H]: output gradients of W_ih
-    dv_n: torch.Tensor | None = None  # ∂L/∂v_n,t [B, T, H]: those of W_hh's n rows
+    layer: int
+    x: torch.Tensor | None = None  # [B, T, D] the layer's input (a view of time-major memory)
+    h: torch.Tensor | None = None  # [B, T, H] its output (the same)
+    k: torch.Tensor | None = None  # [B, T, 4, H] (the same): ∂L/∂u_n, ∂L/∂u_r = ∂L/∂v_r, ∂L/∂u_z = ∂L/∂v_z, ∂L/∂v_n
+    k_sum: torch.Tensor | None = None  # [B, 4, H]: the same summed over time
 
 
 class _Grams:
@@ -163,53 +228,202 @@ class _Grams:
         return gram
 
 
+def _sq_rows(x: torch.Tensor) -> torch.Tensor:
+    """[n, m] → [n] squared row norms (one reduction pass, no temporary of x's size)."""
+    return torch.linalg.vector_norm(x, dim=1).square()
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """Units u0..u1-1, whole, and their rows r0..r1-1 (in grouped order), as runs of equal-size units.
+
+    A run (ua, ub, m, start) holds units ua..ub-1 (chunk-relative) of m rows each, from row ``start``:
+    row j of each of them is ``start + j``, ``start + j + m``, ... (a strided slice).
+    """
+
+    u0: int
+    u1: int
+    r0: int
+    r1: int
+    runs: tuple[tuple[int, int, int, int], ...]
+
+
+class _Units:
+    """The clipping units of a batch of B rows: the rows themselves, or (``groups``) users.
+
+    A unit's gradient is the sum of its rows' gradients times ``scale`` (1/n_u: the user's mean);
+    per-unit quantities here are those sums, and :meth:`sq_scale` / :meth:`unit_weights` apply the
+    scale.
+    """
+
+    def __init__(self, num_rows: int, groups: torch.Tensor | None) -> None:
+        self.groups = groups
+        if groups is None:
+            self.count, self.most, self.scale, self.order = num_rows, 1, None, None
+            self._counts = [1] * num_rows
+            return
+        counts = torch.bincount(groups)
+        self.count, self.most = len(counts), int(counts.max())
+        self.scale = 1.0 / counts.clamp(min=1).to(torch.get_default_dtype())
+        grouped = bool((groups[1:] >= groups[:-1]).all())
+        self.order = None if grouped else torch.argsort(groups, stable=True)
+        self._counts = counts.tolist()
+
+    def chunks(self, units_per_chunk: int) -> Iterator[_Chunk]:
+        """The units, ``units_per_chunk`` at a time."""
+        row = 0
+        for u0 in range(0, self.count, units_per_chunk):
+            u1 = min(self.count, u0 + units_per_chunk)
+            if self.groups is None:  # one row each
+                yield _Chunk(u0, u1, u0, u1, ((0, u1 - u0, 1, u0),))
+                continue
+            runs, r0, ua = [], row, u0
+            while ua < u1:
+                m, ub = self._counts[ua], ua + 1
+                while ub < u1 and self._counts[ub] == m:
+                    ub += 1
+                runs.append((ua - u0, ub - u0, m, row))  # m = 0: users without rows (zero gradient)
+                row += (ub - ua) * m
+                ua = ub
+            yield _Chunk(u0, u1, r0, row, tuple(runs))
+
+    def rows(self, start: int, stop: int, step: int = 1) -> slice | torch.Tensor:
+        """Rows ``start:stop:step`` of the grouped order, as an index into the batch."""
+        return slice(start, stop, step) if self.order is None else self.order[start:stop:step]
+
+    def row_units(self, chunk: _Chunk) -> torch.Tensor:
+        """The chunk-relative unit of each of the chunk's rows."""
+        if self.groups is None:
+            return torch.arange(chunk.u1 - chunk.u0)
+        return self.groups[self.rows(chunk.r0, chunk.r1)] - chunk.u0
+
+    def per_unit(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, n] per-row values → [U, n] per-unit sums."""
+        if self.groups is None:
+            return x
+        return x.new_zeros(self.count, x.shape[1]).index_add_(0, self.groups, x)
+
+    def unit_weights(self, factors: torch.Tensor, u0: int = 0, u1: int | None = None) -> torch.Tensor:
+        """Clipping factors c_u → the weights of the per-unit SUMS in the clipped sum (c_u / n_u)."""
+        return factors if self.scale is None else factors * self.scale[u0:u1].to(factors.dtype)
+
+    def row_weights(self, factors: torch.Tensor) -> torch.Tensor:
+        """Clipping factors c_u → each row's weight in the clipped sum (c_u / n_u of its unit)."""
+        return factors if self.groups is None else self.unit_weights(factors)[self.groups]
+
+    def sq_scale(self, sq: torch.Tensor, u0: int = 0, u1: int | None = None) -> torch.Tensor:
+        """Squared norms of per-unit sums → those of per-unit gradients (× 1/n_u²)."""
+        return sq if self.scale is None else sq * self.scale[u0:u1].to(sq.dtype) ** 2
+
+    def by_unit(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, T, d] → [U, K·T, d]: each unit's rows end to end, zero rows where it has fewer than K.
+
+        A zero row adds nothing to a Gram, so a user's block behaves like one long "example"
+        whose gradient is the sum of its rows' gradients.
+        """
+        if self.groups is None:
+            return x
+        counts = torch.tensor(self._counts, device=x.device)
+        order = self.order if self.order is not None else torch.arange(len(self.groups), device=x.device)
+        starts = torch.cumsum(counts, 0) - counts
+        slots = torch.empty_like(self.groups)
+        slots[order] = torch.arange(len(self.groups), device=x.device) - starts[self.groups[order]]
+        out = x.new_zeros((self.count, self.most) + tuple(x.shape[1:]))
+        out[self.groups, slots] = x
+        return out.flatten(1, 2)
+
+
 class _LinearUse:
     """A weight W [q, p] (and optional bias) applied at every step: per-example grad Σ_t g_t a_tᵀ.
 
     With ``shift`` the map's input at step t is a_{t-1} (a_{-1} = 0): W_hh reads h_{t-1}, while its
-    bias still acts at every step. Its norms come by one of two routes (see :func:`_clip`): the Gram
-    identity, or per-example gradients materialised a few examples at a time.
+    bias still acts at every step. ``g_sum`` [B, q] holds the per-example bias gradients Σ_t g_t (None:
+    no bias); ``parts``, column blocks of g whose Grams add up to g's, lets maps that share a block
+    share its Gram. a and g are [B, T, ·], possibly views of time-major memory (the GRU's buffers).
+    Its norms come by one of two routes (see :func:`_clip`).
     """
 
-    def __init__(self, a: torch.Tensor, g: torch.Tensor, *, bias: bool, shift: bool = False) -> None:
-        self.a, self.g, self.shift = a, g, shift
-        self.g_sum = g.sum(dim=1) if bias else None  # [B, q]: per-example bias gradients
+    def __init__(self, a: torch.Tensor, g: torch.Tensor, *, g_sum: torch.Tensor | None = None,
+                 shift: bool = False, parts: tuple[torch.Tensor, ...] | None = None) -> None:
+        self.a, self.g, self.shift, self.g_sum = a, g, shift, g_sum
+        self.parts = parts if parts is not None else (g,)
+        self.time_major = a.stride(0) < a.stride(1)
         self.materialize = False
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.g.shape[-1], self.a.shape[-1]
 
-    def _aligned(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(a, g) with a_t and g_t meeting at the same index (dropping the zero a_{-1})."""
-        return (self.a[:, :-1], self.g[:, 1:]) if self.shift else (self.a, self.g)
-
-    def bias_sq_norms(self) -> torch.Tensor | float:
-        return self.g_sum.pow(2).sum(1) if self.g_sum is not None else 0.0
-
     def gram_sq_norms(self, grams: _Grams) -> torch.Tensor:
         """‖Σ_t g_t a_tᵀ‖² for every example through ⟨AAᵀ, ΓΓᵀ⟩: T²(p+q) per example."""
-        ga, gg = grams.of(self.a), grams.of(self.g)
+        ga = grams.of(self.a)
+        gg = grams.of(self.parts[0])
+        for part in self.parts[1:]:
+            gg = gg + grams.of(part)
         if self.shift:
             ga, gg = ga[:, :-1, :-1], gg[:, 1:, 1:]
         return (ga * gg).sum(dim=(1, 2))
 
-    def per_example(self, rows: slice) -> torch.Tensor:
-        """The per-example weight gradients [b, q, p] of examples ``rows``: T·p·q each."""
-        a, g = self._aligned()
-        return torch.bmm(g[rows].transpose(1, 2), a[rows])
+    def unit_gram_sq_norms(self, units: _Units) -> torch.Tensor:
+        """The same for units made of several rows (unscaled sums): Grams over each unit's rows end to end."""
+        a = self.a
+        if self.shift:  # shifted within each sequence first: a_{t-1} never comes from another row
+            a = torch.cat([a.new_zeros(a[:, :1].shape), a[:, :-1]], dim=1)
+        a, g = units.by_unit(a), units.by_unit(self.g)
+        return (torch.bmm(a, a.transpose(1, 2)) * torch.bmm(g, g.transpose(1, 2))).sum(dim=(1, 2))
 
-    def weighted_sum(self, c: torch.Tensor) -> torch.Tensor:
-        """Σ_i c_i Σ_t g_{i,t} a_{i,t}ᵀ as one matmul Γᵀ(c ⊙ A) over all examples and steps."""
-        ca = self.a.new_zeros(self.a.shape) if self.shift else self.a.new_empty(self.a.shape)
-        if self.shift:
-            torch.mul(self.a[:, :-1], c.view(-1, 1, 1), out=ca[:, 1:])
-        else:
-            torch.mul(self.a, c.view(-1, 1, 1), out=ca)
-        return self.g.reshape(-1, self.g.shape[-1]).t() @ ca.reshape(-1, ca.shape[-1])
+    def unit_grads(self, units: _Units, chunk: _Chunk) -> torch.Tensor:
+        """The weight gradients [u, q·p] of the chunk's units (sums over their rows): T·p·q per row.
 
-    def bias_sum(self, c: torch.Tensor) -> torch.Tensor | None:
-        return c @ self.g_sum if self.g_sum is not None else None
+        Row j of every unit of a run is one strided slice, so a unit's sum builds up inside the
+        batched matmuls (one per row slot), without per-row gradients.
+        """
+        q, p = self.shape
+        out = self.a.new_empty(chunk.u1 - chunk.u0, q, p)
+        for ua, ub, m, start in chunk.runs:
+            if m == 0:
+                out[ua:ub] = 0.0
+            for j in range(m):
+                rows = units.rows(start + j, start + (ub - ua) * m, m)
+                a, g = self.a[rows], self.g[rows]
+                if self.shift:
+                    a, g = a[:, :-1], g[:, 1:]
+                if j == 0:
+                    torch.bmm(g.transpose(1, 2), a, out=out[ua:ub])
+                else:
+                    out[ua:ub].baddbmm_(g.transpose(1, 2), a)
+        return out.flatten(1)
+
+    def _steps(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, T, d] → [B·T, d], the rows in the memory order of ``a`` (a view when x shares it)."""
+        return (x.transpose(0, 1) if self.time_major else x).reshape(-1, x.shape[-1])
+
+    def _new(self, d: int) -> torch.Tensor:
+        """An uninitialised [B, T, d] tensor laid out like ``a``."""
+        B, T, _ = self.a.shape
+        if self.time_major:
+            return self.a.new_empty(T, B, d).transpose(0, 1)
+        return self.a.new_empty(B, T, d)
+
+    def weighted_sum(self, w: torch.Tensor) -> torch.Tensor:
+        """Σ_i w_i Σ_t g_{i,t} a_{i,t}ᵀ as one matmul over all rows and steps (the narrower side weighted)."""
+        q, p = self.shape
+        a, g, w = self.a, self.g, w.view(-1, 1, 1)
+        if p <= q:  # weight the inputs; shifted: ca_t = w a_{t-1}, ca_0 = 0
+            a = self._new(p)
+            if self.shift:
+                torch.mul(self.a[:, :-1], w, out=a[:, 1:])
+                a[:, 0] = 0.0
+            else:
+                torch.mul(self.a, w, out=a)
+        else:  # weight the output gradients; shifted: cg_t = w g_{t+1}, cg_{T-1} = 0
+            g = self._new(q)
+            if self.shift:
+                torch.mul(self.g[:, 1:], w, out=g[:, :-1])
+                g[:, -1] = 0.0
+            else:
+                torch.mul(self.g, w, out=g)
+        return self._steps(g).t() @ self._steps(a)
 
 
 class _EmbeddingUse:
@@ -217,70 +431,125 @@ class _EmbeddingUse:
 
     def __init__(self, tokens: torch.Tensor, e: torch.Tensor, vocab_size: int) -> None:
         self.tokens, self.e, self.vocab_size = tokens, e, vocab_size
+        self.materialize = False
 
-    def sq_norms(self, grams: _Grams) -> torch.Tensor:
-        same = (self.tokens.unsqueeze(2) == self.tokens.unsqueeze(1)).to(self.e.dtype)
-        return (same * grams.of(self.e)).sum(dim=(1, 2))
+    def sq_norms(self, units: _Units) -> torch.Tensor:
+        """Each unit's squared gradient norm: materialised [V, E] tables, or the token-equality Gram."""
+        if self.materialize:
+            V, E = self.vocab_size, self.e.shape[-1]
+            sq = self.e.new_empty(units.count)
+            for chunk in units.chunks(max(1, CHUNK_BYTES // (V * E * self.e.element_size()))):
+                rows = units.rows(chunk.r0, chunk.r1)
+                index = (units.row_units(chunk).to(self.tokens.device).view(-1, 1) * V + self.tokens[rows])
+                table = self.e.new_zeros((chunk.u1 - chunk.u0) * V, E)
+                table.index_add_(0, index.flatten(), self.e[rows].flatten(0, 1))
+                table = table.view(chunk.u1 - chunk.u0, V * E)
+                sq[chunk.u0 : chunk.u1] = _sq_rows(table)
+            return units.sq_scale(sq)
+        tokens, e = self.tokens, self.e
+        if units.groups is not None:
+            tokens = units.by_unit(tokens.unsqueeze(-1)).squeeze(-1)
+            e = units.by_unit(e)
+        same = (tokens.unsqueeze(2) == tokens.unsqueeze(1)).to(e.dtype)
+        return units.sq_scale((same * torch.bmm(e, e.transpose(1, 2))).sum(dim=(1, 2)))
 
-    def clipped_sum(self, c: torch.Tensor) -> torch.Tensor:
-        ce = (self.e * c.view(-1, 1, 1)).flatten(0, 1)
+    def clipped_sum(self, w_rows: torch.Tensor) -> torch.Tensor:
+        ce = (self.e * w_rows.view(-1, 1, 1)).flatten(0, 1)
         out = ce.new_zeros(self.vocab_size, ce.shape[-1])
         return out.index_add_(0, self.tokens.flatten(), ce)
 
 
-def _choose_routes(uses: list[_LinearUse], route: str, budget: int) -> None:
-    """Mark the maps whose per-example gradients are materialised rather than Gram-normed.
+def _choose_routes(uses: list[_LinearUse], emb: _EmbeddingUse, route: str, units: _Units) -> None:
+    """Mark the maps whose per-unit gradients are materialised rather than Gram-normed.
 
     Both routes compute the same T·p·q product once (the Gram route as its final weighted matmul,
-    the other as a batched matmul per example); beyond it the Gram route costs T²(p+q) per example
-    and materialising about ``MATERIALIZE_COST``·p·q (writing, squaring and weighting the [q, p]
-    gradient, memory-bound). Short sequences and wide maps favour materialising.
+    the other as batched matmuls per example); beyond it the Gram route costs T²·d per unit for the
+    Gram of each of its tensors (T: a unit's steps, all its rows end to end; d: the tensor's width;
+    a Gram shared with another Gram-routed map is paid once) and materialising about
+    ``MATERIALIZE_COST``·p·q (writing, squaring and weighting the [q, p] gradient, memory-bound).
+    Short sequences and wide maps favour materialising. The embedding's materialised gradient is a
+    [V, E] table.
     """
+    T = emb.tokens.shape[1] * units.most
+    V, E = emb.vocab_size, emb.e.shape[-1]
+    emb.materialize = route == "materialize" or (route == "auto" and MATERIALIZE_COST * V * E < T * T * (E + 1))
     for use in uses:
-        q, p = use.shape
-        T = use.a.shape[1]
-        fits = q * p * use.a.element_size() <= budget
-        cheaper = MATERIALIZE_COST * p * q < T * T * (p + q)
-        use.materialize = route == "materialize" or (route == "auto" and fits and cheaper)
+        use.materialize = route != "gram"
+    if route != "auto":
+        return
+
+    def fits(use: _LinearUse) -> bool:
+        return math.prod(use.shape) * use.a.element_size() <= MATERIALIZE_BUDGET
+
+    def gram_cost(use: _LinearUse, have: set[int]) -> float:
+        return T * T * sum(x.shape[-1] for x in (use.a, *use.parts) if id(x) not in have)
+
+    for use in uses:  # each map on its own ...
+        use.materialize = fits(use) and MATERIALIZE_COST * math.prod(use.shape) < gram_cost(use, set())
+    changed = True
+    while changed:  # ... then onto the Gram route where the Grams it needs are computed anyway
+        have = {id(x) for use in uses if not use.materialize for x in (use.a, *use.parts)}
+        changed = False
+        for use in uses:
+            if use.materialize and gram_cost(use, have) < MATERIALIZE_COST * math.prod(use.shape):
+                use.materialize, changed = False, True
+                have |= {id(x) for x in (use.a, *use.parts)}
 
 
-def _clip(uses: list[_LinearUse], emb: _EmbeddingUse, clip: float,
-          budget: int) -> tuple[torch.Tensor, torch.Tensor, dict[_LinearUse, torch.Tensor]]:
-    """Per-example norms and clipping factors, and the clipped weight sum of every map.
+def _materialized_sums(uses: list[_LinearUse], units: _Units, sq: torch.Tensor,
+                       clip: float) -> dict[_LinearUse, torch.Tensor]:
+    """The clipped sums of the materialised maps; completes ``sq`` (the other maps' norms) in place.
 
-    First the norms that need no per-example gradient (Gram-routed weights, biases, embedding);
-    then, a chunk of examples at a time (at most ``budget`` bytes of per-example gradients), the
-    materialised gradients: their norms complete the chunk's norms, hence its clipping factors,
-    and they are added into the sums at once and dropped. The Gram-routed weights come last, one
-    weighted matmul each.
+    A chunk of whole units at a time (about ``CHUNK_BYTES`` of per-unit gradients): their
+    gradients complete the chunk's norms, hence its clipping factors, and are added into the sums
+    at once and dropped.
     """
-    B = emb.e.shape[0]
-    gram_uses = [u for u in uses if not u.materialize]
-    mat_uses = [u for u in uses if u.materialize]
-    grams = _Grams([emb.e] + [t for u in gram_uses for t in (u.a, u.g)])
-    sq = emb.sq_norms(grams)
-    for use in uses:
-        sq = sq + use.bias_sq_norms()
-    for use in gram_uses:
-        sq = sq + use.gram_sq_norms(grams)
-    del grams
-    sums = {u: u.a.new_zeros(u.shape) for u in mat_uses}
-    if mat_uses:
-        per_bytes = sum(q * p for q, p in (u.shape for u in mat_uses)) * emb.e.element_size()
-        chunk = max(1, budget // per_bytes)
-        for start in range(0, B, chunk):
-            rows = slice(start, start + chunk)
-            grads = [u.per_example(rows).flatten(1) for u in mat_uses]
-            for g in grads:
-                sq[rows] += g.pow(2).sum(1)
-            c = (clip / (sq[rows].clamp(min=0).sqrt() + 1e-6)).clamp(max=1.0)
-            for use, g in zip(mat_uses, grads, strict=True):
-                sums[use].view(-1).addmv_(g.t(), c)
+    sums = {use: use.a.new_zeros(use.shape) for use in uses}
+    per_unit = sum(q * p for q, p in (use.shape for use in uses)) * uses[0].a.element_size()
+    for chunk in units.chunks(max(1, CHUNK_BYTES // per_unit)):
+        u0, u1 = chunk.u0, chunk.u1
+        grads = [use.unit_grads(units, chunk) for use in uses]
+        part = sq[u0:u1]
+        for g in grads:
+            part = part + units.sq_scale(_sq_rows(g), u0, u1)
+        sq[u0:u1] = part
+        w = units.unit_weights((clip / (part.clamp(min=0).sqrt() + 1e-6)).clamp(max=1.0), u0, u1)
+        for use, g in zip(uses, grads, strict=True):
+            sums[use].view(-1).addmv_(g.t(), w)
+    return sums
+
+
+def _clip(uses: list[_LinearUse], emb: _EmbeddingUse, units: _Units, clip: float
+          ) -> tuple[torch.Tensor, torch.Tensor, dict[_LinearUse, torch.Tensor], dict[_LinearUse, torch.Tensor]]:
+    """Per-unit norms and clipping factors, and the clipped weight and bias sums of every map.
+
+    First the norms that need no per-unit weight gradient (embedding, biases, Gram-routed weights);
+    then the materialised weights, chunk by chunk (:func:`_materialized_sums`); the Gram-routed
+    weights last, one weighted matmul each.
+    """
+    sq = emb.sq_norms(units)
+    bias = {use: units.per_unit(use.g_sum) for use in uses if use.g_sum is not None}
+    for s in bias.values():
+        sq = sq + units.sq_scale(_sq_rows(s))
+    gram_uses = [use for use in uses if not use.materialize]
+    if units.groups is None and gram_uses:
+        grams = _Grams([x for use in gram_uses for x in (use.a, *use.parts)])
+        for use in gram_uses:
+            sq = sq + use.gram_sq_norms(grams)
+        del grams
+    else:
+        for use in gram_uses:
+            sq = sq + units.sq_scale(use.unit_gram_sq_norms(units))
+    mat_uses = [use for use in uses if use.materialize]
+    sums = _materialized_sums(mat_uses, units, sq, clip) if mat_uses else {}
     norms = sq.clamp(min=0).sqrt()
     factors = (clip / (norms + 1e-6)).clamp(max=1.0)
+    w_rows = units.row_weights(factors)
     for use in gram_uses:
-        sums[use] = use.weighted_sum(factors)
-    return norms, factors, sums
+        sums[use] = use.weighted_sum(w_rows)
+    w_units = units.unit_weights(factors)
+    bias_sums = {use: w_units @ s for use, s in bias.items()}
+    return norms, factors, sums, bias_sums
 
 
 @dataclass
@@ -288,7 +557,7 @@ class ClippedSum:
     """One batch's clipped, un-noised gradient sum and what produced it."""
 
     grads: dict[str, torch.Tensor]  # parameter name (nn.GRU names) → Σ_i clip_i · grad_i
-    norms: torch.Tensor  # [B] per-example flat L2 gradient norms, before clipping
+    norms: torch.Tensor  # [B] per-unit (example, or user) flat L2 gradient norms, before clipping
     loss: torch.Tensor | None  # mean per-sequence loss (None on an empty batch)
 
 
@@ -304,33 +573,47 @@ def opacus_param_order(model: GRULanguageModel) -> list[str]:
     return names + ["head.weight", "head.bias"]
 
 
+def _nrz_to_rzn(x: torch.Tensor) -> torch.Tensor:
+    """Rows of a W_ih-shaped gradient in k's gate order (n, r, z) → nn.GRU's (r, z, n)."""
+    H = x.shape[0] // 3
+    return torch.cat([x[H:], x[:H]])
+
+
 @torch.enable_grad()
 def clipped_gradient_sum(model: GRULanguageModel, batch: torch.Tensor, pad_id: int, clip: float,
-                         route: str = "auto") -> ClippedSum:
+                         route: str = "auto", users: torch.Tensor | None = None,
+                         workspace: Workspace | None = None) -> ClippedSum:
     """Σ_i min(1, C/(‖∇ℓ_i‖+1e-6)) ∇ℓ_i over the examples of ``batch`` [B, T+1], one backward pass.
+
+    With ``users`` (each row's user, 0..U-1) the units are users: ∇ℓ_u is the mean of user u's
+    rows' gradients, its norm that of the sum of the rows' per-example gradients (materialised) or
+    of the Grams over the user's rows end to end, so user-level clipping costs one backward pass too.
 
     ℓ_i is sequence i's mean token loss from a zero hidden state; ‖·‖ is the flat L2 norm over
     all parameters jointly. Dropout follows ``model.training``, exactly as ``model(tokens)``.
     ``route`` ("auto", "gram" or "materialize") picks how the weights' norms are computed; the
-    result is the same up to floating-point error.
+    result is the same up to floating-point error. ``workspace`` (the engine's) keeps large buffers
+    from one call to the next.
     """
     if len(batch) == 0:
         zeros = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
         return ClippedSum(zeros, torch.zeros(0, device=batch.device), None)
     tokens, targets = batch[:, :-1], batch[:, 1:]
     gru = model.gru
+    work = workspace if workspace is not None else Workspace()
     x0 = F.embedding(tokens, model.embedding.weight.detach()).requires_grad_()
     x = model.drop_in(x0)
-    layer_inputs, layer_outputs, tapes = [x.detach()], [], []
+    tapes = []
     for layer in range(gru.num_layers):
         w_ih, b_ih, w_hh, b_hh = (getattr(gru, f"{name}_l{layer}").detach() for name in _GRU_PARAMS)
-        tape = _LayerTape()
-        x = _GRURecurrence.apply(F.linear(x, w_ih, b_ih), w_hh, b_hh, tape)
-        layer_outputs.append(x.detach())
-        layer_inputs.append(layer_outputs[-1])  # no dropout between layers (as nn.GRU(dropout=0))
+        tape = _LayerTape(layer)
+        x = _GRULayer.apply(x, w_ih, b_ih, w_hh, b_hh, tape, work)
         tapes.append(tape)
-    y = model.drop_out(x)
-    logits = F.linear(y, model.head.weight.detach(), model.head.bias.detach())
+    y, head_in = x, tapes[-1].h
+    if model.training and model.drop_out.p > 0:  # on nn.GRU's output layout, as the model does
+        y = model.drop_out(x)
+        head_in = y.detach()
+    logits = F.linear(y.contiguous(), model.head.weight.detach(), model.head.bias.detach())
     captured: list[torch.Tensor] = []
     logits.register_hook(captured.append)  # ∂L/∂logits, without keeping the logits alive:
     losses = sequence_losses(logits, targets, pad_id)  # [B]: ℓ_i
@@ -338,27 +621,30 @@ def clipped_gradient_sum(model: GRULanguageModel, batch: torch.Tensor, pad_id: i
     (d_x0,) = torch.autograd.grad(losses.sum(), [x0])
     d_logits = captured[0]
 
-    # Every (weight, bias) pair as row blocks, each a linear map used at every step. The r,z rows
-    # of W_ih and W_hh share their output gradients ∂L/∂u_{r,z}; W_hh's n rows see r ⊙ ∂L/∂u_n.
-    y = layer_outputs[-1] if y is x else y.detach()  # the same object when dropout is off
-    groups = [("head.weight", "head.bias", [_LinearUse(y, d_logits, bias=True)])]
+    # Every (weight, bias) pair as one linear map used at every step; the gate-gradient buffer k of
+    # each layer holds both W_ih's (slots n, r, z) and W_hh's (slots r, z, n) output gradients.
+    # A tensor that feeds several maps is passed as the same object, so that its Gram is shared.
+    head = _LinearUse(head_in, d_logits, g_sum=d_logits.sum(dim=1))
+    named = [("head.weight", "head.bias", head, None)]
     for layer, tape in enumerate(tapes):
-        x_in, h = layer_inputs[layer], layer_outputs[layer]
-        H = h.shape[-1]
-        du_rz, du_n, dv_n = tape.du[..., : 2 * H], tape.du[..., 2 * H :], tape.dv_n
-        groups.append((f"gru.weight_ih_l{layer}", f"gru.bias_ih_l{layer}",
-                       [_LinearUse(x_in, du_rz, bias=True), _LinearUse(x_in, du_n, bias=True)]))
-        hh = [_LinearUse(h, du_rz, bias=True, shift=True), _LinearUse(h, dv_n, bias=True, shift=True)]
-        groups.append((f"gru.weight_hh_l{layer}", f"gru.bias_hh_l{layer}", hh))
-    blocks = [use for *_, group in groups for use in group]
-    _choose_routes(blocks, route, MATERIALIZE_BUDGET)
+        k, k_sum = tape.k, tape.k_sum
+        g_n, g_rz, g_v = k[:, :, 0], k[:, :, 1:3].flatten(2), k[:, :, 3]
+        x_in = tapes[layer - 1].h if layer else tape.x  # no dropout between layers
+        w_ih_use = _LinearUse(x_in, k[:, :, :3].flatten(2), g_sum=k_sum[:, :3].flatten(1), parts=(g_n, g_rz))
+        w_hh_use = _LinearUse(tape.h, k[:, :, 1:].flatten(2), g_sum=k_sum[:, 1:].flatten(1),
+                              parts=(g_rz, g_v), shift=True)
+        named.append((f"gru.weight_ih_l{layer}", f"gru.bias_ih_l{layer}", w_ih_use, _nrz_to_rzn))
+        named.append((f"gru.weight_hh_l{layer}", f"gru.bias_hh_l{layer}", w_hh_use, None))
+    uses = [use for _, _, use, _ in named]
     emb = _EmbeddingUse(tokens, d_x0, model.embedding.num_embeddings)
-    norms, factors, sums = _clip(blocks, emb, clip, MATERIALIZE_BUDGET)
+    units = _Units(len(batch), None if users is None else users.to(tokens.device))
+    _choose_routes(uses, emb, route, units)
+    norms, factors, sums, bias_sums = _clip(uses, emb, units, clip)
 
-    grads = {"embedding.weight": emb.clipped_sum(factors)}
-    for weight, bias, group in groups:
-        grads[weight] = torch.cat([sums[use] for use in group])
-        grads[bias] = torch.cat([use.bias_sum(factors) for use in group])
+    grads = {"embedding.weight": emb.clipped_sum(units.row_weights(factors))}
+    for weight, bias, use, order in named:
+        grads[weight] = sums[use] if order is None else order(sums[use])
+        grads[bias] = bias_sums[use] if order is None else order(bias_sums[use])
     return ClippedSum(grads, norms.detach(), losses.detach().mean())
 
 
@@ -373,24 +659,25 @@ class FastGaussianEngine(Engine):
         super().__init__(setup)
         if setup.noise_multiplier is None or setup.sample_rate is None:
             raise ValueError("DP engines need a noise multiplier and a sample rate")
-        self.loader = self.poisson_loader()  # sets expected_batch_size
+        self.loader = self.dp_loader()  # sets expected_batch_size (sequences, or users)
         self.grad_noise_multiplier, self.count_noise = split_noise(setup.noise_multiplier, self.expected_batch_size)
         self.noise_std = self.grad_noise_multiplier * setup.clip
         self.optimizer = self.make_optimizer(self.model.parameters())
         self._noise_order = opacus_param_order(self.model)
+        self._workspace = Workspace()
 
     @property
     def module(self) -> nn.Module:
         return self.model
 
-    def clipped_sum(self, batch: torch.Tensor) -> ClippedSum:
-        """The clipped per-example gradient sum of ``batch`` (before noise), in training mode."""
+    def clipped_sum(self, batch: torch.Tensor, groups: torch.Tensor | None = None) -> ClippedSum:
+        """The clipped per-unit gradient sum of ``batch`` (before noise), in training mode."""
         self.model.train()
         return clipped_gradient_sum(self.model, batch.to(self.device), self.setup.pad_id,
-                                    self.setup.clip, route=self.route)
+                                    self.setup.clip, route=self.route, users=groups, workspace=self._workspace)
 
-    def step(self, batch: torch.Tensor) -> StepStats:
-        result = self.clipped_sum(batch)
+    def step(self, batch: torch.Tensor, groups: torch.Tensor | None = None) -> StepStats:
+        result = self.clipped_sum(batch, groups)
         params = dict(self.model.named_parameters())
         for name in self._noise_order:  # an empty batch still gets noise and a step
             p, grad = params[name], result.grads[name]
@@ -399,7 +686,7 @@ class FastGaussianEngine(Engine):
                                            device=grad.device, generator=self._noise_gen, dtype=grad.dtype)
             p.grad = (grad / self.expected_batch_size).view_as(p)
         self.optimizer.step()
-        b = len(batch)
+        b = len(result.norms)  # units: sequences, or users
         clipped = int((result.norms > self.setup.clip).sum().item()) if b else 0
         noisy = self.noisy_clip_fraction(clipped)  # drawn on every step, empty batches included
         if b == 0:

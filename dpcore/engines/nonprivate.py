@@ -28,7 +28,8 @@ class NonPrivateEngine(Engine):
     def module(self) -> torch.nn.Module:
         return self.model
 
-    def step(self, batch: torch.Tensor) -> StepStats:
+    def step(self, batch: torch.Tensor, groups: torch.Tensor | None = None) -> StepStats:
+        del groups  # no privacy unit without a guarantee
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.batch_loss(self.model, batch)

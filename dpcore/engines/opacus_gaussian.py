@@ -28,17 +28,43 @@ def per_sample_l2_norms(grad_samples: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(per_param, dim=1).norm(2, dim=1)
 
 
+def group_grad_samples(params: list[torch.nn.Parameter], groups: torch.Tensor) -> None:
+    """Replace each parameter's per-example gradients [b, ...] by per-user MEANS [U, ...] in place.
+
+    User-level DP-SGD clips a user's contribution (the mean of their rows' gradients) as a whole;
+    after this, Opacus's per-"sample" clipping, noise and scaling act on users unchanged.
+    """
+    num_users = int(groups.max()) + 1 if len(groups) else 0
+    counts = torch.bincount(groups, minlength=num_users) if len(groups) else torch.zeros(0, dtype=torch.long)
+    for p in params:
+        gs = p.grad_sample
+        g = groups.to(gs.device)
+        inv = (1.0 / counts.to(gs.device, gs.dtype))[g].view(-1, *([1] * (gs.dim() - 1)))
+        p.grad_sample = gs.new_zeros((num_users,) + tuple(gs.shape[1:])).index_add_(0, g, gs * inv)
+
+
 class DiagnosticDPOptimizer(DPOptimizer):
-    """Opacus's DPOptimizer, unchanged, that also remembers the last per-example norms."""
+    """Opacus's DPOptimizer, unchanged, that also remembers the last per-unit norms.
+
+    With ``groups`` set (each row's user index for the coming step) it clips per user instead of
+    per example (:func:`group_grad_samples`).
+    """
 
     last_norms: torch.Tensor | None = None
+    groups: torch.Tensor | None = None
 
     def clip_and_accumulate(self) -> None:
+        if self.groups is not None:
+            group_grad_samples(self.params, self.groups)
+        self.clip_diagnostics()
+        super().clip_and_accumulate()
+
+    def clip_diagnostics(self) -> None:
+        """Remember the per-unit L2 norms of the current (possibly per-user) gradients."""
         if len(self.grad_samples[0]) == 0:
             self.last_norms = torch.zeros(0)
         else:
             self.last_norms = per_sample_l2_norms(self.grad_samples).detach()
-        super().clip_and_accumulate()
 
 
 class OpacusGaussianEngine(Engine):
@@ -53,7 +79,7 @@ class OpacusGaussianEngine(Engine):
             raise ValueError("DP engines need a noise multiplier and a sample rate")
         dp_model = to_dp_layers(self.model).to(self.device)
         self.gsm = GradSampleModule(dp_model, batch_first=True, loss_reduction="mean")
-        self.loader = self.poisson_loader()  # sets expected_batch_size
+        self.loader = self.dp_loader()  # sets expected_batch_size (sequences, or users)
         self.grad_noise_multiplier, self.count_noise = setup.noise_multiplier, None
         if self.private_count:
             self.grad_noise_multiplier, self.count_noise = split_noise(setup.noise_multiplier,
@@ -70,9 +96,10 @@ class OpacusGaussianEngine(Engine):
     def module(self) -> torch.nn.Module:
         return self.gsm
 
-    def step(self, batch: torch.Tensor) -> StepStats:
+    def step(self, batch: torch.Tensor, groups: torch.Tensor | None = None) -> StepStats:
         self.gsm.train()
         self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.groups = groups
         b = len(batch)
         loss = self.batch_loss(self.gsm, batch)
         if b == 0:
@@ -90,8 +117,8 @@ class OpacusGaussianEngine(Engine):
             return StepStats(loss=None, batch_size=0, noisy_frac_clipped=noisy)
         return StepStats(
             loss=float(loss.item()),
-            batch_size=b,
-            frac_clipped=clipped / b,
+            batch_size=len(norms),  # units: sequences, or users
+            frac_clipped=clipped / len(norms),
             median_grad_norm=float(norms.median().item()),
             noisy_frac_clipped=noisy,
         )

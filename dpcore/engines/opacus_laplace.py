@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
 
-from dpcore.engines.opacus_gaussian import DiagnosticDPOptimizer, OpacusGaussianEngine
+from dpcore.engines.opacus_gaussian import DiagnosticDPOptimizer, OpacusGaussianEngine, group_grad_samples
 from dpcore.privacy.noise import laplace_noise
 
 
@@ -30,6 +30,8 @@ class LaplaceDPOptimizer(DiagnosticDPOptimizer):
     """DPOptimizer with L1 clipping (``max_grad_norm`` is C1) and Laplace noise (λ = noise_multiplier)."""
 
     def clip_and_accumulate(self) -> None:
+        if self.groups is not None:
+            group_grad_samples(self.params, self.groups)  # per-user means, clipped in L1 below
         if len(self.grad_samples[0]) == 0:
             factors = torch.zeros((0,), device=self.grad_samples[0].device)
             self.last_norms = torch.zeros(0)

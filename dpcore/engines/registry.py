@@ -1,33 +1,34 @@
 """Which engine trains a run: one table from (mechanism, engine choice) to an engine class.
 
 A registry rather than a factory inside :mod:`dpcore.engines.base`, so that the base class never
-imports its own subclasses (they import it).
+imports its own subclasses (they import it). Classes are named, not imported, in the table and
+loaded on first use: Opacus (about a second of start-up) is imported only by the runs that train
+on it, not by every fast-engine or baseline worker.
 """
 
 from __future__ import annotations
 
-from dpcore.engines.base import Engine, EngineSetup
-from dpcore.engines.fast_gaussian import FastGaussianEngine
-from dpcore.engines.nonprivate import NaiveNoiseEngine, NonPrivateEngine
-from dpcore.engines.opacus_gaussian import OpacusGaussianEngine
-from dpcore.engines.opacus_laplace import OpacusLaplaceEngine
+import importlib
 
-#: (mechanism, engine choice) -> class; ``None`` matches any engine choice (it has only one).
-ENGINES: dict[tuple[str, str | None], type[Engine]] = {
-    ("gaussian", "fast"): FastGaussianEngine,
-    ("gaussian", "opacus"): OpacusGaussianEngine,
-    ("laplace", None): OpacusLaplaceEngine,
-    ("none", None): NonPrivateEngine,
-    ("naive", None): NaiveNoiseEngine,
+from dpcore.engines.base import Engine, EngineSetup
+
+#: (mechanism, engine choice) -> "module:Class"; ``None`` matches any engine choice (it has only one).
+ENGINES: dict[tuple[str, str | None], str] = {
+    ("gaussian", "fast"): "dpcore.engines.fast_gaussian:FastGaussianEngine",
+    ("gaussian", "opacus"): "dpcore.engines.opacus_gaussian:OpacusGaussianEngine",
+    ("laplace", None): "dpcore.engines.opacus_laplace:OpacusLaplaceEngine",
+    ("none", None): "dpcore.engines.nonprivate:NonPrivateEngine",
+    ("naive", None): "dpcore.engines.nonprivate:NaiveNoiseEngine",
 }
 
 
 def engine_class(mechanism: str, engine: str) -> type[Engine]:
     """The class that trains ``mechanism`` with the ``engine`` choice ("fast" or "opacus")."""
-    cls = ENGINES.get((mechanism, engine)) or ENGINES.get((mechanism, None))
-    if cls is None:
+    target = ENGINES.get((mechanism, engine)) or ENGINES.get((mechanism, None))
+    if target is None:
         raise ValueError(f"unknown mechanism {mechanism!r}")
-    return cls
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def build_engine(mechanism: str, engine: str, setup: EngineSetup) -> Engine:

@@ -99,7 +99,7 @@ def test_sample_rate_is_one_over_ceil_n_over_b(tiny_data, n, b):
 def test_poisson_batches_vary_and_average_n_times_q(tiny_data):
     engine = build_engine("gaussian", "opacus", _setup(tiny_data, noise=1.0, batch=20))
     it = engine.batches()
-    sizes = [len(next(it)) for _ in range(300)]
+    sizes = [len(next(it)[0]) for _ in range(300)]
     assert len(set(sizes)) > 5  # Poisson, not fixed-size batches
     assert sum(sizes) / len(sizes) == pytest.approx(200 * 0.1, rel=0.1)
 
@@ -107,7 +107,7 @@ def test_poisson_batches_vary_and_average_n_times_q(tiny_data):
 def test_same_seed_same_noise_and_batches(tiny_data):
     a = build_engine("gaussian", "opacus", _setup(tiny_data, noise=1.0, seed=3))
     b = build_engine("gaussian", "opacus", _setup(tiny_data, noise=1.0, seed=3))
-    ba, bb = next(a.batches()), next(b.batches())
+    (ba, _), (bb, _) = next(a.batches()), next(b.batches())
     assert torch.equal(ba, bb)
     a.step(ba), b.step(bb)
     for pa, pb in zip(a.module.parameters(), b.module.parameters()):
