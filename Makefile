@@ -15,10 +15,14 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.runtime
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-app: $(VENV)/.runtime
-	$(PY) -m streamlit run app.py --server.port $(PORT)
+app: $(VENV)/.runtime  # a fresh server prepares the demo gallery in the background (dpcore/demo.py)
+	DPCORE_DEMO_AUTOPREPARE=1 $(PY) -m streamlit run app.py --server.port $(PORT)
 
-test: $(VENV)/.dev
+$(VENV)/.ray: requirements-ray.txt $(VENV)/.runtime
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-ray.txt
+	touch $@
+
+test: $(VENV)/.dev $(VENV)/.ray  # Ray is optional for users; the tests start a local one (2 CPUs)
 	bash .ci/ensure_chromium.sh
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q

@@ -1,10 +1,14 @@
 """Compare: overlaid curves, the privacy–utility frontier, a results table and a CSV of every step.
 
-The selection lives in the URL (``?runs=a,b,c``) so a comparison can be shared like a run.
+The selection lives in the URL (``?runs=a,b,c``) so a comparison can be shared like a run. A sweep
+launched from New run (or ``python -m dpcore runs sweep``) opens here with ``&sweep=<id>``: a line says
+how many of its runs have finished while the frontier fills in.
 """
 
 import streamlit as st
 
+from dpcore.errors import DPCoreError
+from dpcore.runs.sweeps import load_sweep
 from dpcore.views import charts
 from dpcore.views.auditview import audit_points
 from dpcore.views.disclosure import may_show_uncovered, visible_metrics
@@ -35,12 +39,21 @@ if not selected_ids:
     st.stop()
 
 any_active = any(not by_id[i].is_terminal for i in selected_ids)
+try:
+    sweep = load_sweep(store, st.query_params["sweep"]) if st.query_params.get("sweep") else None
+except DPCoreError:
+    sweep = None  # a link from another server, or a sweep whose runs were deleted: the runs still compare
 
 
 @st.fragment(run_every=POLL_S if any_active else None)
 def comparison() -> None:
     selected = [store.get_run(i) for i in selected_ids]
     viewer = session.owner()
+    if sweep is not None:
+        members = [r for r in selected if r.id in sweep.run_ids]
+        ended = sum(r.is_terminal for r in members)
+        st.caption(f"Sweep {sweep.id}: {ended} of {len(members)} runs ended"
+                   + ("." if ended == len(members) else "; each point joins the frontier as its run finishes."))
     shown = {r.id: may_show_uncovered(r, viewer=viewer) for r in selected}  # what ε does not cover
     series = [(run_label(r), visible_metrics(store.metrics(r.id), shown[r.id])) for r in selected]
     eval_series = [(run_label(r), store.evals(r.id)) for r in selected if shown[r.id]]

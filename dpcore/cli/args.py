@@ -15,6 +15,8 @@ from typing import Any
 
 from dpcore.config import FieldSpec, TrainConfig, cli_flag, field_default, field_specs, parse_field
 from dpcore.errors import ConfigError, DPCoreError
+from dpcore.runs.executors import ENV_EXECUTOR, EXECUTOR_KINDS
+from dpcore.runs.sweeps import parse_epsilons
 
 
 class ArgumentError(DPCoreError):
@@ -160,3 +162,20 @@ def unit_or_one(text: str) -> float:
     if value > 1:
         raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
     return value
+
+
+def epsilon_list(text: str) -> list[float]:
+    """``0.5,1,2,4,8`` -> the sweep's distinct ε values (:func:`dpcore.runs.sweeps.parse_epsilons`)."""
+    try:
+        return parse_epsilons(text)
+    except DPCoreError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def add_executor_argument(parser: argparse.ArgumentParser) -> None:
+    """``--executor local|ray``: where runs train (default ``$DPCORE_EXECUTOR``, else local)."""
+    parser.add_argument(
+        "--executor", choices=EXECUTOR_KINDS, default=None,
+        help=f"where runs train: local processes, or a Ray cluster ($RAY_ADDRESS, else one started with "
+             f"`ray start --head` here) (default: ${ENV_EXECUTOR}, else local)",
+    )

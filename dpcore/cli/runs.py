@@ -1,10 +1,12 @@
 """``python -m dpcore runs ...``: background runs from a terminal.
 
 ``submit`` takes the same training options as ``train`` and prints the run id as its last line;
-``list``, ``show``, ``cancel`` and ``wait`` read and steer runs through the same store and executor
-as the dashboard; ``delete``, ``uploads`` and ``delete-upload`` free the owner's disk. There is no
-daemon: each of these calls also reaps dead workers and starts queued runs. ``dpcore.cli`` adds
-this group with :func:`register`.
+``sweep`` submits one run per ε (``--epsilon 0.5,1,2,4,8``, plus ``--with-baseline``) sharing every
+other option and prints the Compare link; ``list``, ``show``, ``cancel`` and ``wait`` read and steer
+runs through the same store and executor as the dashboard; ``delete``, ``uploads`` and
+``delete-upload`` free the owner's disk. There is no daemon: each of these calls also reaps dead
+workers and starts queued runs. ``--executor local|ray`` (default ``$DPCORE_EXECUTOR``, else local)
+picks where runs train. ``dpcore.cli`` adds this group with :func:`register`.
 
 Exit codes: 0 ok (``wait``: the run finished), 1 (``wait``: it failed or was cancelled),
 2 unknown run or upload id, bad option, or a server limit (runs per owner, steps, memory, disk
@@ -22,11 +24,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dpcore.cli.args import add_train_arguments, config_from_args
+from dpcore.cli.args import add_executor_argument, add_train_arguments, config_from_args, epsilon_list
 from dpcore.errors import DPCoreError
 from dpcore.paths import ENV_DATA_DIR, cli_owner
-from dpcore.runs.executor import LocalExecutor
+from dpcore.runs.executor import Executor, wait_for
+from dpcore.runs.executors import make_executor
 from dpcore.runs.store import Run, RunStore
+from dpcore.runs.sweeps import submit_sweep
 
 EXIT_TIMEOUT = 124
 Handler = Callable[[argparse.Namespace], int]
@@ -35,7 +39,7 @@ Handler = Callable[[argparse.Namespace], int]
 def register(subparsers: Any) -> None:
     """Add the ``runs`` command group to ``python -m dpcore``'s subparsers."""
     runs = subparsers.add_parser(
-        "runs", help="train in the background: submit, list, show, cancel, wait, delete, uploads",
+        "runs", help="train in the background: submit, sweep, list, show, cancel, wait, delete, uploads",
         description="Runs live in a store outside this process: they go on after the command "
                     "returns and can be followed from the dashboard. Each command also reaps dead "
                     "workers and starts queued runs.",
@@ -50,6 +54,22 @@ def register(subparsers: Any) -> None:
                    help="runs allowed at once (default: $DPCORE_MAX_CONCURRENT, one per GPU, "
                         "else half the CPU cores)")
     _common(p, cmd_submit)
+
+    p = sub.add_parser(
+        "sweep", conflict_handler="resolve",
+        help="one run per ε sharing every other option (the privacy-utility frontier); prints the run ids",
+        description="Submit one run per ε value, all with the same data, model and training, grouped under "
+                    "a sweep id; open them on Compare to see the frontier fill in as they finish.",
+    )
+    add_train_arguments(p)
+    p.add_argument("--epsilon", dest="sweep_epsilons", type=epsilon_list, required=True, metavar="E1,E2,...",
+                   help="the target ε of each run, comma-separated (e.g. 0.5,1,2,4,8)")
+    p.add_argument("--with-baseline", action="store_true",
+                   help="add the same run without privacy (mechanism none) as the frontier's reference line")
+    p.add_argument("--wait", action="store_true", help="wait for every run to end and print the frontier")
+    p.add_argument("--max-concurrent", type=int, default=None, metavar="N",
+                   help="runs allowed at once by the local executor (on Ray, the cluster decides)")
+    _common(p, cmd_sweep)
 
     p = sub.add_parser("list", help="your runs, newest first")
     p.add_argument("--json", action="store_true", help="one JSON array instead of a table")
@@ -92,31 +112,75 @@ def _common(p: argparse.ArgumentParser, handler: Handler) -> None:
                    help=f"where runs are kept (default: ${ENV_DATA_DIR}, else ~/.local/share/dp-rnn-lab)")
     p.add_argument("--owner", default=cli_owner(),
                    help="owner key of the runs (default: %(default)s)")
+    add_executor_argument(p)
     p.set_defaults(func=handler)  # cli.main turns a DPCoreError into one line and exit code 2
 
 
-def _executor(args: argparse.Namespace) -> LocalExecutor:
-    return LocalExecutor(RunStore(args.data_dir), getattr(args, "max_concurrent", None))
+def _executor(args: argparse.Namespace) -> Executor:
+    """The executor the flags ask for; a terminal never starts a Ray of its own (its runs would die with it)."""
+    return make_executor(RunStore(args.data_dir), getattr(args, "executor", None),
+                         max_concurrent=getattr(args, "max_concurrent", None), start_ray=False)
+
+
+def _at_a_time(ex: Executor) -> str:
+    cap = getattr(ex, "max_concurrent", None)
+    return f"{cap} at a time" if cap else "as the Ray cluster's resources allow"
 
 
 # ---------------------------------------------------------------------- handlers
 def cmd_submit(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    if config.corpus != "builtin":  # the worker runs elsewhere (its run folder): pin the path
-        path = Path(config.corpus).expanduser()
-        if not path.is_file():
-            raise DPCoreError(f"no such corpus file {str(path)!r}; give 'builtin' or a .txt/.csv path")
-        config = config.replace(corpus=str(path.resolve()))
+    config = _pin_corpus(config)
     ex = _executor(args)
     run_id = ex.submit(args.owner, config, allow_local_paths=True)
     run = ex.store.get_run(run_id)
     if run.status == "queued":
-        print(f"queued run {run_id} (position {ex.store.queue_position(run_id)}, "
-              f"{ex.max_concurrent} at a time)")
+        print(f"queued run {run_id} (position {ex.store.queue_position(run_id)}, {_at_a_time(ex)})")
     else:
         print(f"started run {run_id} (pid {run.pid}); follow it with: python -m dpcore runs show {run_id}")
     print(run_id)
     return 0
+
+
+def _pin_corpus(config: Any) -> Any:
+    """The worker runs elsewhere (its run folder, another node): a corpus path must be absolute."""
+    if config.corpus == "builtin":
+        return config
+    path = Path(config.corpus).expanduser()
+    if not path.is_file():
+        raise DPCoreError(f"no such corpus file {str(path)!r}; give 'builtin' or a .txt/.csv path")
+    return config.replace(corpus=str(path.resolve()))
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    base = _pin_corpus(config_from_args(args))
+    ex = _executor(args)
+    sweep = submit_sweep(ex, args.owner, base, args.sweep_epsilons, with_baseline=args.with_baseline,
+                         allow_local_paths=True)
+    print(f"sweep {sweep.id}: {len(sweep.run_ids)} runs ({_at_a_time(ex)})")
+    for run_id in sweep.run_ids:
+        print(f"  {run_id}  {_privacy(ex.store.get_run(run_id))}")
+    print(f"compare them on the dashboard: /compare?runs={','.join(sweep.run_ids)}")
+    if args.wait:
+        try:
+            runs = [wait_for(ex, run_id, poll_s=0.5) for run_id in sweep.run_ids]
+        except KeyboardInterrupt:
+            print("interrupted; the runs go on in the background", file=sys.stderr)
+            return 130
+        print("the frontier (final validation perplexity against ε spent):")
+        for run in runs:
+            result = run.result or {}
+            spent, ppl = result.get("epsilon"), result.get("val_perplexity")
+            print(f"  {_privacy(run):<22} {run.status:<9} ε spent {'-' if spent is None else f'{spent:.3g}':<6} "
+                  f"val perplexity {'-' if ppl is None else f'{ppl:.3f}'}")
+        return 0 if all(r.status == "finished" for r in runs) else 1
+    print(" ".join(sweep.run_ids))
+    return 0
+
+
+def _privacy(run: Run) -> str:
+    mech = run.config.get("mechanism")
+    return f"{mech} ε={run.config.get('epsilon'):g}" if mech in ("gaussian", "laplace") else f"{mech} (no privacy)"
 
 
 def cmd_list(args: argparse.Namespace) -> int:

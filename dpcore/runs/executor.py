@@ -1,8 +1,10 @@
 """Executors start, watch and stop runs outside the dashboard process.
 
 The contract (:class:`Executor`) is ``submit``, ``status``, ``cancel``, ``list``, ``poll`` and ``wait`` over
-runs that live in a :class:`~dpcore.runs.store.RunStore`, so a Ray-backed executor can implement it
-later with ``submit_job`` / ``stop_job`` and the same worker entry point.
+runs that live in a :class:`~dpcore.runs.store.RunStore`. Two executors implement it, chosen by
+``DPCORE_EXECUTOR`` (:func:`dpcore.runs.executors.make_executor`): ``local`` (below, the default: needs
+nothing) and ``ray``
+(:class:`dpcore.runs.ray_executor.RayExecutor`: runs as Ray actors on a cluster, same store and guarantees).
 
 :class:`LocalExecutor` (the embedded default) runs each run as ``python -m dpcore.runs.worker`` in its
 own OS process and process group. There is no daemon: the queue is the ``queued`` rows of the
@@ -71,7 +73,8 @@ _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding d
 
 @runtime_checkable
 class Executor(Protocol):
-    """What the dashboard and CLI need from any executor (local processes today, Ray later)."""
+    """What the dashboard and CLI need from any executor (local processes, or Ray; see
+    :func:`dpcore.runs.executors.make_executor`)."""
 
     store: RunStore
 
@@ -93,6 +96,22 @@ class Executor(Protocol):
     def wait(self, run_id: str, timeout: float | None = None, *, poll_s: float = 0.5,
              owner: str | None = None) -> Run:
         """Block until the run ends or ``timeout`` seconds pass; the run either way."""
+
+
+def live_verdict(run: Run, now: float, silent: bool, grace_s: float, limits: ServerLimits) -> str | None:
+    """What to do with a run whose worker is alive, whatever executor runs it.
+
+    "kill" (cancelled longer than the grace period ago), "stuck" (no heartbeat), "overtime" (past
+    the server's wall-time cap), or None (leave it be).
+    """
+    if run.cancel_requested_at is not None and now - run.cancel_requested_at > grace_s:
+        return "kill"
+    if silent:
+        return "stuck"
+    cap = limits.max_run_seconds
+    if cap and run.stop_reason is None and run.started_at is not None and now - run.started_at > cap:
+        return "overtime"
+    return None
 
 
 class LocalExecutor:
@@ -144,15 +163,15 @@ class LocalExecutor:
         server's limits: steps or memory of the config, the owner's runs queued or running, the
         owner's disk quota.
         """
-        if isinstance(config, dict):
-            config = TrainConfig.from_dict(config)
-        config = config.validate()
-        self._check_corpus(owner, config, allow_local_paths)
-        check_launch(config, limits=self.limits)
-        self.store.check_disk_quota(owner, limits=self.limits)
+        config = check_submission(self.store, owner, config, allow_local_paths=allow_local_paths, limits=self.limits)
         run_id = self.store.create_run(owner, config.to_dict(), max_runs=self.limits.max_runs_per_owner)
         self.poll()
         return run_id
+
+    def describe(self) -> str:
+        """Where runs train, in a few words (the dashboard's sidebar shows it)."""
+        where = f"{len(self.gpus)} GPU(s)" if self.gpus else "CPU"
+        return f"local processes on this server ({where}, {self.max_concurrent} at a time)"
 
     def status(self, run_id: str, owner: str | None = None) -> Run:
         self.poll()
@@ -174,24 +193,7 @@ class LocalExecutor:
         self, run_id: str, timeout: float | None = None, *, poll_s: float = 0.5, owner: str | None = None
     ) -> Run:
         """Poll until the run ends or ``timeout`` seconds pass; returns the run either way."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            run = self.status(run_id, owner)
-            if run.is_terminal:
-                return run
-            if deadline is not None and time.monotonic() >= deadline:
-                return run
-            pause = poll_s if deadline is None else min(poll_s, max(0.0, deadline - time.monotonic()))
-            time.sleep(pause)
-
-    def _check_corpus(self, owner: str, config: TrainConfig, allow_local_paths: bool) -> None:
-        corpus = config.corpus
-        if corpus == "builtin" or allow_local_paths:
-            return
-        if self.store.find_upload_by_path(owner, corpus) is None:
-            raise DPCoreError(
-                "the corpus must be the built-in corpus or one of your uploaded files"
-            )
+        return wait_for(self, run_id, timeout, poll_s=poll_s, owner=owner)
 
     # ------------------------------------------------------------------ supervision
     def poll(self) -> None:
@@ -246,14 +248,7 @@ class LocalExecutor:
         # without /proc a reused pid cannot be told apart: fall back on the heartbeat
         if run.pid_ident is None and silent and run.heartbeat_at is not None:
             return "dead"
-        if run.cancel_requested_at is not None and now - run.cancel_requested_at > self.grace_s:
-            return "kill"
-        if silent:
-            return "stuck"
-        cap = self.limits.max_run_seconds
-        if cap and run.stop_reason is None and run.started_at is not None and now - run.started_at > cap:
-            return "overtime"
-        return None
+        return live_verdict(run, now, silent, self.grace_s, self.limits)
 
     def _settle(self, conn: sqlite3.Connection, run: Run, verdict: str) -> None:
         if verdict == "overtime":
@@ -354,6 +349,42 @@ class LocalExecutor:
             for run_id, proc in list(self._children.items()):
                 if proc.poll() is not None:
                     del self._children[run_id]
+
+
+# -------------------------------------------------------------------------- shared by executors
+def check_submission(
+    store: RunStore, owner: str, config: TrainConfig | dict[str, Any], *, allow_local_paths: bool,
+    limits: ServerLimits,
+) -> TrainConfig:
+    """The validated config of a new run, or one sentence why this server refuses it.
+
+    Every executor calls this before queueing: the corpus (the built-in one or one of ``owner``'s
+    uploads, unless a CLI user passes ``allow_local_paths``), the steps and memory budget, and the
+    owner's disk quota. The count of the owner's queued and running runs is checked when the row is
+    inserted (:meth:`RunStore.create_run`).
+    """
+    if isinstance(config, dict):
+        config = TrainConfig.from_dict(config)
+    config = config.validate()
+    if config.corpus != "builtin" and not allow_local_paths and store.find_upload_by_path(owner, config.corpus) is None:
+        raise DPCoreError("the corpus must be the built-in corpus or one of your uploaded files")
+    check_launch(config, limits=limits)
+    store.check_disk_quota(owner, limits=limits)
+    return config
+
+
+def wait_for(executor: Executor, run_id: str, timeout: float | None = None, *, poll_s: float = 0.5,
+             owner: str | None = None) -> Run:
+    """Poll ``executor`` until the run ends or ``timeout`` seconds pass; returns the run either way."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        run = executor.status(run_id, owner)
+        if run.is_terminal:
+            return run
+        if deadline is not None and time.monotonic() >= deadline:
+            return run
+        pause = poll_s if deadline is None else min(poll_s, max(0.0, deadline - time.monotonic()))
+        time.sleep(pause)
 
 
 # -------------------------------------------------------------------------- helpers
