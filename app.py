@@ -9,7 +9,7 @@ import streamlit as st
 from dpcore.errors import DPCoreError
 from dpcore.views.presets import workshop_presets
 from dpcore.views.preview import warm
-from pages.ui import data_controls, routes, session
+from pages.ui import data_controls, demo_ui, present, room_ui, routes, session
 
 st.set_page_config(page_title="DP-RNN Lab", page_icon=":material/lock:", layout="wide")
 session.ensure_cookie()
@@ -18,7 +18,13 @@ try:
 except DPCoreError as err:  # e.g. an unwritable DPCORE_DATA_DIR: say so instead of a traceback
     st.error(f"The run store cannot be opened: {err}. Set DPCORE_DATA_DIR to a writable local folder and restart.")
     st.stop()
+try:
+    session.executor()
+except DPCoreError as err:  # e.g. DPCORE_EXECUTOR=ray with an unreachable RAY_ADDRESS
+    st.error(f"Runs cannot be started: {err}.")
+    st.stop()
 warm([p.config for p in workshop_presets()])  # once per process: the presets' previews are ready on arrival
+demo_ui.autoprepare()  # once per process, with DPCORE_DEMO_AUTOPREPARE=1 (make app): the gallery, if missing
 
 sections: dict[str, list] = {}
 for spec in routes.PAGES:
@@ -30,5 +36,9 @@ with st.sidebar:
         "Runs train in background processes: closing this tab does not stop them. Your runs are tied to "
         "this browser; share a run with its link."
     )
+    st.caption(f"Runs train on: {session.executor_label()}.")
+    present.toggle()
     data_controls.forget_controls()
+present.apply()
+room_ui.nudge_banner()  # participants of an open room: the instructor's latest nudge, on every page
 page.run()

@@ -2,14 +2,79 @@
 
 import streamlit as st
 
+from dpcore import demo
+from dpcore.errors import DPCoreError
+from dpcore.views import demoview
+from dpcore.views.auditview import load_audit
 from dpcore.views.meaning import CENSUS_SENTENCE, odds_multiplier, run_epsilon, run_label
-from dpcore.views.presets import PRESETS, workshop_presets
-from pages.ui import data_controls, session
-from pages.ui.widgets import COMPARE_PAGE, MONITOR_PAGE, NEW_RUN_PAGE, status_text
+from dpcore.views.presets import PRESETS, per_sequence_presets, workshop_presets
+from pages.ui import data_controls, demo_ui, present, routes, session
+from pages.ui.widgets import CHART_CONFIG, COMPARE_PAGE, MONITOR_PAGE, NEW_RUN_PAGE, status_text
 
 session.use_router()
+big = present.active()
 
 st.title("DP-RNN Lab")
+
+
+def _gallery() -> demo.GalleryState | None:
+    try:
+        return demo.gallery_state(session.store())
+    except DPCoreError:
+        return None
+
+
+@st.fragment(run_every=2.0 if (_state := _gallery()) is not None and _state.preparing else None)
+def gallery() -> None:
+    """The instant demo: the pinned gallery's whole story on one screen (progress while it trains)."""
+    state = _gallery()
+    if state is None:
+        return
+    if state.preparing and not state.complete:
+        done = sum(1 for r in state.runs if r.is_terminal)
+        st.progress(state.progress, text=f"Preparing the demo gallery: {done} of {len(state.entries)} runs trained. "
+                                         "It appears here as it fills in.")
+    if not state.exists:
+        if not state.preparing:
+            st.caption("The demo gallery (the same model at ε = 0.5 to 16, without privacy, the naive recipe and "
+                       "Laplace, each audited) has not been prepared on this server yet.")
+            if st.button("Prepare the demo gallery", icon=":material/play_circle:", key="home_demo_prepare",
+                         help="Trains the gallery once in the background (a few minutes); it is kept across restarts."):
+                demo_ui.start()
+                st.rerun()
+        return
+    entries = [(spec.title, run) for spec, run in state.entries if run is not None and run.status == "finished"]
+    st.subheader("The whole trade-off at a glance")
+    st.caption("The same small model trained on the same synthetic chat messages, once per privacy level: what each "
+               "ε costs in quality, what the models write, and what they give away about planted secrets.")
+    st.plotly_chart(demoview.frontier_figure(entries, big=big), key="home_demo_frontier", config=CHART_CONFIG)
+    samples = {run.id: session.store().samples(run.id) for _, run in entries}
+    shown = demoview.final_samples(entries, samples)
+    if shown:
+        st.markdown(f"**What each model writes after “{shown[0][1]}”**")
+        per_row = 3 if big else 5
+        for start in range(0, len(shown), per_row):
+            cols = st.columns(per_row)
+            for col, (title, _prompt, texts) in zip(cols, shown[start:start + per_row]):
+                with col, st.container(border=True):
+                    st.markdown(f"**{title}**")
+                    st.code(texts[0] or "(empty)", language=None, wrap_lines=True)
+    audits = {run.id: load_audit(session.store(), run) for _, run in entries}
+    if any(audits.values()):
+        st.plotly_chart(demoview.exposure_figure(entries, audits, big=big), key="home_demo_exposure",
+                        config=CHART_CONFIG)
+        st.caption("Each planted secret is a 4-digit PIN after a known prefix. Exposure counts the bits a model gives "
+                   "away: 0 means an attacker does no better than guessing; at the dashed line the model recites it.")
+    links = st.columns(3)
+    links[0].page_link(NEW_RUN_PAGE, label="Train your own", icon=":material/rocket_launch:")
+    links[1].page_link(COMPARE_PAGE, label="Compare the gallery's runs", icon=":material/compare_arrows:",
+                       query_params={"runs": ",".join(run.id for _, run in entries)})
+    links[2].page_link(routes.ROOM.path, label="Run a workshop room", icon=":material/groups:")
+
+
+gallery()
+if big:
+    st.stop()
 st.markdown(
     "See what privacy **costs** and what it **buys**. Train a small language model on text with "
     "*real* differentially private SGD (per-example clipping, calibrated noise, a privacy accountant), "
@@ -40,7 +105,13 @@ for col, preset in zip(cols, workshop_presets()):
         st.caption(preset.description)
         st.page_link(NEW_RUN_PAGE, label=f"Try {preset.title}", icon=":material/play_circle:",
                      query_params={"preset": preset.name})
-others = [p for p in PRESETS if p.group != "workshop"]
+st.caption("The same ε **per sequence** protects one 32-character snippet instead of a person: the model learns "
+           "more, and someone who wrote many messages is protected far less (see Mechanisms).")
+cols = st.columns(len(per_sequence_presets()))
+for col, preset in zip(cols, per_sequence_presets()):
+    col.page_link(NEW_RUN_PAGE, label=f"Try {preset.title}", icon=":material/compare_arrows:",
+                  query_params={"preset": preset.name})
+others = [p for p in PRESETS if p.group not in ("workshop", "per-sequence")]
 with st.expander("More presets: lessons and longer studies"):
     for preset in others:
         st.page_link(NEW_RUN_PAGE, label=f"{preset.title} — {preset.description}", icon=":material/science:",
@@ -48,7 +119,7 @@ with st.expander("More presets: lessons and longer studies"):
 
 st.subheader("What ε means")
 st.markdown(
-    f"With ε = 1, any single training sequence can change the odds of any outcome by at most "
+    f"With ε = 1 per person, any one person, with all of their messages, can change the odds of any outcome by at most "
     f"e¹ ≈ {odds_multiplier(1)}×; with ε = 10, by up to e¹⁰ ≈ {odds_multiplier(10)}×. Smaller is more private. "
     f"{CENSUS_SENTENCE}"
 )

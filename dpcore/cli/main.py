@@ -15,6 +15,8 @@ from pathlib import Path
 
 from dpcore.checkpoint import load_checkpoint
 from dpcore.cli import audit as audit_cli
+from dpcore.cli import demo as demo_cli
+from dpcore.cli import pretrain as pretrain_cli
 from dpcore.cli import runs as runs_cli
 from dpcore.cli.args import (
     ArgumentError,
@@ -140,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs_cli.register(sub)
     audit_cli.register(sub)
+    demo_cli.register(sub)
+    pretrain_cli.register(sub)
     return parser
 
 

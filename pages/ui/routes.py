@@ -31,9 +31,10 @@ MONITOR = PageSpec("pages/monitor.py", "Run monitor", ":material/monitoring:", "
 COMPARE = PageSpec("pages/compare.py", "Compare", ":material/compare_arrows:", "Understand")
 SAMPLES = PageSpec("pages/samples.py", "Samples", ":material/text_snippet:", "Understand")
 REPORT = PageSpec("pages/report.py", "Run report", ":material/description:", "Understand")
+ROOM = PageSpec("pages/room.py", "Workshop room", ":material/groups:", "Train")
 MECHANISMS = PageSpec("pages/mechanisms.py", "Mechanisms", ":material/science:", "Understand")
 
 #: In menu order.
-PAGES = (HOME, NEW_RUN, MONITOR, COMPARE, SAMPLES, REPORT, MECHANISMS)
+PAGES = (HOME, NEW_RUN, MONITOR, ROOM, COMPARE, SAMPLES, REPORT, MECHANISMS)
 #: The last path segment of every page's address (to find the app's root in a page URL).
 URL_PATHS = frozenset(p.url_path for p in PAGES)

@@ -34,12 +34,15 @@ from typing import Any
 
 import streamlit as st
 
-from dpcore.runs.executor import Executor, LocalExecutor
+from dpcore.runs.executor import Executor
+from dpcore.runs.executors import make_executor
 from dpcore.runs.store import Run, RunNotFound, RunStore
 
 COOKIE = "dprnn_owner"
 COOKIE_MAX_AGE_S = 365 * 24 * 3600
 _SECRET_RE = re.compile(r"^[0-9a-f]{32}$")
+_COOKIE_NAME_RE = re.compile(r"^dprnn_[A-Za-z0-9_]{1,60}$")
+_COOKIE_VALUE_RE = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 _SECRET_KEY = "_owner_secret"
 _COOKIE_SET_KEY = "_owner_cookie_set"
 _VISITED_KEY = "_visited_runs"
@@ -68,22 +71,32 @@ def use_router() -> None:
 
 # ------------------------------------------------------------------------------ handles
 def build_executor(store: RunStore) -> Executor:
-    """The executor the app uses (tests monkeypatch this to one that starts no training)."""
-    return LocalExecutor(store)
+    """The executor the app uses: ``$DPCORE_EXECUTOR`` (local processes, or Ray; tests monkeypatch this)."""
+    return make_executor(store)
 
 
 @st.cache_resource(show_spinner=False)
-def _handles() -> tuple[RunStore, Executor]:
-    store = RunStore()  # DPCORE_DATA_DIR, else the per-user data folder
-    return store, build_executor(store)
+def _store() -> RunStore:
+    return RunStore()  # DPCORE_DATA_DIR, else the per-user data folder
+
+
+@st.cache_resource(show_spinner=False)
+def _executor() -> Executor:
+    return build_executor(_store())  # apart from the store: an unreachable Ray is not an unreadable store
 
 
 def store() -> RunStore:
-    return _handles()[0]
+    return _store()
 
 
 def executor() -> Executor:
-    return _handles()[1]
+    return _executor()
+
+
+def executor_label() -> str:
+    """Where runs train, in a few words, for the sidebar (the executor's own ``describe``)."""
+    describe = getattr(executor(), "describe", None)
+    return describe() if callable(describe) else "this server"
 
 
 # ------------------------------------------------------------------------------ identity
@@ -118,7 +131,8 @@ def ensure_cookie() -> None:
     secret = _secret()
     if st.session_state.get(_COOKIE_SET_KEY):
         return
-    expire = f"document.cookie = '{COOKIE}=; path=/; max-age=0; SameSite=Lax';" if forget else ""
+    expire = "".join(f"document.cookie = '{name}=; path=/; max-age=0; SameSite=Lax';"  # rooms' tokens too
+                     for name in {COOKIE, *st.context.cookies} if _COOKIE_NAME_RE.match(name)) if forget else ""
     st.html(
         f"<script>{expire}"
         f"document.cookie = '{COOKIE}={secret}; path=/; max-age={COOKIE_MAX_AGE_S}; SameSite=Lax';"
@@ -126,6 +140,24 @@ def ensure_cookie() -> None:
         unsafe_allow_javascript=True,
     )
     st.session_state[_COOKIE_SET_KEY] = True
+
+
+def set_cookie(name: str, value: str, max_age_s: int = COOKIE_MAX_AGE_S) -> None:
+    """Keep a small secret (a room's instructor token) in a first-party cookie of this browser.
+
+    The same one-line script as the identity cookie; "Forget this browser" expires it too (every
+    cookie named ``dprnn_…``). Names and values are URL-safe tokens only.
+    """
+    if not _COOKIE_NAME_RE.match(name) or not _COOKIE_VALUE_RE.match(value):
+        raise ValueError("a cookie name and value must be URL-safe tokens")
+    st.html(f"<script>document.cookie = '{name}={value}; path=/; max-age={int(max_age_s)}; SameSite=Lax';</script>",
+            unsafe_allow_javascript=True)
+
+
+def cookie(name: str) -> str | None:
+    """A cookie this browser sent when the session started (None if absent or not a URL-safe token)."""
+    value = st.context.cookies.get(name)
+    return value if isinstance(value, str) and _COOKIE_VALUE_RE.match(value) else None
 
 
 def forget_browser(keep: dict[str, Any] | None = None) -> str:

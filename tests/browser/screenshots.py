@@ -3,6 +3,8 @@
 Starts ``streamlit run app.py`` on a free port with a throw-away data folder, launches the four
 workshop presets through the real UI (they queue and train for real, a couple of minutes in all),
 then photographs each page with Debian's Chromium. Needs /usr/bin/chromium and playwright.
+Last, a quick demo gallery and a workshop room with three participants (assets/demo-home.png,
+assets/room.png); ``--rooms`` takes only those two.
 """
 
 from __future__ import annotations
@@ -40,12 +42,51 @@ def shoot(page: Page, name: str, height: int) -> None:
     print("wrote", ASSETS / f"{name}.png")
 
 
+def rooms_and_demo(browser, url: str, data: str) -> None:
+    """assets/room.png (a room with three participants' runs) and assets/demo-home.png (the gallery on Home).
+
+    The gallery is a quick one (``demo prepare --steps 60``), trained before the room's runs.
+    """
+    subprocess.run([sys.executable, "-m", "dpcore", "demo", "prepare", "--steps", "60", "--data-dir", data],
+                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    teacher = browser.new_context(viewport={"width": WIDTH, "height": 1000}).new_page()
+    teacher.goto(f"{url}/room")
+    wait(teacher)
+    teacher.get_by_label("Room name").fill("DP workshop")
+    teacher.get_by_role("button", name="Create room").click()
+    wait(teacher)
+    join = teacher.locator("[data-testid='stCode']").first.inner_text().strip()
+    for name, eps in (("Ada", "1"), ("Bo", "3"), ("Chen", "8")):
+        page = browser.new_context(viewport={"width": WIDTH, "height": 1000}).new_page()
+        page.goto(join)
+        wait(page)
+        page.get_by_label("Your display name").fill(name)
+        page.get_by_role("button", name="Join").click()
+        wait(page)
+        page.goto(f"{url}/new_run?preset=workshop-eps{eps}")
+        wait(page)
+        page.get_by_role("button", name="Launch run").click()
+        page.wait_for_url(re.compile(r"/monitor\?run="))
+    teacher.get_by_label("Nudge every participant").fill("Now try ε = 0.5: who keeps perplexity under 10?")
+    teacher.reload()
+    wait(teacher)
+    teacher.wait_for_function(
+        "Array.from(document.querySelectorAll('.js-plotly-plot')).flatMap(el => (el.data || []))"
+        ".filter(t => ['Ada', 'Bo', 'Chen'].includes(t.name) && (t.x || []).length > 0).length === 3",
+        timeout=900_000)
+    shoot(teacher, "room", 1500)
+    home = browser.new_context(viewport={"width": WIDTH, "height": 1000}).new_page()
+    home.goto(url)
+    shoot(home, "demo-home", 1700)
+
+
 def main() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     data = tempfile.mkdtemp(prefix="dprnn-shots-")
+    only_rooms = "--rooms" in sys.argv[1:]  # only the workshop room and demo gallery shots
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
          "--server.fileWatcherType", "none"],
@@ -61,6 +102,10 @@ def main() -> int:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
             page = browser.new_context(viewport={"width": WIDTH, "height": 1000}).new_page()
+            if only_rooms:
+                rooms_and_demo(browser, url, data)
+                browser.close()
+                return 0
             runs = []
             for preset in ("workshop-eps1", "workshop-eps3", "workshop-eps8", "workshop-none"):
                 page.goto(f"{url}/new_run?preset={preset}")
@@ -95,6 +140,7 @@ def main() -> int:
             shoot(page, "report", 1300)
             page.goto(url)
             shoot(page, "home", 1150)
+            rooms_and_demo(browser, url, data)
             browser.close()
     finally:
         server.terminate()

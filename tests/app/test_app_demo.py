@@ -1,0 +1,84 @@
+"""AppTest: Home shows the pinned demo gallery at once (frontier, samples side by side, exposures), its progress
+while it is prepared, and presentation mode's big picture without the technical parts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dpcore import demo
+from tests.apptest_support import SECRET_A, app_env_for, texts, write_run
+
+
+@pytest.fixture
+def app_env(tmp_path, monkeypatch):
+    monkeypatch.delenv(demo.ENV_AUTOPREPARE, raising=False)
+    yield from app_env_for(tmp_path, monkeypatch)
+
+
+def _gallery(store, *, upto: int | None = None) -> list:
+    """The gallery's runs as workers leave them (with an audit.json each), optionally only the first ``upto``."""
+    runs = []
+    for i, spec in enumerate(demo.gallery_specs(steps=10)[:upto]):
+        cfg = spec.config.replace(sample_prompt=demo.DEMO_PROMPT)
+        eps = cfg.epsilon if cfg.mechanism in ("gaussian", "laplace") else None
+        run = write_run(store, demo.GALLERY_OWNER, cfg, epsilon=eps, val_perplexity=20.0 - i)
+        audit = {"version": 2, "exposure": [{"insertions": 10, "rank": 5000.0}],
+                 "exposure_by_insertions": [{"insertions": 10, "num_canaries": 2, "mean_exposure": 1.0 + i,
+                                             "min_exposure": 0.5, "max_exposure": 2.0 + i, "max_possible": 13.3}]}
+        path = store.run_dir(run.id) / "audit.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(audit))
+        store.add_artifact(run.id, "audit", path)
+        runs.append(run)
+    return runs
+
+
+def test_home_without_a_gallery_offers_to_prepare_it(app_env):
+    at = app_env.app(SECRET_A).run()
+    assert not at.exception
+    assert any(b.label == "Prepare the demo gallery" for b in at.button)
+    assert not any("whole trade-off" in s.value for s in at.subheader)
+
+
+def test_home_shows_the_gallery_at_once(app_env):
+    runs = _gallery(app_env.store)
+    at = app_env.app(SECRET_A).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("whole trade-off" in s.value for s in at.subheader)
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2  # the frontier and the exposures
+    assert any(m.startswith("**What each model writes after") for m in texts(at.markdown))
+    assert [c.value for c in at.code].count("hello there") == len(runs)  # one sample per run, side by side
+    titles = [m for m in texts(at.markdown) if m.startswith("**") and m.endswith("**")]
+    assert {"**No privacy**", "**ε = 0.5**", "**Laplace, ε = 8**"} <= set(titles)
+    links = {p.label: p for p in at.get("page_link")}
+    assert "Train your own" in links
+    assert all(r.id in links["Compare the gallery's runs"].proto.query_string for r in runs)
+    # the gallery is nobody's own: it is not under "Your recent runs"
+    assert not any(r.id[:6] in label for r in runs for label in links)
+    assert not any(b.label == "Prepare the demo gallery" for b in at.button)
+
+
+def test_home_shows_progress_while_the_gallery_is_prepared(app_env, monkeypatch):
+    _gallery(app_env.store, upto=3)
+    monkeypatch.setattr(demo, "is_preparing", lambda _data_dir: True)
+    at = app_env.app(SECRET_A).run()
+    assert not at.exception
+    bars = at.get("progress")
+    assert bars and "3 of 9 runs trained" in bars[0].proto.text
+    assert abs(bars[0].proto.value - 33) <= 1  # 3 of 9
+    assert any("whole trade-off" in s.value for s in at.subheader)  # what is there is shown already
+
+
+def test_presentation_mode_shows_the_story_without_the_technical_parts(app_env):
+    _gallery(app_env.store)
+    at = app_env.app(SECRET_A, present="1").run()
+    assert not at.exception
+    assert any("whole trade-off" in s.value for s in at.subheader)
+    assert not any(s.value == "Start with a workshop preset" for s in at.subheader)
+    assert not any(s.value == "Your recent runs" for s in at.subheader)
+    assert at.toggle(key="present").value is True
+    normal = app_env.app(SECRET_A).run()
+    assert any(s.value == "Start with a workshop preset" for s in normal.subheader)
