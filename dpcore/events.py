@@ -90,6 +90,9 @@ class TrainCallbacks:
     def on_samples(self, event: SampleEvent) -> None:
         pass
 
+    def on_status(self, text: str) -> None:
+        """One sentence about work before the first step (building the public model)."""
+
 
 class RecordingCallbacks(TrainCallbacks):
     """Keeps every event in lists; handy in tests and notebooks."""

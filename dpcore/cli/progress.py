@@ -36,3 +36,7 @@ class ProgressBar(TrainCallbacks):
 
     def on_eval(self, m: EvalMetrics) -> None:
         self.val_ppl = m.val_perplexity
+
+    def on_status(self, text: str) -> None:
+        if not self.quiet:
+            print(text, file=sys.stderr)

@@ -9,10 +9,21 @@ messages, so a model that memorises a user is visibly repeating that user's phon
 Case is natural: searches and notes are lower-case as people type them, posts are sentence
 case, and names of people, places and streets are always capitalised.
 
+How many people: :data:`DEFAULT_USERS` (4,000) unless a run chooses (``TrainConfig.builtin_users``,
+from :data:`MIN_USERS` to :data:`MAX_USERS`). DP-SGD's noise is shared by the whole batch, so the
+same ε costs less accuracy with more people; a workshop can see it by changing only the crowd. The
+crowds are nested: with the same seed, the first n people of a larger crowd are exactly the n
+people of a smaller one (same ids, same records), so a larger crowd only adds people. Generating
+10,000 people takes about 1.5 s.
+
 Canaries follow one fixed format, ``"<Full Name>'s PIN is d d d d"``: two canaries for each
 insertion count k in (1, 3, 10, 30), each insertion a separate record inside a random user (see
 :func:`dpcore.data.corpus.add_canary`). Canary names come from their own list, so their prefixes
-occur nowhere else in the corpus.
+occur nowhere else in the corpus. Their names, secrets and counts come from their own random
+stream, so they are the same at every crowd size (only which people hold them differs).
+
+:func:`generate_people` without canaries, under another seed and id prefix, is the "public posts of
+the same kind" a public model is pre-trained on (:mod:`dpcore.data.public`).
 
 The vocabulary of this corpus comes from the generator, not from the records it sampled
 (:func:`builtin_vocabulary`): every character (or word) of the word lists, templates and canary
@@ -26,6 +37,7 @@ import random
 import string
 from collections import Counter
 
+from dpcore.config import TrainConfig, form_range
 from dpcore.data.corpus import Corpus, Record, add_canary, normalize_text
 from dpcore.data.tokenizer import TOKENIZERS, WordTokenizer
 from dpcore.errors import CorpusError
@@ -34,6 +46,11 @@ CANARY_INSERTIONS = (1, 3, 10, 30)
 #: The text before a canary's secret (its digits are separated by spaces).
 CANARY_CONTEXT = "{name}'s PIN is "
 CANARIES_PER_COUNT = 2
+#: People in the built-in corpus unless a run chooses, and the range a run may choose from (20: enough
+#: users for the canaries and a split by user; 10,000: generation stays under about 2 s). The config
+#: field ``builtin_users`` is the one definition.
+DEFAULT_USERS: int = TrainConfig.builtin_users
+MIN_USERS, MAX_USERS = (int(x) for x in form_range("builtin_users"))
 MIN_MESSAGES, MAX_MESSAGES = 5, 12
 MIN_CHARS, MAX_CHARS = 20, 120
 
@@ -331,16 +348,34 @@ def _user_records(user_id: str, rng: random.Random) -> list[Record]:
     return [Record(user_id, _message(persona, rng)) for _ in range(rng.randint(MIN_MESSAGES, MAX_MESSAGES))]
 
 
-def builtin_corpus(seed: int = 0, num_users: int = 400) -> Corpus:
-    """The synthetic demo corpus; the same ``(seed, num_users)`` always gives identical records.
+def _check_users(num_users: object) -> int:
+    if isinstance(num_users, bool) or not isinstance(num_users, int) or not MIN_USERS <= num_users <= MAX_USERS:
+        raise CorpusError(
+            f"the built-in corpus needs at least {MIN_USERS} users and at most {MAX_USERS:,}, got {num_users!r}"
+        )
+    return num_users
 
-    At the defaults: 400 users, 3,370 messages (~157k characters) plus 88 canary records.
+
+def generate_people(seed: int, num_users: int, *, prefix: str = "user") -> list[Record]:
+    """The messages of ``num_users`` synthetic people (ids ``<prefix>-0000``, ...), no canaries.
+
+    One random stream, person after person: with the same seed, the first n people of a larger
+    crowd are the n people of a smaller one. Ids are four digits wide (up to :data:`MAX_USERS`).
     """
-    if isinstance(num_users, bool) or not isinstance(num_users, int) or num_users < 20:
-        raise CorpusError(f"the built-in corpus needs at least 20 users, got {num_users!r}")
+    _check_users(num_users)
     rng = random.Random(seed)
     width = max(4, len(str(num_users - 1)))
-    records = [r for i in range(num_users) for r in _user_records(f"user-{i:0{width}d}", rng)]
+    return [r for i in range(num_users) for r in _user_records(f"{prefix}-{i:0{width}d}", rng)]
+
+
+def builtin_corpus(seed: int = 0, num_users: int = DEFAULT_USERS) -> Corpus:
+    """The synthetic demo corpus; the same ``(seed, num_users)`` always gives identical records.
+
+    At 4,000 users: about 34,000 messages (~1.6 M characters) plus 88 canary records; at 400 users,
+    about 3,400 messages (~160 k characters). The canaries' names and secrets depend on the seed
+    only, never on the number of users.
+    """
+    records = generate_people(seed, _check_users(num_users))
     corpus = Corpus(
         name="builtin",
         records=records,
@@ -352,6 +387,7 @@ def builtin_corpus(seed: int = 0, num_users: int = 400) -> Corpus:
             "with invented personal details; canaries '<Full Name>'s PIN is d d d d'",
         },
     )
+    rng = random.Random(f"builtin-canaries-{seed}")  # its own stream: the same canaries at every size
     names = rng.sample(CANARY_NAMES, len(CANARY_INSERTIONS) * CANARIES_PER_COUNT)
     for i, name in enumerate(names):
         corpus = add_canary(

@@ -124,6 +124,7 @@ def add_canary(
     seed: int,
     alphabet: str = "0123456789",
     separator: str = " ",
+    one_holder: bool = False,
 ) -> Corpus:
     """Return a copy of ``corpus`` with ``prefix + secret`` planted ``insertions`` times.
 
@@ -131,7 +132,9 @@ def add_canary(
 
     * every insertion is its own record, put at a random position inside an *existing* user's
       records, so the canary reads like that user's data and the user-level privacy unit covers it;
-    * the insertions of one canary go to distinct users while there are enough of them;
+    * the insertions of one canary go to distinct users while there are enough of them, or, with
+      ``one_holder``, all to one user (a person who repeated their secret: what user-level DP
+      protects as one, and sequence-level DP only through group privacy);
     * at most half of the corpus's users ever hold canaries (new holders are only drawn while that
       budget lasts; beyond it, insertions reuse current holders), because
       :func:`dpcore.data.dataset.build_lm_data` forces canary holders into the training split and
@@ -165,8 +168,8 @@ def add_canary(
     holders = set(corpus.canary_users())
     budget = max(0, len(users) // 2 - len(holders))
     fresh = [u for u in users if u not in holders]
-    new = rng.sample(fresh, min(insertions, budget, len(fresh)))
-    targets = list(new)
+    new = rng.sample(fresh, min(1 if one_holder else insertions, budget, len(fresh)))
+    targets = list(new) * (insertions if one_holder and new else 1)
     pool = sorted(holders | set(new))
     while len(targets) < insertions:
         targets.append(rng.choice(pool))

@@ -10,7 +10,8 @@ cost: the start is then already close to the right unigram distribution.
 
 The public text is a sample of the built-in generator drawn with its own seed
 (:data:`PUBLIC_SEED`): synthetic people, disjoint from any corpus a run trains on, so the prior is
-a function of public code only and costs no ε (the statement lists it as public). Tokens the sample
+a function of public code only and costs no ε (the statement lists it as public). It holds no
+canary: canaries stand for private secrets, and a prior must not know their digits. Tokens the sample
 never uses keep a small floor (add-:data:`SMOOTHING` counts), so a text in another script still
 starts from a finite loss and learns its own bytes.
 """
@@ -20,7 +21,7 @@ from __future__ import annotations
 import functools
 import math
 
-from dpcore.data.builtin import builtin_corpus
+from dpcore.data.builtin import generate_people
 from dpcore.data.tokenizer import EOS_ID, PAD_ID, UNK_ID, Tokenizer
 
 #: Seed and size of the public generator sample (never the seed of a training corpus: 0).
@@ -32,7 +33,8 @@ SMOOTHING = 0.5
 
 @functools.lru_cache(maxsize=1)
 def _public_texts() -> tuple[str, ...]:
-    return tuple(r.text for r in builtin_corpus(seed=PUBLIC_SEED, num_users=PUBLIC_USERS).records)
+    # The generator's people only: no canaries (their secrets are private data in the demo's story).
+    return tuple(r.text for r in generate_people(PUBLIC_SEED, PUBLIC_USERS, prefix="prior"))
 
 
 @functools.lru_cache(maxsize=16)

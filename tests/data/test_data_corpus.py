@@ -34,8 +34,9 @@ def test_different_seed_differs(corpus: Corpus) -> None:
 
 
 def test_size_and_shape(corpus: Corpus) -> None:
-    assert len(corpus.users()) == 400
-    assert 150_000 <= corpus.num_chars() <= 300_000
+    assert len(corpus.users()) == 4000
+    assert 1_500_000 <= corpus.num_chars() <= 3_000_000
+    assert 150_000 <= builtin_corpus(seed=0, num_users=400).num_chars() <= 300_000
     canary_texts = {c.text() for c in corpus.canaries}
     per_user: dict[str, int] = {}
     for r in corpus.records:

@@ -85,7 +85,7 @@ def test_editing_one_record_changes_only_its_own_rows(tokenizer: str) -> None:
     index = next(i for i, r in enumerate(corpus.records) if r.user_id == victim_user)
     records = list(corpus.records)
     old_text = records[index].text
-    records[index] = Record(victim_user, old_text + " " + old_text)  # longer, no new token
+    records[index] = Record(victim_user, " ".join([old_text] * 3))  # longer, no new token
     edited = build_lm_data(Corpus(corpus.name, records, corpus.canaries, corpus.metadata), tokenizer=tokenizer,
                            seq_len=16, val_fraction=0.2)
     assert edited.tokenizer == data.tokenizer and edited.train_users == data.train_users
@@ -111,7 +111,7 @@ def test_word_level_data() -> None:
 
 
 def test_builtin_at_seq_len_64() -> None:
-    data = build_lm_data(builtin_corpus(), seq_len=64)
+    data = build_lm_data(builtin_corpus(num_users=400), seq_len=64)
     s = data.summary()
     assert s["num_train_examples"] > 2000 and s["num_val_examples"] > 100
     assert s["num_train_users"] + s["num_val_users"] == 400 and s["num_val_users"] == 40
