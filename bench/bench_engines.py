@@ -55,7 +55,7 @@ SIZES = [
     Size("word h256 T64", vocab=2000, embed=64, hidden=256, seq=64, batch=64),
     Size("char h128 T64", vocab=80, embed=32, hidden=128, seq=64, batch=256),
     # The app's default run (dpcore.config.TrainConfig): characters of the built-in corpus, 32-token
-    # windows, 128 users × user_cap 4 = 512 sequences per step ("fast-user"; "fast" is the same 512
+    # windows, 256 users × user_cap 2 = 512 sequences per step ("fast-user"; "fast" is the same 512
     # sequences as 512 example-level units).
     Size("char default h128 T32 B512", vocab=80, embed=32, hidden=128, seq=32, batch=512),
 ]

@@ -9,7 +9,9 @@ Order of decisions (each one a place where DP trainers silently go wrong):
 2. q = 1/ceil(N/B) — what Opacus's Poisson loader really uses; steps from epochs or max steps;
 3. δ defaults to min(1e-5, 1/(10·N)) and δ ≥ 1/N is refused;
 4. σ calibrated with the run's own accountant for the planned steps; ε reported from the
-   steps actually run, never the target.
+   steps actually run, never the target;
+5. with ``ema`` set, the average of the iterates (:mod:`dpcore.ema`, post-processing) is what is
+   evaluated, sampled and saved; the engine trains its own weights.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +31,18 @@ import numpy as np
 import torch
 
 from dpcore.checkpoint import save_checkpoint
-from dpcore.config import TrainConfig
+from dpcore.config import TrainConfig, unit_phrase
 from dpcore.data import LMData, build_lm_data, load_corpus
 from dpcore.data.prior import public_log_prior
 from dpcore.data.tokenizer import PAD_ID
+from dpcore.decoding import sample_texts  # filtered: no PAD, UNK or broken UTF-8 in a shown sample
 from dpcore.device import resolve_device
+from dpcore.ema import WeightAverage
 from dpcore.engines import EngineSetup, build_engine
 from dpcore.errors import TrainingDiverged
 from dpcore.events import EvalMetrics, RunInfo, SampleEvent, StepMetrics, TrainCallbacks
-from dpcore.model import GRULanguageModel, ModelConfig, sample_texts, sequence_losses
+from dpcore.model import GRULanguageModel, ModelConfig, sequence_losses
+from dpcore.pretrain import load_public_state
 from dpcore.privacy.accounting import (
     EpsilonCurve,
     epsilon_replace_one,
@@ -100,15 +106,22 @@ def run_training(
     num_accounted = int(data.train.shape[0]) + int(extra_accounted)
     if num_accounted < num_train:
         raise ValueError("extra_accounted must count every extra row (included or not)")
-    p = plan(config, num_accounted)
+    units = privacy_units(config, data, num_train - int(data.train.shape[0]), int(extra_accounted))
+    p = plan(config, units.num_accounted if units is not None else num_accounted)
     model_cfg = ModelConfig(data.tokenizer.vocab_size, config.embed_dim, config.hidden_size,
                             config.num_layers, config.dropout)
+    initial_state, public_model = None, None
+    if config.init == "public":  # public weights (built now if missing), never a silent random start
+        initial_state, public_model = load_public_state(config, data, model_cfg, status=callbacks.on_status)
     engine = build_engine(config.mechanism, config.engine, EngineSetup(
-        train=train, model_config=model_cfg, pad_id=PAD_ID, batch_size=config.batch_size, lr=config.lr,
+        train=train, model_config=model_cfg, pad_id=PAD_ID, batch_size=config.batch_size, lr=config.effective_lr,
         optimizer=config.optimizer, clip=config.clip, noise_multiplier=p["noise_multiplier"],
         sample_rate=p["sample_rate"], seed=config.seed, device=device,
         naive_sensitivity=config.naive_sensitivity, naive_epsilon=config.epsilon,
         output_bias=torch.tensor(public_log_prior(data.tokenizer)), accounted_examples=num_accounted,
+        initial_state=initial_state,
+        row_users=units.row_users if units is not None else None,
+        num_users=units.num_accounted if units is not None else None, user_cap=config.user_cap,
     ))
     curve = None
     if config.is_private:
@@ -119,9 +132,11 @@ def run_training(
         vocab_size=data.tokenizer.vocab_size, num_parameters=engine.model.num_parameters(),
         sample_rate=p["sample_rate"] if config.is_private else None,
         noise_multiplier=p["noise_multiplier"], delta=p["delta"], device=str(device),
-        privacy_unit="one training sequence (example-level)", guarantee=engine.guarantee,
+        privacy_unit=unit_phrase(config), guarantee=engine.guarantee,
     )
     callbacks.on_start(info)
+    # post-processing of the iterates (free): evaluated, sampled and saved instead of the last weights
+    ema = WeightAverage(config.ema, engine.module, model_cfg) if config.ema is not None else None
 
     rows: list[dict[str, Any]] = []
     step_times: list[float] = []
@@ -134,7 +149,7 @@ def run_training(
 
     def do_eval(step: int, kind: str) -> EvalMetrics:
         nonlocal samples
-        plain = engine.plain_model()
+        plain = ema.model() if ema is not None else engine.plain_model()
         val_loss = evaluate(plain, data.val, device)
         ev = EvalMetrics(step=step, val_loss=val_loss, val_perplexity=math.exp(min(val_loss, 50.0)))
         callbacks.on_eval(ev)
@@ -149,15 +164,17 @@ def run_training(
         if should_stop():
             stopped = True
             break
-        batch = next(batches)
+        batch, groups = next(batches)
         t0 = time.perf_counter()
-        stats = engine.step(batch)
+        stats = engine.step(batch, groups)
         dt = time.perf_counter() - t0
+        if ema is not None:
+            ema.update(engine.module)
         step += 1
         if stats.loss is not None and not math.isfinite(stats.loss):
             raise TrainingDiverged(
                 f"the training loss became {stats.loss} at step {step}: lower the learning rate "
-                f"(now {config.lr:g}) or raise the clipping norm"
+                f"(now {config.effective_lr:g}) or raise the clipping norm"
             )
         step_times.append(dt)
         eps = curve.at(step) if curve is not None else None
@@ -193,7 +210,14 @@ def run_training(
         "delta": p["delta"],
         "accountant": accountant_used,
         "accountant_note": note,
-        "neighbours": "add or remove one training sequence; N treated as public" if curve is not None else None,
+        "neighbours": ((f"add or remove one user with all of their sequences; N = {units.num_accounted} users "
+                        "treated as public" if units is not None else
+                        "add or remove one training sequence; N treated as public") if curve is not None else None),
+        "unit": config.unit if config.is_private else None,
+        "user_cap": config.user_cap if units is not None else None,
+        "num_train_users": len(data.train_users),
+        "num_accounted_users": units.num_accounted if units is not None else None,
+        "expected_sequences_per_step": units.expected_rows(p["sample_rate"], config.user_cap) if units else None,
         "epsilon_replace_one": epsilon_replace,
         "noise_multiplier": p["noise_multiplier"],
         "gradient_noise_multiplier": getattr(engine, "grad_noise_multiplier", None) if config.is_private else None,
@@ -223,18 +247,52 @@ def run_training(
         "device": str(device),
         "seed": config.seed,
         "samples": samples,
+        "init": config.init,
+        "learning_rate": config.effective_lr,
+        "ema": config.ema,
+        "public_model": public_model,
         "config": config.to_dict(),
     }
-    save_checkpoint(out / "model.pt", engine.plain_model().state_dict(), model_cfg, data.tokenizer,
+    weights = ema.state_dict() if ema is not None else engine.plain_model().state_dict()
+    save_checkpoint(out / "model.pt", weights, model_cfg, data.tokenizer,
                     config.to_dict(), {k: v for k, v in result.items() if k != "config"})
     write_metrics_csv(out / "metrics.csv", rows)
     write_result(out, result)
     return result
 
 
+@dataclass(frozen=True)
+class PrivacyUnits:
+    """User-level bookkeeping: each training row's user index and the users the accountant counts.
+
+    N_users counts every training user (even one whose text gave no window) and every audit canary
+    as a user of its own, included by its coin or not, so that q and δ never depend on the coins.
+    """
+
+    row_users: torch.Tensor  # [N rows] long, 0..num_accounted-1
+    num_accounted: int
+
+    def expected_rows(self, sample_rate: float, cap: int) -> float:
+        """q · Σ_u min(k, n_u): the expected sequences per step (for the form and the report)."""
+        counts = torch.bincount(self.row_users, minlength=self.num_accounted)
+        return float(sample_rate * counts.clamp(max=cap).sum())
+
+
+def privacy_units(config: TrainConfig, data: LMData, num_extra_rows: int, extra_accounted: int) -> PrivacyUnits | None:
+    """The users of a user-level private run (None when the unit is a sequence, or no DP)."""
+    if not config.user_level:
+        return None
+    index = {user: i for i, user in enumerate(data.train_users)}
+    rows = [index[user] for user in data.train_example_users]
+    base = len(data.train_users)
+    rows += range(base, base + num_extra_rows)  # each included audit canary is its own user
+    return PrivacyUnits(torch.tensor(rows, dtype=torch.long), base + int(extra_accounted))
+
+
 def load_data(config: TrainConfig) -> LMData:
     """The config's corpus, split by user and cut into windows (what :func:`run_training` trains on)."""
-    corpus = load_corpus(config.corpus, text_column=config.text_column, user_column=config.user_column)
+    corpus = load_corpus(config.corpus, text_column=config.text_column, user_column=config.user_column,
+                         builtin_users=config.builtin_users)
     return build_lm_data(corpus, tokenizer=config.tokenizer, seq_len=config.seq_len,
                          val_fraction=config.val_fraction, max_vocab=config.max_vocab)
 

@@ -1,8 +1,9 @@
-"""Mechanisms: why Laplace DP-SGD trains so much worse than Gaussian at the same ε.
+"""Mechanisms: why Laplace DP-SGD trains so much worse than Gaussian at the same ε, and what ε protects.
 
 The noise-to-signal ratio of both mechanisms, calibrated to the same (ε, δ) over the built-in
-corpus's sampling rate and steps, against model size; then the visitor's own finished runs'
-curves grouped by mechanism.
+corpus's sampling rate and steps, against model size; group privacy (a per-sequence ε for someone
+with k sequences, next to a per-person ε); then the visitor's own finished runs' curves grouped by
+mechanism.
 """
 
 import streamlit as st
@@ -10,6 +11,7 @@ import streamlit as st
 from dpcore.errors import DPCoreError
 from dpcore.privacy.mechanisms import comparison_sentences, noise_to_signal
 from dpcore.views import charts
+from dpcore.views.groupprivacy import group_rows, group_summary, group_table
 from dpcore.views.meaning import NAIVE_WHY
 from dpcore.views.presets import get_preset
 from dpcore.views.runview import curves_by_mechanism, mechanism_inputs
@@ -18,7 +20,7 @@ from pages.ui.widgets import CHART_CONFIG, NEW_RUN_PAGE
 
 session.use_router()
 
-PRESET = "workshop-eps3"
+PRESET = "workshop-eps3-person"
 store = session.store()
 
 st.title("Gaussian vs Laplace noise")
@@ -44,6 +46,13 @@ st.caption(f"Built-in corpus, workshop setup: sampling rate q = {inputs['sample_
 st.plotly_chart(charts.noise_signal_figure(rows, highlight=inputs["num_parameters"]), key="mech_ratio",
                 config=CHART_CONFIG)
 st.markdown("\n".join(f"- {s}" for s in comparison_sentences(rows, float(epsilon))))
+
+st.subheader("Per sequence or per person?")
+st.caption("A run's ε protects its privacy unit. Per sequence, someone who wrote many messages is protected only as "
+           "a group (the standard group-privacy bound below); per person, everything one person wrote counts as one.")
+group_eps = float(epsilon)
+st.markdown(group_summary(group_eps, inputs["delta"]))
+st.dataframe(group_table(group_rows(group_eps, inputs["delta"])), hide_index=True, key="mech_groups")
 
 st.subheader("Your runs by mechanism")
 groups = curves_by_mechanism(store, session.my_runs())

@@ -17,7 +17,7 @@ from dpcore.views.disclosure import (
     visible_error,
     visible_metrics,
 )
-from dpcore.views.meaning import epsilon_sentence, guarantee_of, run_epsilon, run_label
+from dpcore.views.meaning import epsilon_sentence, guarantee_of, run_epsilon, run_label, unit_of
 from dpcore.views.preview import predicted_curve
 from dpcore.views.runview import baseline_perplexity, progress
 from pages.ui import session
@@ -129,7 +129,8 @@ def live() -> None:
     eps = round(eps, 3) if eps is not None else None  # as the metric shows it: the sentence says the same number
     step_text = f"{r.last_step or 0:,}" + (f" / {r.total_steps:,}" if r.total_steps else "")
     eps_text = f"{eps:.3f}" if eps is not None else "none" if not dp else "—"
-    eps_words = (epsilon_sentence(eps, seq_len=cfg.get("seq_len"), tokenizer=cfg.get("tokenizer", "char"))
+    eps_words = (epsilon_sentence(eps, seq_len=cfg.get("seq_len"), tokenizer=cfg.get("tokenizer", "char"),
+                                  privacy_unit=unit_of(cfg))
                  if eps is not None else "ε is counted from the first training step.")
     total = r.total_steps
     figures: dict[str, object] = {}

@@ -6,12 +6,20 @@ from dpcore.errors import DPCoreError
 from dpcore.views.charts import predicted_epsilon_figure
 from dpcore.views.meaning import CENSUS_SENTENCE
 from dpcore.views.presets import PRESETS
-from dpcore.views.preview import check
+from dpcore.views.preview import check, exact_ready, prepare_launch
 from dpcore.views.urlstate import upload_id_of
-from pages.ui import corpus_form, run_form, session
+from pages.ui import corpus_form, room_ui, run_form, session, sweep_form
 from pages.ui.widgets import CHART_CONFIG, MONITOR_PAGE, not_dp_notice
 
 session.use_router()
+
+
+@st.fragment(run_every=0.5)
+def _await_exact(config) -> None:
+    """Rerun the page once the exact PRV/PLD preview of ``config`` is computed (it showed a provisional one)."""
+    if exact_ready(config):
+        st.rerun()
+
 
 store, owner = session.store(), session.owner()
 messages = run_form.sync_from_url(store, owner)
@@ -20,9 +28,11 @@ st.title("New run")
 st.caption("Choose the privacy and the training; the right-hand side shows what your choice means before you "
            "launch. The address bar always holds this configuration: copy it to share the exact setup.")
 
+room = room_ui.form_hook(run_form)  # inside a workshop room: its presets only, its locked controls disabled
+shown_presets = room_ui.presets(PRESETS)
 st.markdown("**Presets**")
-preset_cols = st.columns(len(PRESETS))
-for col, preset in zip(preset_cols, PRESETS):
+preset_cols = st.columns(len(shown_presets))
+for col, preset in zip(preset_cols, shown_presets):
     col.button(preset.title, key=f"preset_{preset.name}", help=preset.description, width="stretch",
                on_click=run_form.apply_preset, args=(preset.name,))
 for message in messages:
@@ -81,20 +91,27 @@ with right:
         st.warning("Fix the highlighted settings to see what this run means and to launch it.")
     elif pv is not None:
         not_dp_notice(config.mechanism)
-        if pv.curve:
+        if pv.epsilon_sentence:
             st.markdown(f"**ε** — {pv.epsilon_sentence}")
         cols = st.columns(3)
         laplace = config.mechanism == "laplace"
         cols[0].metric("Noise λ (Laplace scale)" if laplace else "Noise σ",
-                       f"{pv.noise_multiplier:.3g}" if pv.noise_multiplier else "—",
+                       (("≤ " if pv.noise_bound else "") + f"{pv.noise_multiplier:.3g}") if pv.noise_multiplier
+                       else "…" if pv.pending else "—",
                        help=("The Laplace scale λ, in units of the L1 clipping norm C" if laplace else
                              "The noise multiplier σ: the noise's standard deviation in units of the clipping norm C")
-                            + ". Calibrated so the run spends at most the target ε.")
-        cols[1].metric("Expected batch", f"{pv.expected_batch_size:,}",
-                       help=f"Expected batch size. Sampling rate q = {pv.sample_rate:.3g}: each sequence joins each "
-                            "batch with this probability.")
-        cols[2].metric("Steps", f"{pv.steps:,}", help=f"≈ {pv.epochs:.2g} epochs over {pv.num_train:,} sequences.")
-        st.caption(f"{pv.num_train:,} training sequences from {pv.data['num_train_users']:,} users; "
+                            + ". Calibrated so the run spends at most the target ε."
+                            + (f" For now the {pv.noise_bound.upper()} accountant's value, an upper bound: the "
+                               f"{config.accountant.upper()} accountant computes the exact, lower σ."
+                               if pv.noise_bound else ""))
+        per_user = pv.unit == "user"
+        cols[1].metric("Expected batch" + (" (users)" if per_user else ""), f"{pv.expected_batch_size:,}",
+                       help=f"Expected batch size. Sampling rate q = {pv.sample_rate:.3g}: each "
+                            f"{'user' if per_user else 'sequence'} joins each batch with this probability"
+                            + (f", bringing at most {config.user_cap} of their sequences." if per_user else "."))
+        cols[2].metric("Steps", f"{pv.steps:,}", help=f"≈ {pv.epochs:.2g} epochs over {pv.num_train:,} "
+                                                     f"{'users' if per_user else 'sequences'}.")
+        st.caption(f"{pv.data['num_train_examples']:,} training sequences from {pv.data['num_train_users']:,} users; "
                    f"{pv.data['num_val_users']:,} other users are held out for validation. Vocabulary: "
                    f"{pv.data['vocab_size']:,} tokens"
                    + (f", {pv.data['vocabulary']}: it does not depend on the text, so it costs no ε."
@@ -102,12 +119,20 @@ with right:
         if pv.curve:
             st.plotly_chart(predicted_epsilon_figure(pv.curve, target=config.epsilon), key="nr_predicted_eps",
                             config=CHART_CONFIG)
+        elif pv.pending:  # PRV / PLD: the exact σ and curve take seconds; the page reruns when they are ready
+            st.caption(f"Computing the exact {'λ' if laplace else 'σ'} and the predicted ε curve with the "
+                       f"{config.accountant.upper()} accountant (a few seconds)… Launching now is fine: the run is "
+                       "calibrated with that accountant either way.")
+            _await_exact(resolved)
+        if pv.curve or pv.pending:
             st.markdown(f"**δ** — {pv.delta_sentence}")
             st.caption(CENSUS_SENTENCE)
     st.caption("Training runs in a background process on the server: you can leave this page or close the tab.")
+    sweep_form.sweep_controls(owner, resolved, disabled=bool(errors) or pv is None, allowed=room is None)
     if launch:
+        prepare_launch(resolved, store.data_dir)  # the σ calibrated here, for the worker (checked there)
         try:
-            run_id = session.executor().submit(owner, resolved)
+            run_id = room_ui.submit(owner, resolved)  # a room's rules are checked again on the server
         except DPCoreError as err:
             st.error(f"The run could not be started: {err}.", icon=":material/error:")
         else:

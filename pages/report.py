@@ -9,6 +9,7 @@ from dpcore.views.auditview import empirical_epsilon, exposure_groups, how_to_au
 from dpcore.views.disclosure import UNCOVERED_LABEL, is_builtin, may_show_samples, may_show_uncovered
 from dpcore.views.meaning import run_label
 from dpcore.views.report import html_report, markdown_report, privacy_statement, run_figures, summary_rows
+from dpcore.views.runview import unit_comparison
 from pages.ui import session
 from pages.ui.widgets import CHART_CONFIG, privacy_badge, run_from_link, share_caption
 
@@ -101,6 +102,13 @@ else:
         st.caption(reason)
     if audit.get("caveat"):
         st.caption(audit["caveat"])
+
+side_by_side = unit_comparison(run, session.my_runs(), viewer=session.owner())
+if side_by_side:
+    st.markdown("### Per person or per sequence, at the same ε")
+    st.caption("Your finished runs at this ε with the other privacy unit. A canary planted k times was written by "
+               "one person k times: per sequence it is protected only as a group of k, per person as one.")
+    st.dataframe(side_by_side, hide_index=True, key="rep_units")
 
 st.markdown("### Configuration and results")
 rows = summary_rows(run, show_uncovered=show_uncovered, viewer=session.owner())

@@ -13,7 +13,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from dpcore.config import TrainConfig
+from dpcore.config import TrainConfig, unit_phrase
 from dpcore.runs.store import Run, RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +22,8 @@ SECRET_A = "a" * 32
 SECRET_B = "b" * 32
 
 TINY = TrainConfig(seq_len=16, embed_dim=8, hidden_size=16, batch_size=32, max_steps=10, eval_every=5,
-                   num_samples=2, sample_tokens=10, lr=0.01, epsilon=3.0, device="cpu")
+                   num_samples=2, sample_tokens=10, lr=0.01, epsilon=3.0, device="cpu",
+                   builtin_users=400)  # a small crowd: tests that rebuild its data stay quick
 
 
 class FakeExecutor:
@@ -107,7 +108,7 @@ def write_run(store: RunStore, owner: str, config: TrainConfig = TINY, *, status
     info = {"total_steps": config.max_steps, "num_train_examples": 5000, "num_val_examples": 500, "vocab_size": 30,
             "num_parameters": 1000, "sample_rate": 0.01 if private else None,
             "noise_multiplier": 1.1 if private else None, "delta": 1e-5 if private else None, "device": "cpu",
-            "privacy_unit": "one training sequence (example-level)", "guarantee": guarantee}
+            "privacy_unit": unit_phrase(config), "guarantee": guarantee}
     store.set_run_info(run_id, info, device="cpu")
     rows = [{"step": s, "train_loss": 4.0 / s, "epsilon": (epsilon or 0) * s / steps if private else None,
              "batch_size": 30, "frac_clipped": 0.5, "median_grad_norm": 1.2, "step_time_s": 0.1,
@@ -125,7 +126,7 @@ def write_run(store: RunStore, owner: str, config: TrainConfig = TINY, *, status
         "accountant": config.accountant if private else None, "accountant_note": "",
         "noise_multiplier": 1.1 if private else None, "sample_rate": 0.01 if private else None,
         "expected_batch_size": 30, "steps": steps, "planned_steps": config.max_steps, "stopped": status == "cancelled",
-        "privacy_unit": "one training sequence (example-level)", "num_train_examples": 5000,
+        "privacy_unit": unit_phrase(config), "unit": config.unit if private else None, "num_train_examples": 5000,
         "val_perplexity": val_perplexity, "wall_time_s": 12.0, "samples": ["hello there", "good day"],
     }
     store.finish_run(run_id, status, result=result)

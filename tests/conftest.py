@@ -29,4 +29,4 @@ def tiny_config():
     from dpcore.config import TrainConfig
 
     return TrainConfig(seq_len=16, embed_dim=8, hidden_size=16, batch_size=32, max_steps=6, eval_every=3,
-                       num_samples=1, sample_tokens=10, lr=0.01)
+                       num_samples=1, sample_tokens=10, lr=0.01, builtin_users=60)  # the tiny_data crowd

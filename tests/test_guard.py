@@ -70,9 +70,26 @@ def test_the_default_preview_is_computed_without_torch():
         "config = TrainConfig()\n"
         "assert config.accountant == 'rdp' and config.corpus == 'builtin'\n"
         "pv = preview(config)\n"
-        "assert pv.num_train == data_summary(config)['num_train_examples'] > 0 and pv.final_epsilon > 0\n"
+        "assert config.unit == 'user' and pv.unit == 'user'\n"
+        "assert pv.num_train == data_summary(config)['num_train_users'] > 0 and pv.final_epsilon > 0\n"
         f"loaded = [m for m in {HEAVY!r} if m in sys.modules]\n"
         "assert not loaded, f'the preview loaded {loaded}'\n"
+    )
+    out = _run(code)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_a_fast_engine_run_never_loads_opacus():
+    """Opacus costs about a second of worker start-up: only the runs that train on it import it."""
+    code = (
+        "import sys, torch\n"
+        "from dpcore.training import run_training\n"
+        "from dpcore.engines import build_engine, engine_class\n"
+        "assert engine_class('gaussian', 'fast').__name__ == 'FastGaussianEngine'\n"
+        "assert engine_class('none', 'fast').__name__ == 'NonPrivateEngine'\n"
+        "assert 'opacus' not in sys.modules, sorted(m for m in sys.modules if m.startswith('opacus'))[:3]\n"
+        "assert engine_class('gaussian', 'opacus').__name__ == 'OpacusGaussianEngine'\n"
+        "assert 'opacus' in sys.modules\n"
     )
     out = _run(code)
     assert out.returncode == 0, out.stderr[-2000:]

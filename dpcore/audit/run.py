@@ -76,7 +76,8 @@ def config_of(ckpt: Checkpoint, path: str | Path) -> TrainConfig:
 def rebuild_data(config: TrainConfig) -> LMData:
     """The run's LMData, rebuilt exactly as :func:`dpcore.training.run_training` builds it."""
     try:
-        corpus = load_corpus(config.corpus, text_column=config.text_column, user_column=config.user_column)
+        corpus = load_corpus(config.corpus, text_column=config.text_column, user_column=config.user_column,
+                             builtin_users=config.builtin_users)
     except DPCoreError as err:
         raise DPCoreError(f"cannot rebuild the run's training data: {err}") from err
     return build_lm_data(corpus, tokenizer=config.tokenizer, seq_len=config.seq_len,
@@ -156,6 +157,7 @@ def _membership_part(ckpt: Checkpoint, config: TrainConfig, data: LMData, *, see
     loss_out = per_sequence_losses(ckpt.model, data.val[nonmembers])
     attacks = {"loss": attack_report(
         "loss", "member if the sequence's loss under the model is low (Yeom et al. 2018)", -loss_in, -loss_out)}
+    scores = {"loss": (-loss_in, -loss_out)}
     calibration: dict[str, Any] = {"kind": "none"}
     if reference == "model":
         ref = train_reference(config, data, user_rows, steps=reference_steps, device=device)
@@ -165,10 +167,12 @@ def _membership_part(ckpt: Checkpoint, config: TrainConfig, data: LMData, *, see
             "calibrated", "member if the model's loss is low compared with a reference model's that saw "
             "neither the attacked users nor the held-out users (Watson et al. 2022)",
             ref_in - loss_in, ref_out - loss_out)
+        scores["calibrated"] = (ref_in - loss_in, ref_out - loss_out)
         calibration = {"kind": "reference model", "steps": reference_steps, "mechanism": "none",
                        "trained_on": f"the training windows of the {len(data.train_users) - num_users} training "
                                      f"users the members were not drawn from ({len(data.train) - len(user_rows)} "
                                      f"windows)"}
+    _add_whole_user_attacks(attacks, scores, data, members, nonmembers)
     return {
         "level": "user",
         "note": ("user-level membership inference: members and non-members are windows of different users, "
@@ -181,6 +185,33 @@ def _membership_part(ckpt: Checkpoint, config: TrainConfig, data: LMData, *, see
         "attacks": attacks,
         "calibration": calibration,
     }
+
+
+def _per_user_means(scores: np.ndarray, owners: list[str]) -> np.ndarray:
+    """The mean score of each user's attacked windows (one number per user)."""
+    groups: dict[str, list[float]] = {}
+    for score, owner in zip(scores.tolist(), owners, strict=True):
+        groups.setdefault(owner, []).append(score)
+    return np.array([sum(v) / len(v) for _, v in sorted(groups.items())])
+
+
+def _add_whole_user_attacks(attacks: dict[str, Any], scores: dict[str, tuple[np.ndarray, np.ndarray]],
+                            data: LMData, members: np.ndarray, nonmembers: np.ndarray) -> None:
+    """The same attacks with whole users as the trials: a user's score is the mean over their windows.
+
+    This is the test a user-level guarantee speaks to: "was this *person* trained on?", answered from
+    everything of theirs the attacker holds. (Its AUC is noisier: there are as many trials as users.)
+    """
+    owners_in = [data.train_example_users[i] for i in members]
+    owners_out = [data.val_example_users[i] for i in nonmembers]
+    for name, (scores_in, scores_out) in scores.items():
+        report = attacks[name]
+        users_in, users_out = _per_user_means(scores_in, owners_in), _per_user_means(scores_out, owners_out)
+        if min(len(users_in), len(users_out)) < 2:
+            continue
+        attacks[f"user-{name}"] = attack_report(
+            f"user-{name}", f"{report['description']}, averaged over each user's windows: members and "
+            f"non-members are whole users ({len(users_in)} and {len(users_out)})", users_in, users_out)
 
 
 def _sentence(text: str) -> str:

@@ -4,14 +4,14 @@ Every check happens on bytes first (type, size, binary, encoding), then on the p
 (enough text, enough users), so a bad file fails fast with a message that names the problem.
 Messages never quote the file's text: an upload may be exactly the private data DP is for.
 
-User ids: a .csv may name a user column. Without one (and always for .txt), consecutive records
-are grouped into pseudo-users ``block-00000``, ``block-00001``… of 20 records (fewer for short
-files, so that there are at least about 10 blocks). A split by block keeps neighbouring lines,
-which often come from the same conversation or document, on the same side; it is *not* a real
-user, so user-level privacy on such a corpus protects blocks of lines, not people. CSV rows with an
-empty user cell all go to one user, ``unknown-user`` (counted in the metadata). The metadata says
-how users were formed (``user_grouping``, ``block_records``, ``num_users``) and how many records
-past :data:`MAX_RECORDS` were left out, so the form can say it in words.
+User ids: a .csv may name a user column. Without one (and always for .txt), each line or row is
+its own user ``line-000000``, ``line-000001``…: nothing in the file says which lines one person
+wrote, so the honest unit is the line. With the privacy unit "user" (the default) ε then protects
+each line as a whole, however many training sequences it fills; a person who wrote many lines is
+protected only through group privacy, and the form says so. CSV rows with an empty user cell all
+go to one user, ``unknown-user`` (counted in the metadata; lumping them together only makes their
+unit larger). The metadata says how users were formed (``user_grouping``, ``num_users``) and how
+many records past :data:`MAX_RECORDS` were left out, so the form can say it in words.
 
 :func:`suggest_columns` guesses a CSV's text and user columns from its first rows only (at most
 :data:`SAMPLE_BYTES`), and keeps a few of them for the form's preview.
@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from dpcore.data.builtin import builtin_corpus
+from dpcore.data.builtin import DEFAULT_USERS, builtin_corpus
 from dpcore.data.corpus import Corpus, Record, normalize_text
 from dpcore.errors import CorpusError
 
@@ -38,8 +38,6 @@ MAX_RECORDS = 100_000
 HEADER_BYTES = 64 * 1024
 MIN_CORPUS_CHARS = 2000
 MIN_USERS = 2
-BLOCK_RECORDS = 20
-MIN_BLOCKS = 10
 EXTENSIONS = (".txt", ".csv")
 _BOM = b"\xef\xbb\xbf"
 _CONTROL_BYTES = frozenset(range(0x20)) - {0x09, 0x0A, 0x0B, 0x0C, 0x0D} | {0x7F}
@@ -244,14 +242,9 @@ def suggest_columns(data: bytes) -> ColumnSuggestion:
     return ColumnSuggestion(columns[ti], columns[ui] if ui is not None else None, preview)
 
 
-def _block_size(count: int) -> int:
-    return max(1, min(BLOCK_RECORDS, count // MIN_BLOCKS))
-
-
-def _blocks(texts: list[str]) -> list[Record]:
-    """Group consecutive records into pseudo-users (see the module docstring)."""
-    size = _block_size(len(texts))
-    return [Record(f"block-{i // size:05d}", t) for i, t in enumerate(texts)]
+def _one_user_per_record(texts: list[str]) -> list[Record]:
+    """Each line (or row) its own user: a file without user ids says nothing about who wrote what."""
+    return [Record(f"line-{i:06d}", t) for i, t in enumerate(texts)]
 
 
 def _parse_txt(text: str) -> tuple[list[Record], dict]:
@@ -265,8 +258,8 @@ def _parse_txt(text: str) -> tuple[list[Record], dict]:
             texts.append(body)
         else:
             left_out += 1
-    return _blocks(texts), {"format": "txt", "user_grouping": "blocks of consecutive lines",
-                            "block_records": _block_size(len(texts)), "records_left_out": left_out}
+    return _one_user_per_record(texts), {"format": "txt", "user_grouping": "each line",
+                                         "records_left_out": left_out}
 
 
 def _parse_csv(text: str, text_column: str | None, user_column: str | None) -> tuple[list[Record], dict]:
@@ -299,8 +292,8 @@ def _parse_csv(text: str, text_column: str | None, user_column: str | None) -> t
         pairs.append((user or "unknown-user", body))
     meta: dict = {"format": "csv", "text_column": columns[ti], "records_left_out": left_out}
     if ui is None:
-        records = _blocks([b for _, b in pairs])
-        meta.update(user_grouping="blocks of consecutive rows", block_records=_block_size(len(pairs)))
+        records = _one_user_per_record([b for _, b in pairs])
+        meta.update(user_grouping="each row")
     else:
         records = [Record(u, b) for u, b in pairs]
         meta.update(user_column=columns[ui], user_grouping="user column", rows_without_user=missing_users)
@@ -362,8 +355,9 @@ def load_corpus(
     text_column: str | None = None,
     user_column: str | None = None,
     seed: int = 0,
+    builtin_users: int = DEFAULT_USERS,
 ) -> Corpus:
-    """``"builtin"`` for the demo corpus, else a path to a ``.txt`` or ``.csv`` file.
+    """``"builtin"`` for the demo corpus (of ``builtin_users`` people), else a path to a ``.txt`` or ``.csv`` file.
 
     ``seed`` is accepted for call-site symmetry with the training config but deliberately unused:
     the built-in corpus is always generated with seed 0, so changing the training seed never
@@ -371,7 +365,7 @@ def load_corpus(
     """
     del seed
     if spec == "builtin":
-        return builtin_corpus(seed=0)
+        return builtin_corpus(seed=0, num_users=builtin_users)
     path = Path(spec).expanduser()
     if not path.is_file():
         raise CorpusError(

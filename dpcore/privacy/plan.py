@@ -1,8 +1,8 @@
 """What a configuration will cost before anything trains: q, steps, δ and the calibrated noise.
 
 Used by the trainer (at launch) and by the New run preview (on every form change), so both agree
-by construction. Torch-free: it needs only the configuration, the number of training sequences N
-and the accountant.
+by construction; the calibrated σ is shared between them through :mod:`dpcore.privacy.calcache`.
+Torch-free: it needs only the configuration, the number of training sequences N and the accountant.
 """
 
 from __future__ import annotations
@@ -10,14 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from dpcore.config import TrainConfig, check_delta, default_delta
-from dpcore.privacy.accounting import calibrate_noise, sample_rate_for, steps_for_epochs
+from dpcore.privacy.accounting import sample_rate_for, steps_for_epochs
+from dpcore.privacy.calcache import CalibrationKey, calibrated_noise
 
 
-def plan(config: TrainConfig, num_train: int) -> dict[str, Any]:
+def plan(config: TrainConfig, num_train: int, *, calibrate: bool = True) -> dict[str, Any]:
     """Sample rate q = 1/ceil(N/B), steps, δ and noise multiplier for ``config`` on N sequences.
 
     δ defaults to min(1e-5, 1/(10·N)) and δ ≥ 1/N is refused; σ is calibrated with the run's own
-    accountant so that ε over the planned steps is at most the target.
+    accountant so that ε over the planned steps is at most the target. ``calibrate=False`` leaves
+    a σ still to calibrate as None (the preview, while the exact σ is computed in the background).
     """
     config.validate()
     q = sample_rate_for(num_train, config.batch_size)
@@ -26,9 +28,27 @@ def plan(config: TrainConfig, num_train: int) -> dict[str, Any]:
                            "expected_batch_size": max(1, int(num_train * q))}
     if config.is_private:
         delta = config.delta if config.delta is not None else default_delta(num_train)
-        check_delta(delta, num_train)
+        check_delta(delta, num_train, "users" if config.user_level else "training examples")
         noise = config.noise_multiplier
-        if noise is None:
-            noise = calibrate_noise(config.mechanism, config.epsilon, delta, q, steps, config.accountant)
+        if noise is None and calibrate:
+            # computed once per key and process, reused from the server's calibration folder when the
+            # worker or dashboard set one (checked by one exact evaluation): dpcore.privacy.calcache
+            noise = calibrated_noise(calibration_key(config, q, steps, delta))
         out.update(delta=delta, noise_multiplier=noise)
     return out
+
+
+def calibration_key(config: TrainConfig, sample_rate: float, steps: int, delta: float) -> CalibrationKey:
+    """What the calibrated σ of ``config`` depends on, once q, steps and δ are known."""
+    return CalibrationKey(config.mechanism, float(config.epsilon), float(delta), float(sample_rate), int(steps),
+                          config.accountant)
+
+
+def accounted_units(config: TrainConfig, summary: dict[str, Any]) -> int:
+    """N for the accountant from a data summary: training users (user-level) or training sequences.
+
+    ``summary`` is :meth:`dpcore.data.LMData.summary` (or ``summarize_lm_data``). The trainer counts
+    the same users (every training user, even one whose text gave no window).
+    """
+    key = "num_train_users" if config.user_level else "num_train_examples"
+    return int(summary[key])

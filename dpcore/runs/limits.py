@@ -142,6 +142,7 @@ def estimate_run_memory(
     batch_size: int,
     mechanism: str,
     engine: str,
+    user_cap: int = 1,
 ) -> int:
     """An upper estimate of a worker's peak resident memory in bytes (float32 throughout).
 
@@ -155,12 +156,16 @@ def estimate_run_memory(
       and its DPGRU keeps every time step's gate inputs and outputs (20 H per token); the fast engine
       keeps Gram matrices [B, T, T] (two per weight matrix: inputs and output gradients) plus its
       8 MiB materialisation chunk.
+    * user-level (``user_cap`` = k > 1): a batch of B users holds up to k·B sequences, and the fast
+      engine regroups each step's tensors per user (a second copy) with Grams of (k·T)² per user.
 
     Measured against the peak RSS of ``python -m dpcore train --max-steps 3`` (one thread, CPU),
     the estimate was 1.0-1.8 times the real peak (see the table in tests/runs/test_limits.py).
     """
     v, e, h, layers, t = int(vocab_size), int(embed_dim), int(hidden_size), int(num_layers), int(seq_len)
-    b = _max_batch(int(batch_size))
+    k = max(1, int(user_cap))
+    units = _max_batch(int(batch_size))  # users (user-level) or sequences
+    b = units * k  # sequences
     params = num_parameters(vocab_size=v, embed_dim=e, hidden_size=h, num_layers=layers)
     total = BASE_BYTES + 6 * 4 * params
     total += 4 * b * t * (2 * e + 12 * h * layers + 4 * v)
@@ -170,7 +175,9 @@ def estimate_run_memory(
         total += 4 * b * t * (e + 20 * h * layers)  # DPGRU's per-step hooks: each step's gate inputs and outputs
     elif mechanism == "gaussian":  # the fast engine
         maps = 2 + 2 * layers  # embedding, head, and the input and recurrent maps of each layer
-        total += 2 * maps * 4 * b * t * t + 8 * MiB
+        total += 2 * maps * 4 * units * (k * t) ** 2 + 8 * MiB
+        if k > 1:  # the per-user copies of every map's inputs and output gradients
+            total += 4 * b * t * (2 * e + 12 * h * layers + 4 * v)
     return int(total)
 
 
@@ -185,11 +192,15 @@ def estimate_config_memory(config: Any) -> int:
         vocab_size=config_vocab_size(config), embed_dim=config.embed_dim, hidden_size=config.hidden_size,
         num_layers=config.num_layers, seq_len=config.seq_len, batch_size=config.batch_size,
         mechanism=config.mechanism, engine=config.engine,
+        user_cap=config.user_cap if getattr(config, "user_level", False) else 1,
     )
 
 
 def planned_steps(config: Any, num_examples: int | None = None) -> int | None:
-    """The run's optimizer steps: ``max_steps``, or epochs × ⌈N/B⌉ (None if N is not known yet)."""
+    """The run's optimizer steps: ``max_steps``, or epochs × ⌈N/B⌉ (None if N is not known yet).
+
+    N counts the privacy units the batches sample: users for a user-level run, else sequences.
+    """
     if config.max_steps is not None:
         return int(config.max_steps)
     if config.epochs is None or not num_examples:
@@ -217,8 +228,9 @@ def memory_limit_bytes(estimate: int, limits: ServerLimits) -> int:
 def check_launch(config: Any, *, num_examples: int | None = None, limits: ServerLimits | None = None) -> int:
     """Raise :class:`DPCoreError` (one sentence) if ``config`` exceeds the steps or memory budget.
 
-    ``num_examples`` (training sequences) turns epochs into steps; without it an epochs-based run
-    is checked by its worker once the data is loaded. Returns the memory estimate in bytes.
+    ``num_examples`` (N: training users for a user-level run, else sequences) turns epochs into
+    steps; without it an epochs-based run is checked by its worker once the data is loaded. Returns
+    the memory estimate in bytes.
     """
     limits = limits or ServerLimits.from_env()
     check_steps(planned_steps(config, num_examples), limits)

@@ -60,13 +60,18 @@ from dpcore.paths import STORE_FILENAME, resolve_data_dir
 from dpcore.runs.limits import ServerLimits
 
 SCHEMA_VERSION = 3
-#: The ε budget for private decoding of one model when its owner has not set one. Pure ε = 20 is
-#: already a weak promise (a likelihood ratio up to e^20 ≈ 5·10^8 per model, over all texts and
-#: viewers together); it is 2.5 times the largest workshop preset's training ε (8), so private
-#: decoding cannot quietly dwarf the model's own guarantee by orders of magnitude, and it still fits
-#: a few short texts at a moderate ε per token (e.g. 2 texts of 20 tokens at ε₀ = 0.5). Past it every
-#: further statement would be vacuous; an owner who wants more must say so (``set_inference_budget``).
-DEFAULT_INFERENCE_BUDGET = 20.0
+#: The ε budget for private decoding of one model when its owner has not set one, over all texts and
+#: viewers together. It was 20, which cannot buy one readable text: private prediction pays for every
+#: token, and readable text needs ε ≈ 8 per character (measured, ``bench/decoding_points.py``), so the
+#: Samples page's "readable" point (``dpcore.decoding.READABLE``: 16 characters) costs up to 128 for
+#: ONE text. 160 affords exactly one such text (a newcomer sees the trade-off at its true price, and
+#: that ε = 128 is a promise in name only), then 32 texts at the "private" point (ε ≤ 1 each), and
+#: never a second readable one: more is a choice the owner makes and sees (``set_inference_budget``);
+#: an owner who wants private decoding to mean something sets it low (e.g. 8, the training ε).
+DEFAULT_INFERENCE_BUDGET = 160.0
+#: Owner keys that start with this are the server's own pinned runs (the demo gallery): no browser
+#: or CLI user holds one, and retention never deletes them.
+PINNED_OWNER_PREFIX = "pinned:"
 STATUSES = ("queued", "running", "finished", "failed", "cancelled")
 TERMINAL_STATUSES = ("finished", "failed", "cancelled")
 METRIC_COLUMNS = (
@@ -978,15 +983,19 @@ class RunStore:
             )
 
     def purge_expired(self, retention_days: float, *, limit: int = 3, now: float | None = None) -> list[str]:
-        """Delete up to ``limit`` finished, failed or cancelled runs that ended over ``retention_days`` ago."""
+        """Delete up to ``limit`` finished, failed or cancelled runs that ended over ``retention_days`` ago.
+
+        Pinned runs (owner :data:`PINNED_OWNER_PREFIX`…, the demo gallery) are kept.
+        """
         if not retention_days or retention_days <= 0:
             return []
         cutoff = (time.time() if now is None else now) - retention_days * 86400.0
         with self._reader(None) as c:
             ids = [r[0] for r in c.execute(
                 "SELECT id FROM runs WHERE status IN ('finished', 'failed', 'cancelled') "
-                "AND COALESCE(finished_at, created_at) < ? ORDER BY finished_at LIMIT ?",
-                (cutoff, int(limit)),
+                "AND COALESCE(finished_at, created_at) < ? AND substr(owner, 1, ?) != ? "
+                "ORDER BY finished_at LIMIT ?",
+                (cutoff, len(PINNED_OWNER_PREFIX), PINNED_OWNER_PREFIX, int(limit)),
             )]
         for run_id in ids:
             with contextlib.suppress(RunNotFound):

@@ -40,6 +40,8 @@ from typing import Any
 
 from dpcore.errors import DPCoreError
 from dpcore.events import EvalMetrics, RunInfo, SampleEvent, StepMetrics, TrainCallbacks
+from dpcore.paths import ENV_DATA_DIR
+from dpcore.privacy import calcache
 from dpcore.runs.executor import DEFAULT_GRACE_S, LocalExecutor, process_identity
 from dpcore.runs.limits import ServerLimits, check_steps, estimate_config_memory, memory_limit_bytes
 from dpcore.runs.store import Run, RunStore, disk_full, is_disk_full
@@ -49,6 +51,10 @@ ENV_HEARTBEAT_S = "DPCORE_HEARTBEAT_S"
 FLUSH_S = 0.5  # buffered metrics reach the store at most this late (plus one step)
 ARTIFACT_FILES = {"checkpoint": "model.pt", "result": "result.json", "metrics_csv": "metrics.csv",
                   "log": "worker.log", "audit": "audit.json"}
+
+
+#: When this module was imported: the worker's start-up times in its log count from here.
+_STARTED = time.monotonic()
 
 
 class StoreCallbacks(TrainCallbacks):
@@ -61,16 +67,25 @@ class StoreCallbacks(TrainCallbacks):
         self.device: str | None = None
         self._buffer: list[dict[str, Any]] = []
         self._last_flush = 0.0  # so the first step is written at once
+        self._ready_s: float | None = None
 
     def on_start(self, info: RunInfo) -> None:
         check_steps(info.total_steps, self.limits)  # epochs become steps only now that N is known
         self.device = info.device
         self.store.set_run_info(self.run_id, info.to_dict(), device=info.device)
+        self._ready_s = time.monotonic() - _STARTED
+
+    def on_status(self, text: str) -> None:
+        """Work before the first step (building the public model): shown as the run's status line."""
+        self.store.set_run_info(self.run_id, {"status_text": text})  # on_start replaces it with the real info
 
     def on_step(self, metrics: StepMetrics) -> None:
         self._buffer.append(metrics.to_dict())
         if time.monotonic() - self._last_flush >= self.flush_s:
             self.flush()
+        if metrics.step == 1 and self._ready_s is not None:  # where start-up time goes (bench/bench_launch.py)
+            print(f"start-up: trainer ready {self._ready_s:.2f} s, first step stored "
+                  f"{time.monotonic() - _STARTED:.2f} s after the worker started", file=sys.stderr)
 
     def on_eval(self, metrics: EvalMetrics) -> None:
         self.flush()
@@ -203,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     store = RunStore(args.data_dir)
+    # Everything the run caches (public models) goes to the server's data folder, not $HOME.
+    os.environ[ENV_DATA_DIR] = str(store.data_dir)
+    _use_calibration_folder(store)
     run = claim(store, args.run_id, os.getpid())
     if run is None:
         print(f"run {args.run_id} is not this process's to train; exiting", file=sys.stderr)
@@ -231,6 +249,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"run {run.id}: {status}" + (f": {error}" if error else ""), file=sys.stderr)
     _hand_over(store, args)
     return 1 if status == "failed" else 0
+
+
+def _use_calibration_folder(store: RunStore) -> None:
+    """Reuse the σ the dashboard calibrated at launch (checked by one exact evaluation before use).
+
+    The trainer's ``plan`` asks :mod:`dpcore.privacy.calcache`, which looks in the server's data
+    folder; without it (unwritable) the worker calibrates, as before.
+    """
+    try:
+        calcache.use_folder(calcache.folder_in(store.data_dir))
+    except OSError as err:
+        print(f"no calibration cache ({err}); calibrating in the worker", file=sys.stderr)
 
 
 def _cap_memory(run: Run) -> tuple[int, int] | None:

@@ -92,6 +92,10 @@ def released_quantities(run: Any) -> list[Released]:
         Released("the weights, every checkpoint and the final model", True, "trained with DP-SGD"),
         Released("any text sampled from the model, however much", True, "post-processing of the weights"),
         Released(f"the vocabulary ({vocab})", True, "it does not depend on the training text"),
+        *([Released("the starting weights: a public model pre-trained without privacy on "
+                    + str((res.get("public_model") or {}).get("corpus") or "public text"), True,
+                    "trained on public text only, never on this run's data: it costs no ε")]
+          if cfg.get("init") == "public" else []),
         Released("the ε curve, N, the sampling rate q, σ, C, the steps and δ", True,
                  "functions of the configuration and of N, which is treated as public"),
     ]

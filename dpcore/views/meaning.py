@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dpcore.config import DEFAULT_DELTA_RULE, PRIVATE_MECHANISMS
+from dpcore.config import DEFAULT_DELTA_RULE, LEGACY_DEFAULTS, PRIVATE_MECHANISMS
+from dpcore.data.public import BUILTIN_DESCRIPTION, TEXT_DESCRIPTION
 from dpcore.runs.store import Run
 
 MECHANISM_LABELS = {
@@ -40,6 +41,35 @@ def mechanism_label(mechanism: str) -> str:
     return MECHANISM_LABELS.get(mechanism, mechanism)
 
 
+#: The privacy unit in a few words, and what each protects in one plain sentence (the form, reports).
+UNIT_LABELS = {"user": "a person (user-level)", "sequence": "a training sequence (example-level)"}
+UNIT_SENTENCES = {
+    "user": "Per person: any one person, with all of their messages, can change the odds of any outcome by at "
+            "most e^ε. Users are sampled, and each user's whole contribution is clipped as one.",
+    "sequence": "Per sequence: any one training sequence (a window of one message) can change the odds by at most "
+                "e^ε; someone who wrote k sequences is protected only at about k·ε (group privacy).",
+}
+USER_CAP_HELP = ("At most k of a sampled user's sequences (chosen at random each time) count in one step; their "
+                 "gradients are averaged and the average is clipped to C. A larger k uses more of each person's "
+                 "text per step and costs more compute; it does not change ε.")
+
+
+def unit_label(unit: str) -> str:
+    return UNIT_LABELS.get(unit, unit)
+
+
+def unit_of(config: Mapping[str, Any]) -> str | None:
+    """"user" or "sequence" for a private run's config (configs from before units: "sequence"); else None."""
+    if config.get("mechanism") not in ("gaussian", "laplace"):
+        return None
+    return str(config.get("unit", "sequence"))
+
+
+def unit_sentence(config: Mapping[str, Any]) -> str:
+    """What ε protects for a stored run's config, in one sentence ("" without a guarantee)."""
+    return UNIT_SENTENCES.get(unit_of(config) or "", "")
+
+
 def guarantee_of(run: Run) -> str:
     """"dp", "none" or "no-guarantee", from what the run reported, else from its mechanism."""
     return run.guarantee
@@ -49,8 +79,24 @@ def corpus_label(config: Mapping[str, Any]) -> str:
     """The corpus in words; an upload is named by its file name, never its server path."""
     corpus = str(config.get("corpus", "builtin"))
     if corpus == "builtin":
-        return "the built-in corpus (synthetic chat messages)"
+        people = int(config.get("builtin_users", LEGACY_DEFAULTS["builtin_users"]))  # older runs: 400
+        return f"the built-in corpus ({people:,} people's synthetic chat messages)"
     return f"an uploaded file ({Path(corpus).name})"
+
+
+def public_start_sentence(config: Mapping[str, Any], result: Mapping[str, Any] | None = None) -> str:
+    """What a run that started from the public model took from public text ("" for a random start).
+
+    The public model is trained without privacy on public text only (dpcore.pretrain), so it costs
+    no ε; the sentence says which text, from the run's result when it has one.
+    """
+    if config.get("init") != "public":
+        return ""
+    public = (result or {}).get("public_model") or {}
+    what = public.get("corpus") or (BUILTIN_DESCRIPTION if str(config.get("corpus", "builtin")) == "builtin"
+                                    else TEXT_DESCRIPTION)
+    return (f"Training started from a public model, pre-trained without privacy on public text only: {what}. "
+            "It never saw this run's data, so it costs no ε; ε covers the private training that followed.")
 
 
 def run_epsilon(run: Run, latest_epsilon: float | None = None) -> float | None:
@@ -88,6 +134,7 @@ def run_label(run: Run) -> str:
     if mech in PRIVATE_MECHANISMS:
         eps = (run.result or {}).get("target_epsilon") or cfg.get("epsilon")
         head = f"ε={eps:g} {mech.capitalize()}" if eps is not None else f"σ={cfg.get('noise_multiplier')} {mech}"
+        head += " per person" if unit_of(cfg) == "user" else " per sequence"
     elif mech == "naive":
         head = "naive (no guarantee)"
     else:
@@ -127,11 +174,12 @@ def odds_multiplier(epsilon: float) -> str:
 def unit_phrase(seq_len: int | None = None, tokenizer: str = "char", privacy_unit: str | None = None) -> str:
     """Who the promise is about, in words: one training sequence (example-level) unless told otherwise.
 
-    The dashboard trains with example-level DP, so the promise is about one snippet of text, not
-    about a person who wrote many snippets; saying "one person" would overclaim.
+    Only a user-level run's promise is about a person; an example-level run's is about one snippet of
+    text, and saying "one person" there would overclaim. ``privacy_unit`` is "user", "sequence", or
+    the phrase a run reported (``result["privacy_unit"]``).
     """
     if privacy_unit and "user" in privacy_unit and "example" not in privacy_unit:
-        return "any one user's data"
+        return "any one person, with all of their messages,"
     if seq_len:
         what = "character" if tokenizer == "char" else "word"
         return f"any one training sequence (a {seq_len}-{what} snippet of someone's text)"
@@ -147,12 +195,13 @@ def epsilon_sentence(epsilon: float, *, seq_len: int | None = None, tokenizer: s
     )
 
 
-def delta_sentence(delta: float, num_train: int | None = None, *, is_default: bool = False) -> str:
-    """δ as the small chance that the promise fails, set against 1/N."""
+def delta_sentence(delta: float, num_train: int | None = None, *, is_default: bool = False,
+                   units: str = "training sequences") -> str:
+    """δ as the small chance that the promise fails, set against 1/N (N counted in ``units``)."""
     text = f"δ = {delta:.2g} is the small chance that this promise fails"
     if num_train:
         ratio = delta * num_train
-        text += f"; it must stay far below 1/N = 1 in {num_train:,} training sequences"
+        text += f"; it must stay far below 1/N = 1 in {num_train:,} {units}"
         if ratio >= 1:
             text += " (it is not: choose a smaller δ)"
         elif ratio > 0.1:

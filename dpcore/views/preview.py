@@ -20,16 +20,19 @@ from __future__ import annotations
 import functools
 import os
 import threading
+from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from dpcore.config import TrainConfig, check_delta, default_delta, field_problem, field_specs
 from dpcore.data import load_corpus, summarize_lm_data
 from dpcore.errors import ConfigError, DPCoreError
 from dpcore.privacy.accounting import EpsilonCurve
-from dpcore.privacy.plan import plan
+from dpcore.privacy.calcache import CalibrationKey, calibrated_noise, folder_in, persist
+from dpcore.privacy.plan import accounted_units, calibration_key, plan
 from dpcore.runs.limits import check_launch
 from dpcore.views.meaning import delta_sentence, epsilon_sentence
 from dpcore.views.uploads import accept_upload as accept_upload  # re-exported: checks live in uploads
@@ -42,7 +45,7 @@ CURVE_POINTS = {"rdp": 40, "prv": 12, "pld": 10}
 class Preview:
     """Everything the form shows under "what this choice means"."""
 
-    num_train: int
+    num_train: int  # N for the accountant: training users (user-level) or training sequences
     data: dict[str, Any]  # LMData.summary() (via summarize_lm_data): sizes only, never text
     sample_rate: float
     steps: int
@@ -55,6 +58,12 @@ class Preview:
     guarantee: str = "dp"  # "dp" | "none" | "no-guarantee"
     epsilon_sentence: str = ""
     delta_sentence: str = ""
+    unit: str = "sequence"  # the privacy unit N counts: "user" or "sequence"
+    #: True while the exact σ and ε curve of a PRV or PLD run are computed in the background (seconds):
+    #: the curve is empty and ``noise_multiplier`` is ``noise_bound``'s bound, or None.
+    pending: bool = False
+    #: "" when ``noise_multiplier`` is the run's σ; "rdp" when it is RDP's σ, at least the exact one.
+    noise_bound: str = ""
 
     @property
     def final_epsilon(self) -> float | None:
@@ -72,9 +81,10 @@ def _file_version(path: str) -> tuple[int, int]:
 
 @functools.lru_cache(maxsize=32)
 def _summary_cached(spec: str, version: tuple[int, int], text_column: str | None, user_column: str | None,
-                    tokenizer: str, seq_len: int, val_fraction: float, max_vocab: int) -> dict[str, Any]:
+                    tokenizer: str, seq_len: int, val_fraction: float, max_vocab: int,
+                    builtin_users: int) -> dict[str, Any]:
     del version  # part of the cache key only: a replaced file is read again
-    corpus = load_corpus(spec, text_column=text_column, user_column=user_column)
+    corpus = load_corpus(spec, text_column=text_column, user_column=user_column, builtin_users=builtin_users)
     # build_lm_data(...).summary() without the tensors: no torch in the dashboard process
     return summarize_lm_data(corpus, tokenizer=tokenizer, seq_len=seq_len, val_fraction=val_fraction,
                              max_vocab=max_vocab)
@@ -87,30 +97,153 @@ def data_summary(config: TrainConfig) -> dict[str, Any]:
     """
     version = (0, 0) if config.corpus == "builtin" else _file_version(config.corpus)
     return dict(_summary_cached(config.corpus, version, config.text_column, config.user_column,
-                                config.tokenizer, config.seq_len, config.val_fraction, config.max_vocab))
+                                config.tokenizer, config.seq_len, config.val_fraction, config.max_vocab,
+                                config.builtin_users))
 
 
 # ------------------------------------------------------------------------------- preview
 @functools.lru_cache(maxsize=128)
 def _preview_cached(config: TrainConfig, summary_items: tuple[tuple[str, Any], ...]) -> Preview:
     summary = dict(summary_items)
-    n = int(summary["num_train_examples"])
+    n = accounted_units(config, summary)  # users (user-level) or sequences
     p = plan(config, n)
     q, steps = p["sample_rate"], int(p["steps"])
-    common = dict(num_train=n, data=summary, sample_rate=q, steps=steps, epochs=steps * q,
+    common = dict(num_train=n, unit="user" if config.user_level else "sequence", data=summary,
+                  sample_rate=q, steps=steps, epochs=steps * q,
                   expected_batch_size=int(p["expected_batch_size"]), default_delta=default_delta(n),
                   delta=p["delta"], noise_multiplier=p["noise_multiplier"])
     if not config.is_private:
         guarantee = "none" if config.mechanism == "none" else "no-guarantee"
         return Preview(**common, guarantee=guarantee)
-    curve_obj = EpsilonCurve(config.mechanism, p["noise_multiplier"], q, p["delta"], config.accountant, steps)
-    curve = curve_obj.predicted(CURVE_POINTS.get(config.accountant, 12))
+    # the monitor draws the same prediction for the launched run (same σ: dpcore.privacy.calcache), so
+    # computing it through the shared cache here spares the monitor seconds with PRV and PLD
+    curve = predicted_curve(config.mechanism, p["noise_multiplier"], q, p["delta"], config.accountant, steps)
     final = curve[-1][1]
     return Preview(
         **common, curve=curve, guarantee="dp",
-        epsilon_sentence=epsilon_sentence(final, seq_len=config.seq_len, tokenizer=config.tokenizer),
-        delta_sentence=delta_sentence(p["delta"], n, is_default=config.delta is None),
+        epsilon_sentence=epsilon_sentence(final, seq_len=config.seq_len, tokenizer=config.tokenizer,
+                                          privacy_unit=config.unit),
+        delta_sentence=delta_sentence(p["delta"], n, is_default=config.delta is None,
+                                      units="users" if config.user_level else "training sequences"),
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _provisional(config: TrainConfig, summary_items: tuple[tuple[str, Any], ...]) -> Preview:
+    """What can be said at once about a PRV or PLD run whose exact preview is still being computed.
+
+    q, steps and δ are exact. σ (Gaussian, calibrated to ε) is RDP's σ, computed in milliseconds:
+    RDP bounds ε more loosely than PRV and PLD, so the exact σ found at launch is at most this one
+    (4–10 % lower, up to ~27 % for a small ε over few steps); ``noise_bound`` says so. Laplace gets
+    no bound (PLD is its only accountant). There is no curve: every point on it would be a bound, not
+    the run's prediction.
+    """
+    summary = dict(summary_items)
+    n = accounted_units(config, summary)
+    p = plan(config, n, calibrate=False)
+    noise, bound = p["noise_multiplier"], ""
+    if noise is None and config.mechanism == "gaussian":
+        key = calibration_key(config, p["sample_rate"], int(p["steps"]), p["delta"]).with_accountant("rdp")
+        try:
+            noise, bound = calibrated_noise(key, read_files=False, write_files=False), "rdp"
+        except ConfigError:  # out of RDP's reach; the tight accountant may still reach it
+            noise = None
+    steps = int(p["steps"])
+    calibrated = config.noise_multiplier is None
+    return Preview(
+        num_train=n, unit="user" if config.user_level else "sequence", data=summary,
+        sample_rate=p["sample_rate"], steps=steps, epochs=steps * p["sample_rate"],
+        expected_batch_size=int(p["expected_batch_size"]), default_delta=default_delta(n), delta=p["delta"],
+        noise_multiplier=noise, guarantee="dp", pending=True, noise_bound=bound,
+        epsilon_sentence=(epsilon_sentence(config.epsilon, seq_len=config.seq_len, tokenizer=config.tokenizer,
+                                           privacy_unit=config.unit) if calibrated else ""),
+        delta_sentence=delta_sentence(p["delta"], n, is_default=config.delta is None,
+                                      units="users" if config.user_level else "training sequences"),
+    )
+
+
+def _in_background(config: TrainConfig) -> bool:
+    """PRV and PLD previews cost seconds (calibration and a curve of exact points): compute them aside."""
+    return config.is_private and config.accountant != "rdp"
+
+
+#: Threads for the exact PRV/PLD previews, apart from the quick ones so that these never wait behind them.
+_exact_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dpcore-exact-preview")
+#: Exact PRV/PLD previews computing or computed, oldest first (finished ones are kept for reruns).
+_exact_jobs: OrderedDict[tuple[TrainConfig, tuple[tuple[str, Any], ...]], Future] = OrderedDict()
+_EXACT_KEPT = 128
+#: Exact previews waiting for a thread; past this the oldest waiting ones are dropped (a slider
+#: dragged across many values wants the last one, not all of them).
+_EXACT_QUEUED = 3
+
+
+def _exact_job(config: TrainConfig, summary_items: tuple[tuple[str, Any], ...]) -> Future:
+    """The background computation of ``config``'s exact preview, started if it is not running or done."""
+    key = (config, summary_items)
+    with _pending_lock:
+        job = _exact_jobs.get(key)
+        if job is not None and not job.cancelled():
+            _exact_jobs.move_to_end(key)
+            return job
+        job = _exact_pool.submit(_preview_cached, config, summary_items)
+        _exact_jobs[key] = job
+        waiting = [k for k, f in _exact_jobs.items() if not f.done() and not f.running() and k != key]
+        for old in waiting[: max(0, len(waiting) - (_EXACT_QUEUED - 1))]:
+            if _exact_jobs[old].cancel():
+                del _exact_jobs[old]
+        finished = [k for k, f in _exact_jobs.items() if f.done()]
+        for old in finished[: max(0, len(_exact_jobs) - _EXACT_KEPT)]:
+            del _exact_jobs[old]
+        return job
+
+
+def exact_ready(config: TrainConfig) -> bool:
+    """Whether the exact preview of ``config`` (a PRV or PLD run) is computed (the page then reruns).
+
+    Restarts a computation that was dropped, so a page waiting on it always gets an answer.
+    """
+    try:
+        config = config.validate()
+        items = tuple(sorted(data_summary(config).items()))
+    except DPCoreError:
+        return True  # nothing to wait for: the next rerun shows the problem
+    job = _exact_job(config, items)
+    return job.done() and not job.cancelled()  # a dropped one is started again on the next call
+
+
+def prepare_launch(config: TrainConfig, data_dir: str | os.PathLike[str]) -> None:
+    """Hand the σ this process calibrated for ``config`` to the worker that will train it.
+
+    Writes it to the server's calibration folder (:func:`dpcore.privacy.calcache.folder_in`) now,
+    or as soon as the background computation of a PRV/PLD preview finishes. The worker checks it
+    with one exact evaluation before use, and calibrates itself when it finds nothing.
+    """
+    if not config.is_private or config.noise_multiplier is not None:
+        return
+    try:
+        config = config.validate()
+        summary = data_summary(config)
+        p = plan(config, accounted_units(config, summary), calibrate=False)
+    except DPCoreError:
+        return
+    key = calibration_key(config, p["sample_rate"], int(p["steps"]), p["delta"])
+    folder = folder_in(data_dir)
+    try:
+        if persist(key, folder) or not _in_background(config):
+            return
+    except OSError:  # an unwritable data folder: the worker calibrates itself
+        return
+    with _pending_lock:
+        job = _exact_jobs.get((config, tuple(sorted(summary.items()))))
+    if job is not None:
+        job.add_done_callback(lambda _f: _persist_quietly(key, folder))
+
+
+def _persist_quietly(key: CalibrationKey, folder: Path) -> None:
+    try:
+        persist(key, folder)
+    except OSError:
+        pass
 
 
 #: The longest the New run page waits for a preview; past it the page says so instead of hanging.
@@ -130,10 +263,19 @@ def timed_preview(config: TrainConfig, summary_items: tuple[tuple[str, Any], ...
                   timeout: float | None = None) -> Preview:
     """:func:`_preview_cached` with a time limit, so a costly accountant never stalls a page.
 
+    RDP previews (and runs without a guarantee) are exact and take milliseconds. PRV and PLD
+    previews take seconds, so they are computed in the background and the caller gets the exact one
+    if it is ready, else at once a provisional one (``pending``, see :func:`_provisional`).
+
     The step cap (:mod:`dpcore.runs.limits`) already bounds the work; what is left runs on a small
     shared pool. On timeout the computation goes on in the background (one per configuration) and its
     result is cached for the next rerun; the caller gets :class:`PreviewTooSlow` at once.
     """
+    if _in_background(config):  # answer at once; the exact preview follows (see exact_ready)
+        job = _exact_job(config, summary_items)
+        if job.done() and not job.cancelled():  # (cancelled: dropped for a newer one; asked again later)
+            return job.result()  # raises what the computation raised (ConfigError: check() reports it)
+        return _provisional(config, summary_items)
     key = (config, summary_items)
     with _pending_lock:
         future = _pending.get(key)
@@ -173,6 +315,9 @@ def clear_caches() -> None:
     """Forget cached corpora and previews (tests; a data folder that was wiped)."""
     _summary_cached.cache_clear()
     _preview_cached.cache_clear()
+    _provisional.cache_clear()
+    with _pending_lock:
+        _exact_jobs.clear()
 
 
 # ------------------------------------------------------------------------------- checking a form
@@ -221,14 +366,14 @@ def check(config: TrainConfig) -> Checked:
         summary = data_summary(config)
     except DPCoreError as err:
         return Checked(None, {"corpus": _sentence(str(err))})
-    n = int(summary["num_train_examples"])
     try:  # the server's budget for steps and memory, before anything costly is computed
-        check_launch(config, num_examples=n)
+        check_launch(config, num_examples=accounted_units(config, summary))
     except DPCoreError as err:
         return Checked(None, {"config": _sentence(str(err))})
     if config.is_private and config.delta is not None:
         try:
-            check_delta(config.delta, n)
+            check_delta(config.delta, accounted_units(config, summary),
+                        "users" if config.user_level else "training examples")
         except ConfigError as err:
             return Checked(None, {"delta": _sentence(str(err))})
     try:

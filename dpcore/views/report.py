@@ -45,9 +45,12 @@ from dpcore.views.meaning import (
     group_sentence,
     guarantee_of,
     mechanism_label,
+    public_start_sentence,
     run_epsilon,
     run_label,
     total_seconds,
+    unit_label,
+    unit_of,
 )
 
 
@@ -71,10 +74,22 @@ def privacy_statement(run: Run, *, latest_epsilon: float | None = None) -> list[
     seq_len = cfg.get("seq_len")
     tok = cfg.get("tokenizer", "char")
     snippet = f"a window of {seq_len} {'characters' if tok == 'char' else 'words'}" if seq_len else "a window"
-    sentences.append(
-        f"What is protected: {unit}, i.e. {snippet} of {corpus_label(cfg)}. The promise is about any one "
-        "such sequence; a person who wrote many sequences is protected as a group, with a larger ε."
-    )
+    user_level = unit_of(cfg) == "user"
+    if user_level:
+        sentences.append(
+            f"What is protected: {unit}, in {corpus_label(cfg)}. The promise is about any one person and "
+            "everything they wrote: users are Poisson-sampled and each user's contribution to a step (the average "
+            f"of at most {cfg.get('user_cap', '?')} of their sequences) is clipped as a whole, so the number of "
+            "messages someone wrote does not weaken it."
+        )
+    else:
+        sentences.append(
+            f"What is protected: {unit}, i.e. {snippet} of {corpus_label(cfg)}. The promise is about any one "
+            "such sequence; a person who wrote many sequences is protected as a group, with a larger ε."
+        )
+    public_start = public_start_sentence(cfg, res)
+    if public_start:
+        sentences.append(public_start)
     eps = run_epsilon(run, latest_epsilon)
     delta = res.get("delta", info.get("delta"))
     acct = res.get("accountant") or cfg.get("accountant")
@@ -102,24 +117,31 @@ def privacy_statement(run: Run, *, latest_epsilon: float | None = None) -> list[
         )
         sentences.append(epsilon_sentence(eps, seq_len=seq_len, tokenizer=tok, privacy_unit=unit)
                          + f" δ = {delta:.2g} is the small chance that this promise fails.")
-        sentences.append(group_sentence(eps))
+        if not user_level:
+            sentences.append(group_sentence(eps))
         sentences.append(CENSUS_SENTENCE)
+    what, many = ("one user with all of their sequences", "users") if user_level else ("one training sequence",
+                                                                                         "sequences")
     sentences.append(
-        "Neighbouring datasets differ by adding or removing one training sequence; the number of training "
-        "sequences N (and so the sampling rate q) is treated as public."
+        f"Neighbouring datasets differ by adding or removing {what}; the number of training "
+        f"{many} N (and so the sampling rate q) is treated as public."
         + (f" Without that assumption — replacing one sequence by another — the bound is ε = "
            f"{res['epsilon_replace_one']:.3g} at the same δ (PLD accountant)." if res.get("epsilon_replace_one")
            else "")
     )
     multi = res.get("num_multiwindow_records")
+    if not user_level:
+        sentences.append(
+            "Windows are cut per record, so adding, removing or editing one record changes only that record's "
+            "sequences; a record longer than one window is several sequences and is protected as a group of that "
+            "many" + (f" ({multi:,} records here)." if multi else ".")
+        )
+    sampled = ("each user joins each batch independently with probability q, bringing at most "
+               f"{cfg.get('user_cap', '?')} of their sequences, chosen at random" if user_level else
+               "each training sequence joins each batch independently with probability q")
     sentences.append(
-        "Windows are cut per record, so adding, removing or editing one record changes only that record's "
-        "sequences; a record longer than one window is several sequences and is protected as a group of that many"
-        + (f" ({multi:,} records here)." if multi else ".")
-    )
-    sentences.append(
-        "The accountant assumes Poisson sampling: each training sequence joins each batch independently with "
-        "probability q. That is how this run drew its batches (so batch sizes vary from step to step)."
+        f"The accountant assumes Poisson sampling: {sampled}. That is how this run drew its batches (so batch "
+        "sizes vary from step to step)."
     )
     if res.get("stopped") or run.status == "cancelled":
         sentences.append(
@@ -169,7 +191,9 @@ def summary_rows(run: Run, *, show_uncovered: bool = True, viewer: str | None = 
         ("Target ε", num(cfg.get("epsilon")) if cfg.get("mechanism") in PRIVATE_MECHANISMS else "—"),
         ("ε spent", num(run_epsilon(run))),
         ("δ", num(res.get("delta", info.get("delta")), ".2g")),
-        ("Neighbours", "add or remove one training sequence (N public)" if guarantee_of(run) == "dp" else "—"),
+        ("Privacy unit", unit_label(unit_of(cfg) or "") if guarantee_of(run) == "dp" else "—"),
+        ("Neighbours", ("add or remove one user with all of their sequences (N public)" if unit_of(cfg) == "user"
+                        else "add or remove one training sequence (N public)") if guarantee_of(run) == "dp" else "—"),
         ("ε, replace one sequence (PLD)", num(res.get("epsilon_replace_one")) if guarantee_of(run) == "dp" else "—"),
         ("Accountant", str(res.get("accountant") or (cfg.get("accountant") if guarantee_of(run) == "dp" else "—"))),
         ("Noise multiplier", num(res.get("noise_multiplier", info.get("noise_multiplier")))),

@@ -27,6 +27,7 @@ from dpcore.views.meaning import (
     run_epsilon,
     run_label,
     total_seconds,
+    unit_of,
 )
 from dpcore.views.preview import preview
 
@@ -68,7 +69,8 @@ def progress(run: Run, recent: Sequence[Mapping[str, Any]], queue_position: int 
         text += f" (training itself {format_duration(loop)})" if loop is not None else ""
         return Progress(frac, step, total, 0.0, text)
     if step == 0:
-        return Progress(0.0, 0, total, None, "Starting: loading the corpus and calibrating the noise…")
+        status = (run.info or {}).get("status_text")  # e.g. building the public model
+        return Progress(0.0, 0, total, None, status or "Starting: loading the corpus and calibrating the noise…")
     times = [r["step_time_s"] for r in recent[-50:] if r.get("step_time_s")]
     left = None
     if times and total:
@@ -94,7 +96,9 @@ def results_table(runs: Sequence[Run], *, viewer: str | None = None) -> pd.DataF
         rows.append({  # what people compare first: privacy spent and quality, then how
             "label": run_label(run),
             "ε spent": run_epsilon(run),
+            "protects": {"user": "a person", "sequence": "a sequence"}.get(unit_of(cfg) or "", "—"),
             "val perplexity": res.get("val_perplexity") if show else None,
+            "k = 30 canary exposure (bits)": canary_exposure(res, 30) if show else None,
             "privacy": mechanism_label(str(cfg.get("mechanism"))),
             "corpus": corpus_name(cfg),
             "status": run.status,
@@ -112,6 +116,42 @@ def results_table(runs: Sequence[Run], *, viewer: str | None = None) -> pd.DataF
             "run": run.id,
         })
     return pd.DataFrame(rows)
+
+
+def canary_exposure(result: Mapping[str, Any], insertions: int) -> float | None:
+    """Mean exposure of the canaries planted ``insertions`` times, from an audited run's result (else None)."""
+    for group in ((result.get("audit") or {}).get("exposure_by_insertions") or []):
+        if group.get("insertions") == insertions:
+            return round(float(group["mean_exposure"]), 2)
+    return None
+
+
+def unit_comparison(run: Run, others: Sequence[Run], *, viewer: str | None = None) -> list[dict[str, Any]]:
+    """``run`` beside the finished runs of ``others`` at the same ε and mechanism but the other privacy unit.
+
+    One row per run (``run`` first): what it protects, validation perplexity and the planted canaries'
+    exposure (k = 1, 10, 30) when audited. Empty when ``run`` has no guarantee or no counterpart exists.
+    Numbers ε does not cover follow :func:`dpcore.views.disclosure.may_show_uncovered` for each run.
+    """
+    unit = unit_of(run.config)
+    if unit is None or guarantee_of(run) != "dp":
+        return []
+    target = run.config.get("epsilon")
+    peers = [o for o in others if o.id != run.id and o.status == "finished" and guarantee_of(o) == "dp"
+             and o.config.get("mechanism") == run.config.get("mechanism") and o.config.get("epsilon") == target
+             and unit_of(o.config) not in (None, unit)]
+    if not peers:
+        return []
+    rows = []
+    for r in [run, *peers]:
+        res, show = r.result or {}, may_show_uncovered(r, viewer=viewer)
+        row: dict[str, Any] = {"run": run_label(r), "protects": "a person" if unit_of(r.config) == "user" else
+                               "a sequence", "ε spent": run_epsilon(r),
+                               "val perplexity": res.get("val_perplexity") if show else None}
+        for k in (1, 10, 30):
+            row[f"k = {k} canary exposure (bits)"] = canary_exposure(res, k) if show else None
+        rows.append(row)
+    return rows
 
 
 def metrics_frame(store: RunStore, runs: Sequence[Run], *, viewer: str | None = None) -> pd.DataFrame:

@@ -85,27 +85,30 @@ def _plural(n: int, word: str) -> str:
     return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
-def grouping_sentences(meta: dict[str, Any]) -> list[str]:
-    """How an upload's users were formed and what that means for the privacy unit; records left out.
+def grouping_sentences(meta: dict[str, Any], unit: str = "user", user_cap: int = 2) -> list[str]:
+    """How an upload's users were formed and what the privacy unit then protects; records left out.
 
-    ``meta`` is an uploaded corpus's metadata (:func:`dpcore.data.upload.load_corpus_bytes`).
+    ``meta`` is an uploaded corpus's metadata (:func:`dpcore.data.upload.load_corpus_bytes`);
+    ``unit`` and ``user_cap`` are the run's privacy unit and per-user cap k.
     """
     grouping = meta.get("user_grouping")
     users = meta.get("num_users")
-    unit = "line" if meta.get("format") == "txt" else "row"
+    unit_word = "line" if meta.get("format") == "txt" else "row"
     sentences: list[str] = []
-    if grouping in ("blocks of consecutive lines", "blocks of consecutive rows"):
-        size = int(meta.get("block_records") or 1)
-        block = f"each block of {size:,} consecutive {unit}s" if size > 1 else f"each {unit}"
-        count = f" ({_plural(users, 'block')})" if users else ""
+    if grouping in ("each line", "each row"):
+        count = f" ({_plural(users, 'user')})" if users else ""
         if meta.get("format") == "txt":
-            sentences.append(f"How users are formed: a .txt has no users: {block} counts as one user{count}.")
+            sentences.append(f"How users are formed: a .txt has no users, so each line counts as one user{count}.")
         else:
-            sentences.append(f"How users are formed: no user column is chosen, so {block} counts as one user"
-                             f"{count}.")
-        sentences.append(f"A block is not a person: blocks only decide which {unit}s are held out together for "
-                         f"validation. What ε protects is one training sequence, a window of one {unit}, "
-                         "not a block and not a person.")
+            sentences.append(f"How users are formed: no user column is chosen, so each row counts as one user{count}.")
+        if unit == "user":
+            sentences.append(f"With the privacy unit 'user', ε protects each {unit_word} as a whole, however many "
+                             f"training sequences it fills. Nothing in the file says which {unit_word}s one person "
+                             f"wrote: someone who wrote k {unit_word}s is protected only at about k·ε.")
+        else:
+            sentences.append(f"With the privacy unit 'sequence', ε protects one training sequence, a window of one "
+                             f"{unit_word}: a long {unit_word} is protected window by window, and someone who wrote "
+                             f"k sequences only at about k·ε.")
     elif grouping == "user column":
         column = meta.get("user_column", "")
         count = f" ({_plural(users, 'user')})" if users else ""
@@ -114,14 +117,19 @@ def grouping_sentences(meta: dict[str, Any]) -> list[str]:
         if missing:
             sentences.append(f"{_plural(missing, 'row')} with an empty {column!r} cell count together as one "
                              "user, 'unknown-user'.")
-        sentences.append("Users decide whose rows are held out together for validation. What ε protects is one "
-                         "training sequence, a window of one row, not everything one user wrote.")
+        if unit == "user":
+            sentences.append(f"With the privacy unit 'user', ε protects everything one user wrote, all of their "
+                             f"rows together (at most {user_cap} of their sequences count in one training step).")
+        else:
+            sentences.append("With the privacy unit 'sequence', ε protects one training sequence, a window of one "
+                             "row, not everything one user wrote: someone with k sequences is protected only at "
+                             "about k·ε.")
     left_out = int(meta.get("records_left_out") or 0)
     if left_out:
         kept = int(meta.get("num_records") or 0)
         limit = int(meta.get("max_records") or kept)
-        sentences.append(f"The file has more than {limit:,} {unit}s of text: the first {kept:,} are used and "
-                         f"{_plural(left_out, 'more ' + unit)} {'was' if left_out == 1 else 'were'} left out.")
+        sentences.append(f"The file has more than {limit:,} {unit_word}s of text: the first {kept:,} are used and "
+                         f"{_plural(left_out, 'more ' + unit_word)} {'was' if left_out == 1 else 'were'} left out.")
     return sentences
 
 
@@ -133,7 +141,8 @@ def _meta_cached(path: str, version: tuple[int, int], text_column: str | None,
     return tuple((k, v) for k, v in corpus.metadata.items() if isinstance(v, (str, int, float, type(None))))
 
 
-def upload_notes(path: str, text_column: str | None = None, user_column: str | None = None) -> list[str]:
+def upload_notes(path: str, text_column: str | None = None, user_column: str | None = None,
+                 unit: str = "user", user_cap: int = 2) -> list[str]:
     """:func:`grouping_sentences` for a stored upload read with these columns (cached per file version).
 
     An upload that cannot be read this way gives no notes: the form's check explains the problem.
@@ -142,4 +151,4 @@ def upload_notes(path: str, text_column: str | None = None, user_column: str | N
         meta = dict(_meta_cached(path, _file_version(path), text_column, user_column))
     except DPCoreError:
         return []
-    return grouping_sentences(meta)
+    return grouping_sentences(meta, unit, user_cap)

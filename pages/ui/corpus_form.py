@@ -24,6 +24,7 @@ import streamlit as st
 
 from dpcore.errors import DPCoreError
 from dpcore.runs.store import DiskFull, QuotaExceeded, RunStore
+from dpcore.views.presets import crowd_choices, crowd_label
 from dpcore.views.uploads import (
     accept_upload,
     preview_header,
@@ -33,7 +34,7 @@ from dpcore.views.uploads import (
     upload_sample,
 )
 from pages.ui.data_controls import show_upload_flash, upload_delete
-from pages.ui.run_form import NO_USER_COLUMN, PERSIST
+from pages.ui.run_form import NO_USER_COLUMN, PERSIST, locked
 
 _CLEARED = "_nr_upload_cleared"  # a refused file emptied the selection: do not pick the newest upload again
 
@@ -47,8 +48,12 @@ def corpus_widgets(store: RunStore, owner: str) -> dict[str, Any]:
                                     "upload": "My own text (.txt or .csv)"}[v])
     show_upload_flash()  # the outcome of deleting an upload (the form is back on the built-in corpus)
     if s["nr_source"] != "upload":
-        st.caption("400 synthetic users writing short messages, with names, numbers and places: no real person's "
-                   "data.")
+        st.select_slider("How many people contributed?", options=crowd_choices(s.get("nr_people")), key="nr_people",
+                         format_func=crowd_label, persist_state=PERSIST, disabled=locked("nr_people"),
+                         help="The built-in corpus's crowd. DP-SGD's noise is shared by everyone in a batch, so the "
+                              "same ε costs less accuracy when more people contributed: try 400 against 10,000.")
+        st.caption(f"{s['nr_people']:,} synthetic people writing short messages, with names, numbers and places: "
+                   "no real person's data.")
         slots["corpus"] = st.empty()
         return slots
     st.file_uploader(
@@ -81,7 +86,7 @@ def corpus_widgets(store: RunStore, owner: str) -> dict[str, Any]:
         if text_col is None:
             slots["corpus"] = st.empty()
             return slots
-    notes = upload_notes(chosen.path, text_col, user_col)
+    notes = upload_notes(chosen.path, text_col, user_col, s.get("nr_unit", "user"), int(s.get("nr_user_cap", 2)))
     if notes:
         st.caption(" ".join(notes))
     slots["corpus"] = st.empty()
@@ -112,7 +117,7 @@ def _column_widgets(path: str) -> tuple[str | None, str | None]:
                            "mostly non-numeric values.")
     cols[1].selectbox("User column", users, key="nr_user_col", persist_state=PERSIST,
                       help="Rows of one user stay together on one side of the train/validation split. "
-                           "Without it, blocks of consecutive rows are grouped instead. Suggested from the first "
+                           "Without it, each row counts as its own user. Suggested from the first "
                            "rows: short values that repeat, like a user id or an author's name.")
     text_col = s["nr_text_col"]
     user_col = None if s["nr_user_col"] == NO_USER_COLUMN else s["nr_user_col"]

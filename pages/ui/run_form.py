@@ -14,14 +14,15 @@ which is the only way Streamlit lets code (presets, links) change a widget.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import streamlit as st
 
 from dpcore.config import DEFAULT_DELTA_RULE, TrainConfig, allowed_choices, form_range
 from dpcore.runs.store import RunStore, UploadNotFound
-from dpcore.views.meaning import mechanism_label
-from dpcore.views.presets import MODEL_SIZES, epsilon_choices, get_preset, model_size_name
+from dpcore.views.meaning import UNIT_SENTENCES, USER_CAP_HELP, mechanism_label, unit_label
+from dpcore.views.presets import INIT_LABELS, MODEL_SIZES, epsilon_choices, get_preset, model_size_name
 from dpcore.views.urlstate import (
     PRESET_PARAM,
     RESERVED,
@@ -31,11 +32,12 @@ from dpcore.views.urlstate import (
     upload_ref,
 )
 
-DEFAULT_PRESET = "workshop-eps3"
+DEFAULT_PRESET = "workshop-eps3-person"
 _QS_KEY = "_nr_written_qs"  # the query string this form last wrote
 _BASE_KEY = "_nr_base"  # the config the form started from (fields without a widget come from it)
 _PRESET_KEY = "_nr_preset"
 _MSGS_KEY = "_nr_url_messages"
+_LOCKED_KEY = "_nr_locked"  # widgets a workshop room keeps at the preset (see lock)
 _OTHER_PAGES_PARAMS = RESERVED - {PRESET_PARAM}  # run, runs: addresses of the monitor, compare...
 NO_USER_COLUMN = "(no user column)"
 PERSIST = "session"
@@ -60,6 +62,10 @@ def _state_from_config(config: TrainConfig) -> dict[str, Any]:
         "nr_delta_custom": config.delta is not None,
         "nr_delta": f"{config.delta:g}" if config.delta is not None else "",
         "nr_clip": float(config.clip),
+        "nr_people": int(config.builtin_users),
+        "nr_init": config.init,
+        "nr_unit": config.unit,
+        "nr_user_cap": int(config.user_cap),
         "nr_accountant": config.accountant,
         "nr_length": "epochs" if config.epochs is not None else "steps",
         "nr_steps": int(config.max_steps if config.max_steps is not None else 300),
@@ -94,6 +100,37 @@ def apply_preset(name: str) -> None:
     st.session_state[_MSGS_KEY] = []
 
 
+def lock(keys: Iterable[str]) -> None:
+    """Keep the widgets ``keys`` at the preset's values and draw them disabled (a workshop room's locks).
+
+    Call before the widgets are drawn, on every run; the server checks the launched config again.
+    """
+    keys = frozenset(keys)
+    state = _state_from_config(st.session_state.get(_BASE_KEY, TrainConfig()))
+    for key in keys & state.keys():
+        st.session_state[key] = state[key]
+    st.session_state[_LOCKED_KEY] = keys
+
+
+def unlock() -> None:
+    st.session_state.pop(_LOCKED_KEY, None)
+
+
+def form_keys() -> frozenset[str]:
+    """The session-state keys of every form setting (``nr_*``)."""
+    return frozenset(_state_from_config(TrainConfig()))
+
+
+def current_preset() -> str | None:
+    """The preset the form started from (None: a link without one)."""
+    return st.session_state.get(_PRESET_KEY)
+
+
+def locked(key: str) -> bool:
+    """Whether a workshop room keeps the widget ``key`` at its preset (draw it disabled)."""
+    return key in st.session_state.get(_LOCKED_KEY, ())
+
+
 def current_config() -> TrainConfig:
     """The config the widgets describe; the corpus is ``builtin`` or ``upload:<id>``."""
     s = st.session_state
@@ -111,6 +148,10 @@ def current_config() -> TrainConfig:
         epsilon=float(s["nr_epsilon"]),
         delta=None if isinstance(delta, str) else delta,  # unparsable text: see delta_text_problem
         clip=float(s["nr_clip"]),
+        builtin_users=int(s.get("nr_people", base.builtin_users)),
+        init=s.get("nr_init", base.init),
+        unit=s.get("nr_unit", base.unit),
+        user_cap=int(s.get("nr_user_cap", base.user_cap)),
         accountant=s["nr_accountant"],
         engine=s["nr_engine"],
         max_steps=int(s["nr_steps"]) if s["nr_length"] == "steps" else None,
@@ -219,12 +260,13 @@ def privacy_widgets() -> dict[str, Any]:
     """The privacy controls; returns placeholders for messages at each control."""
     slots: dict[str, Any] = {}
     s = st.session_state
-    st.toggle("No privacy (baseline)", key="nr_no_privacy", persist_state=PERSIST,
+    st.toggle("No privacy (baseline)", key="nr_no_privacy", disabled=locked("nr_no_privacy"), persist_state=PERSIST,
               help="Train the same model without any privacy, as the reference the private runs are compared with.")
     if s["nr_no_privacy"]:
         return slots
     st.selectbox(
         "Mechanism", [m for m in allowed_choices("mechanism") if m != "none"], key="nr_mechanism",
+        disabled=locked("nr_mechanism"),
         format_func=mechanism_label, on_change=_on_mechanism_change, persist_state=PERSIST,
         help="Gaussian: DP-SGD as in Opacus (L2 clipping). Laplace: L1 clipping and Laplace noise, a pure-ε "
              "mechanism that needs far more noise. Naive: the blog-post recipe, kept as a counterexample.",
@@ -232,7 +274,8 @@ def privacy_widgets() -> dict[str, Any]:
     naive = s["nr_mechanism"] == "naive"
     st.select_slider(
         "Noise scale ε the naive recipe claims (no guarantee)" if naive else "Target ε (privacy budget)",
-        options=epsilon_choices(s.get("nr_epsilon")), key="nr_epsilon", persist_state=PERSIST,
+        options=epsilon_choices(s.get("nr_epsilon")), key="nr_epsilon",
+        disabled=locked("nr_epsilon"), persist_state=PERSIST,
         format_func=lambda v: f"{v:g}",
         help="Smaller ε = stronger privacy = more noise. The noise is calibrated so that the whole run spends "
              "at most this ε. Log scale from 0.1 to 50.",
@@ -240,14 +283,24 @@ def privacy_widgets() -> dict[str, Any]:
     slots["epsilon"] = st.empty()
     if naive:
         return slots
-    st.toggle("Choose δ myself", key="nr_delta_custom", persist_state=PERSIST, on_change=_on_delta_custom_change,
+    st.segmented_control("Who is protected (privacy unit)", list(allowed_choices("unit")), key="nr_unit",
+                         required=True, persist_state=PERSIST, format_func=unit_label, disabled=locked("nr_unit"),
+                         help=" ".join(UNIT_SENTENCES.values()))
+    st.caption(UNIT_SENTENCES[s["nr_unit"]])
+    if s["nr_unit"] == "user":
+        st.number_input("Sequences per user per step (k)", **_number_range("user_cap"), step=1, key="nr_user_cap",
+                        disabled=locked("nr_user_cap"), persist_state=PERSIST, help=USER_CAP_HELP)
+        slots["user_cap"] = st.empty()
+    st.toggle("Choose δ myself", key="nr_delta_custom",
+              disabled=locked("nr_delta_custom"), persist_state=PERSIST, on_change=_on_delta_custom_change,
               help=f"δ is the small chance that the promise fails. The default, {DEFAULT_DELTA_RULE}, is at most a "
                    "tenth of 1/N, far below it as it must be.")
     if s["nr_delta_custom"]:
-        st.text_input("δ", key="nr_delta", persist_state=PERSIST, placeholder="1e-6")
+        st.text_input("δ", key="nr_delta", disabled=locked("nr_delta"), persist_state=PERSIST, placeholder="1e-6")
     slots["delta"] = st.empty()
     st.number_input(
-        "Clipping norm C", **_number_range("clip"), step=0.1, key="nr_clip", persist_state=PERSIST,
+        "Clipping norm C", **_number_range("clip"), step=0.1, key="nr_clip",
+        disabled=locked("nr_clip"), persist_state=PERSIST,
         help="Each example's gradient is scaled down to at most this norm, which bounds how much one example can "
              "move the model; the noise is proportional to C. Watch the clipping chart: if almost every example is "
              "clipped, C may be too small.",
@@ -256,7 +309,8 @@ def privacy_widgets() -> dict[str, Any]:
     laplace = s["nr_mechanism"] == "laplace"
     accountants = list(allowed_choices("accountant", s["nr_mechanism"]))
     st.selectbox("Accountant", accountants, key="nr_accountant",
-                 disabled=len(accountants) == 1, persist_state=PERSIST, help=ACCOUNTANT_HELP,
+                 disabled=len(accountants) == 1 or locked("nr_accountant"), persist_state=PERSIST,
+                 help=ACCOUNTANT_HELP,
                  format_func=lambda a: {"rdp": "RDP (fast, looser)", "prv": "PRV (tight)",
                                         "pld": "PLD (tight; the only one for Laplace)"}[a])
     if laplace:
@@ -267,44 +321,62 @@ def privacy_widgets() -> dict[str, Any]:
 def training_widgets() -> dict[str, Any]:
     slots: dict[str, Any] = {}
     s = st.session_state
-    st.segmented_control("Training length", ["steps", "epochs"], key="nr_length", required=True,
+    st.segmented_control("Training length", ["steps", "epochs"], key="nr_length",
+                         disabled=locked("nr_length"), required=True,
                          persist_state=PERSIST, help="One epoch = each sequence is seen once on average.")
     if s["nr_length"] == "steps":
-        st.number_input("Steps", **_number_range("max_steps"), step=10, key="nr_steps", persist_state=PERSIST)
+        st.number_input("Steps", **_number_range("max_steps"), step=10, key="nr_steps",
+                        disabled=locked("nr_steps"), persist_state=PERSIST)
         slots["max_steps"] = st.empty()
     else:
-        st.number_input("Epochs", **_number_range("epochs"), step=0.5, key="nr_epochs", persist_state=PERSIST)
+        st.number_input("Epochs", **_number_range("epochs"), step=0.5, key="nr_epochs",
+                        disabled=locked("nr_epochs"), persist_state=PERSIST)
         slots["epochs"] = st.empty()
     st.number_input(
-        "Expected batch size", **_number_range("batch_size"), step=32, key="nr_batch", persist_state=PERSIST,
+        "Expected batch size", **_number_range("batch_size"), step=32, key="nr_batch",
+        disabled=locked("nr_batch"), persist_state=PERSIST,
         help="Batches are Poisson-sampled: each sequence joins each batch with probability q = 1/ceil(N/B), so the "
              "real batch size varies around this. Larger batches average out more of the noise.",
     )
     slots["batch_size"] = st.empty()
     st.number_input("Learning rate", **_number_range("lr"), step=0.005, format="%.4f", key="nr_lr",
+                    disabled=locked("nr_lr"),
                     persist_state=PERSIST, help="Adam's step size.")
     slots["lr"] = st.empty()
     sizes = [tuple(v) for v in MODEL_SIZES.values()]
     if tuple(s["nr_model"]) not in sizes:
         sizes.append(tuple(s["nr_model"]))
     s["nr_model"] = tuple(s["nr_model"])
-    st.selectbox("Model size (embedding / GRU hidden units)", sizes, key="nr_model", persist_state=PERSIST,
+    st.selectbox("Model size (embedding / GRU hidden units)", sizes, key="nr_model",
+                 disabled=locked("nr_model"), persist_state=PERSIST,
                  format_func=lambda d: model_size_name(*d),
                  help="Bigger models learn more but take longer per step.")
     cols = st.columns(2)
     with cols[0]:
-        st.number_input("Seed", **_number_range("seed"), step=1, key="nr_seed", persist_state=PERSIST,
+        st.number_input("Seed", **_number_range("seed"), step=1, key="nr_seed",
+                        disabled=locked("nr_seed"), persist_state=PERSIST,
                         help="Fixes the initial weights, the train/validation split and dropout: a run without "
                              "privacy is reproducible exactly (on CPU). A private run's noise and batch sampling "
                              "are secret (drawn from the operating system's random source, never stored), so its "
                              "curve is reproducible only up to its noise.")
     with cols[1]:
-        st.selectbox("Device", list(allowed_choices("device")), key="nr_device", persist_state=PERSIST,
+        st.selectbox("Device", list(allowed_choices("device")), key="nr_device",
+                     disabled=locked("nr_device"), persist_state=PERSIST,
                      help="auto: a GPU if the server has one, else the CPU. The workshop presets use the CPU so "
                           "every laptop gets the same numbers.")
         slots["device"] = st.empty()
+    st.radio("Start from", list(allowed_choices("init")), key="nr_init", horizontal=True, persist_state=PERSIST,
+             format_func=lambda v: INIT_LABELS.get(v, v), disabled=locked("nr_init"),
+             help="The public model is trained once, without privacy, on public text only (for the built-in corpus: "
+                  "other synthetic people, no canaries; for your own text: the Python documentation's prose). It "
+                  "never sees the training text, so it costs no ε, and far fewer private steps are needed from it. "
+                  "Built on first use (a few minutes) and reused.")
+    if s["nr_init"] == "public":
+        scale = s.get(_BASE_KEY, TrainConfig()).public_lr_scale
+        st.caption(f"From the public model the optimizer steps at the learning rate × {scale:g} = "
+                   f"{float(s['nr_lr']) * scale:.4g}: fine-tuning with large noisy steps would undo the public start.")
     st.checkbox("Audit privacy (one-run ε lower bound, canary exposure, membership inference; ~1 min extra)",
-                key="nr_audit", persist_state=PERSIST,
+                key="nr_audit", disabled=locked("nr_audit"), persist_state=PERSIST,
                 help="Measures what an attacker could actually learn from the trained model. 1,000 synthetic canary "
                      "sequences are each added to training by a secret coin flip; afterwards the audit guesses which "
                      "were in and turns its hits into a lower bound on ε (Steinke, Nasr and Jagielski 2023). It also "
@@ -317,24 +389,30 @@ def advanced_widgets() -> dict[str, Any]:
     slots: dict[str, Any] = {}
     s = st.session_state
     engines = list(allowed_choices("engine", "none" if s["nr_no_privacy"] else s["nr_mechanism"]))
-    st.selectbox("Engine", engines, key="nr_engine", persist_state=PERSIST, disabled=len(engines) == 1,
+    st.selectbox("Engine", engines, key="nr_engine", persist_state=PERSIST,
+                 disabled=len(engines) == 1 or locked("nr_engine"),
                  format_func=lambda e: {"fast": "fast (ghost clipping, Gaussian only)", "opacus": "Opacus"}[e],
                  help="Both compute the same DP-SGD steps; the fast engine avoids materialising per-example "
                       "gradients.")
     cols = st.columns(2)
     with cols[0]:
-        st.selectbox("Tokens", list(allowed_choices("tokenizer")), key="nr_tokenizer", persist_state=PERSIST,
+        st.selectbox("Tokens", list(allowed_choices("tokenizer")), key="nr_tokenizer",
+                     disabled=locked("nr_tokenizer"), persist_state=PERSIST,
                      format_func=lambda t: {"char": "characters", "word": "words"}[t])
         st.number_input("Sequence length", **_number_range("seq_len"), step=8, key="nr_seq_len",
+                        disabled=locked("nr_seq_len"),
                         persist_state=PERSIST, help="Tokens per training sequence: the unit of privacy.")
         slots["seq_len"] = st.empty()
-        st.number_input("GRU layers", **_number_range("num_layers"), step=1, key="nr_layers", persist_state=PERSIST)
+        st.number_input("GRU layers", **_number_range("num_layers"), step=1, key="nr_layers",
+                        disabled=locked("nr_layers"), persist_state=PERSIST)
     with cols[1]:
         st.number_input("Evaluate every … steps", **_number_range("eval_every"), step=10, key="nr_eval_every",
+                        disabled=locked("nr_eval_every"),
                         persist_state=PERSIST)
         slots["eval_every"] = st.empty()
         st.number_input("Samples per evaluation", **_number_range("num_samples"), step=1, key="nr_num_samples",
+                        disabled=locked("nr_num_samples"),
                         persist_state=PERSIST)
-        st.text_input("Sample prompt", key="nr_prompt", persist_state=PERSIST,
+        st.text_input("Sample prompt", key="nr_prompt", disabled=locked("nr_prompt"), persist_state=PERSIST,
                       help="Text the samples start from (empty: a new message).")
     return slots

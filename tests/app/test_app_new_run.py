@@ -24,8 +24,10 @@ def _no_crash(at) -> None:
 def test_opens_on_the_default_preset_and_explains_it(app_env):
     at = app_env.app(page=PAGE).run()
     _no_crash(at)
-    assert at.query_params["preset"] == "workshop-eps3"
-    assert any("can change the odds of any outcome" in m for m in texts(at.markdown))
+    assert at.query_params["preset"] == "workshop-eps3-person"
+    assert at.segmented_control(key="nr_unit").value == "user"  # per person by default
+    assert any("any one person, with all of their messages, can change the odds of any outcome" in m
+               for m in texts(at.markdown))
     assert any("small chance that this promise fails" in m for m in texts(at.markdown))
     metrics = {m.label: m.value for m in at.metric}
     assert float(metrics["Noise σ"]) > 0 and metrics["Steps"] == "300"
@@ -40,8 +42,11 @@ def test_preset_button_fills_the_form_and_the_url(app_env):
     assert at.query_params["preset"] == "workshop-none"
     assert at.toggle(key="nr_no_privacy").value is True
     assert any("No privacy (baseline)" in i for i in texts(at.info))
-    at.button(key="preset_workshop-eps8").click().run()
+    at.button(key="preset_workshop-eps8").click().run()  # the per-sequence variant
     assert at.select_slider(key="nr_epsilon").value == 8.0
+    assert at.segmented_control(key="nr_unit").value == "sequence"
+    at.button(key="preset_workshop-eps8-person").click().run()
+    assert at.segmented_control(key="nr_unit").value == "user" and at.number_input(key="nr_batch").value == 128
 
 
 def test_editing_a_field_writes_it_to_the_url_and_a_link_reproduces_it(app_env):
@@ -50,7 +55,7 @@ def test_editing_a_field_writes_it_to_the_url_and_a_link_reproduces_it(app_env):
     at.number_input(key="nr_steps").set_value(60).run()
     _no_crash(at)
     params = {k: at.query_params[k] for k in at.query_params}
-    assert params == {"preset": "workshop-eps3", "epsilon": "5", "max_steps": "60"}
+    assert params == {"preset": "workshop-eps3-person", "epsilon": "5", "max_steps": "60"}
     other = app_env.app(secret=SECRET_B, page=PAGE, **params).run()
     assert other.select_slider(key="nr_epsilon").value == 5.0
     assert other.number_input(key="nr_steps").value == 60
@@ -181,3 +186,15 @@ def test_back_from_the_monitor_keeps_the_launched_form(app_env):
     first, second = executor_of(at).submitted
     assert second == first and first[1].max_steps == 120
     assert at.query_params["run"] != run_id
+
+
+def test_the_crowd_size_and_the_public_start_are_choices_that_reach_the_config(app_env):
+    at = app_env.app(page=PAGE).run()
+    _no_crash(at)
+    assert at.select_slider(key="nr_people").value == 4000
+    at.select_slider(key="nr_people").set_value(400).run()
+    assert at.radio(key="nr_init").value == "public"  # the workshop presets start from the public model
+    at.radio(key="nr_init").set_value("scratch").run()
+    _no_crash(at)
+    assert at.query_params["builtin_users"] == "400" and at.query_params["init"] == "scratch"
+    assert any("400 synthetic people" in c for c in texts(at.caption))

@@ -32,8 +32,8 @@ def test_home_explains_the_app_and_lists_only_this_browsers_runs(app_env):
     _no_crash(at)
     assert at.title[0].value == "DP-RNN Lab"
     links = [p.label for p in at.get("page_link")]
-    assert {"New run", "Run monitor", "Compare runs", "Try ε = 1", "Try ε = 3", "Try ε = 8",
-            "Try No privacy"} <= set(links)
+    assert {"New run", "Run monitor", "Compare runs", "Try ε = 1 per person", "Try ε = 3 per person",
+            "Try ε = 8 per person", "Try No privacy", "Try ε = 3 per sequence"} <= set(links)
     assert any(mine.id[:6] in label and "ε spent 2.50" in label for label in links)
     assert not any(theirs.id[:6] in label for label in links)
 
@@ -211,7 +211,8 @@ def test_report_states_the_privacy_guarantee_and_offers_downloads(app_env):
     at = app_env.app(page=REPORT, run=run.id).run()
     _no_crash(at)
     statement = " ".join(texts(at.markdown))
-    for phrase in ("one training sequence", "ε = 2.5", "δ = 1e-05", "Rényi-DP", "Poisson sampling",
+    for phrase in ("one user with all of their text", "any one person",
+                   "ε = 2.5", "δ = 1e-05", "Rényi-DP", "Poisson sampling",
                    "every checkpoint", "any text sampled", "vocabulary", "floating-point"):
         assert phrase in statement, phrase
     assert at.download_button(key="rep_html") and at.download_button(key="rep_md")
@@ -298,3 +299,14 @@ def test_the_live_refresh_slows_down_when_a_room_watches():
     at = AppTest.from_function(script).run()
     assert not at.exception
     assert at.markdown[0].value == "1.0 3.0 1.0"
+
+
+def test_report_puts_the_same_epsilon_per_person_and_per_sequence_side_by_side(app_env):
+    owner = app_env.owner()
+    person = write_run(app_env.store, owner, TINY.replace(unit="user", epsilon=3.0))
+    write_run(app_env.store, owner, TINY.replace(unit="sequence", epsilon=3.0))
+    at = app_env.app(page=REPORT, run=person.id).run()
+    _no_crash(at)
+    assert any("Per person or per sequence, at the same ε" in m for m in texts(at.markdown))
+    tables = [d.value for d in at.dataframe if "protects" in d.value.columns]
+    assert len(tables) == 1 and list(tables[0]["protects"]) == ["a person", "a sequence"]

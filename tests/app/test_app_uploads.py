@@ -115,9 +115,13 @@ def test_a_refused_file_clears_the_selection(app_env, name, data, reason):
 def test_a_txt_upload_says_how_users_were_formed(app_env):
     at = _upload(app_env, "corpus.txt", TXT)
     notes = " ".join(texts(at.caption))
-    assert "a .txt has no users: each block of 20 consecutive lines counts as one user (15 blocks)" in notes
-    assert "A block is not a person" in notes and "one training sequence, a window of one line" in notes
+    assert "a .txt has no users, so each line counts as one user (300 users)" in notes
+    assert "With the privacy unit 'user', ε protects each line as a whole" in notes  # the default unit
+    assert "someone who wrote k lines is protected only at about k·ε" in notes
     assert "left out" not in notes
+    at.segmented_control(key="nr_unit").set_value("sequence").run()
+    notes = " ".join(texts(at.caption))
+    assert "With the privacy unit 'sequence', ε protects one training sequence, a window of one line" in notes
 
 
 def test_a_csv_upload_says_which_column_made_the_users(app_env):
@@ -126,7 +130,7 @@ def test_a_csv_upload_says_which_column_made_the_users(app_env):
     assert "each distinct value of the 'who_wrote' column is one user (12 users)" in notes
     at.selectbox(key="nr_user_col").set_value("(no user column)").run()
     notes = " ".join(texts(at.caption))
-    assert "no user column is chosen, so each block of 20 consecutive rows counts as one user (15 blocks)" in notes
+    assert "no user column is chosen, so each row counts as one user (300 users)" in notes
 
 
 def test_records_left_out_are_counted(app_env, monkeypatch):
@@ -143,7 +147,9 @@ def test_grouping_sentences_cover_every_grouping():
     assert rows[0].endswith("'author' column is one user (1 user).")
     assert rows[1].startswith("3 rows with an empty 'author' cell count together as one user")
     assert rows[-1].endswith("the first 100 are used and 1 more row was left out.")
-    single = grouping_sentences({"format": "txt", "user_grouping": "blocks of consecutive lines",
-                                 "block_records": 1, "num_users": 12})
-    assert single[0] == "How users are formed: a .txt has no users: each line counts as one user (12 blocks)."
+    assert "everything one user wrote, all of their rows together (at most 2 of their sequences" in rows[2]
+    assert "not everything one user wrote" in grouping_sentences(
+        {"format": "csv", "user_grouping": "user column", "user_column": "a"}, unit="sequence")[1]
+    single = grouping_sentences({"format": "txt", "user_grouping": "each line", "num_users": 12})
+    assert single[0] == "How users are formed: a .txt has no users, so each line counts as one user (12 users)."
     assert grouping_sentences({"format": "builtin"}) == []

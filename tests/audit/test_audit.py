@@ -317,7 +317,10 @@ def test_run_audit_writes_the_report(tiny_run, tmp_path):
     assert [g["insertions"] for g in audit["exposure_by_insertions"]] == [1, 3, 10, 30]
     assert len(audit["exposure"]) == 8 and audit["exposure_note"] == ""
     assert audit["claimed_epsilon"] is None and audit["delta"] > 0
-    assert set(audit["membership"]["attacks"]) == {"loss", "calibrated"}
+    # per window, and the same attacks with whole users as the trials (a user's mean score)
+    assert set(audit["membership"]["attacks"]) == {"loss", "calibrated", "user-loss", "user-calibrated"}
+    whole = audit["membership"]["attacks"]["user-loss"]
+    assert whole["num_members"] < 60 and whole["num_nonmembers"] < 60 and "whole users" in whole["description"]
     assert audit["membership"]["num_members"] == audit["membership"]["num_nonmembers"] == 60
     assert set(audit["tpr_at_fpr"]) == {"0.001", "0.01"}
     # the one-run audit is THE empirical ε; membership inference is user-level and carries no ε
@@ -376,7 +379,8 @@ def test_dp_run_bound_stays_below_its_claimed_epsilon(tmp_path):
     data = build_lm_data(builtin_corpus(seed=0, num_users=40), seq_len=16)
     canaries = make_audit_canaries(data.tokenizer.vocab_size, 16, 200, rng=np.random.default_rng(9))
     config = TrainConfig(seq_len=16, embed_dim=8, hidden_size=16, batch_size=64, max_steps=4, eval_every=4,
-                         num_samples=0, mechanism="gaussian", epsilon=1.0, lr=0.01)
+                         num_samples=0, mechanism="gaussian", epsilon=1.0, lr=0.01,
+                         unit="sequence")  # the canaries are appended as bare rows, with no user
     trained_on = dataclasses.replace(data, train=torch.cat([data.train, canaries.training_rows()]))
     result = run_training(config, tmp_path / "run", data=trained_on)
     assert result["num_train_examples"] == len(data.train) + canaries.num_included
@@ -445,7 +449,7 @@ def test_cli_audit_rebuilds_the_run_data(cli_main, tmp_path, capsys):
     summary = json.loads(out[0])
     assert set(summary["exposure_by_insertions"]) == {"1", "3", "10", "30"}
     audit = json.loads((tmp_path / "audit" / "audit.json").read_text(encoding="utf-8"))
-    assert set(audit["membership"]["attacks"]) == {"loss"} and audit["membership"]["num_members"] == 50
+    assert set(audit["membership"]["attacks"]) == {"loss", "user-loss"} and audit["membership"]["num_members"] == 50
     # no canaries were planted before training: no one-run bound, and the report says why
     assert audit["one_run"] is None and summary["empirical_epsilon"]["value"] is None
     assert "tick \"audit\" at launch" in audit["empirical_epsilon"]["note"]

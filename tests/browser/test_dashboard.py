@@ -91,10 +91,11 @@ def _upload(page, name: str, data: bytes, mime: str = "text/plain") -> None:
 def test_newcomer_starts_a_preset_watches_it_learn_and_finds_it_on_compare(context, app_url):
     page = open_page(context, app_url)
     expect(page.get_by_role("heading", name="DP-RNN Lab")).to_be_visible()
-    page.get_by_role("link", name="Try ε = 3").click()
+    page.get_by_role("link", name="Try ε = 3 per person").click()
     wait_for_app(page)
-    expect(page).to_have_url(re.compile(r"/new_run\?preset=workshop-eps3$"))
-    expect(page.get_by_text("can change the odds of any outcome")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/new_run\?preset=workshop-eps3-person$"))
+    expect(page.get_by_text(re.compile(r"With ε = [\d.]+, any one person, with all of their messages, can change "
+                                       r"the odds of any outcome"))).to_be_visible()
     page.get_by_role("button", name="Launch run").click()
     page.wait_for_url(re.compile(r"/monitor\?run=[0-9a-f]+$"))
     run_id = page.url.rsplit("=", 1)[1]
@@ -111,7 +112,7 @@ def test_newcomer_starts_a_preset_watches_it_learn_and_finds_it_on_compare(conte
     page.get_by_role("link", name="Compare").first.click()
     wait_for_app(page)
     expect(page.get_by_test_id("stDataFrame")).to_be_visible()
-    label = f"ε=3 Gaussian · built-in · {run_id[:6]}"  # run_label: mechanism · corpus · id
+    label = f"ε=3 Gaussian per person · built-in · {run_id[:6]}"  # run_label: mechanism, unit · corpus · id
     expect(page.get_by_test_id("stMultiSelect").get_by_text(re.compile(re.escape(label)))).to_be_visible()
     assert max(_points(page, label), 0) > 0  # its ε curve on the overlay
     _no_exception(page)
@@ -138,7 +139,7 @@ def test_a_bad_upload_shows_an_error_and_nothing_else_breaks(context, app_url):
     page.get_by_text("Built-in corpus (synthetic chat messages)").click()
     wait_for_app(page)
     expect(page.get_by_role("button", name="Launch run")).to_be_enabled()
-    expect(page.get_by_text("can change the odds of any outcome")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"With ε = [\d.]+, .*can change the odds of any outcome"))).to_be_visible()
     page.get_by_role("link", name="Home").click()
     wait_for_app(page)
     expect(page.get_by_role("heading", name="DP-RNN Lab")).to_be_visible()

@@ -119,7 +119,7 @@ def test_the_lesson_presets_change_only_the_crowd_or_the_start() -> None:
     from dpcore.views.presets import CROWD_SIZES, crowd_choices, get_preset
 
     base = get_preset("workshop-eps8-person").config
-    assert base.builtin_users == DEFAULT_USERS and base.init == "scratch"
+    assert base.builtin_users == DEFAULT_USERS and base.init == "public"
     assert get_preset("lesson-eps8-400").config == base.replace(builtin_users=400)
-    assert get_preset("lesson-eps8-public").config == base.replace(init="public", lr=base.lr / 5)
+    assert get_preset("lesson-eps8-scratch").config == base.replace(init="scratch")
     assert DEFAULT_USERS in CROWD_SIZES and crowd_choices(2500) == [400, 1000, 2500, 4000, 10_000]

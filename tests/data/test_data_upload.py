@@ -32,20 +32,14 @@ def _csv(rows: list[list[str]]) -> bytes:
     return buf.getvalue().encode()
 
 
-def test_txt_one_record_per_line_in_blocks_of_20() -> None:
+def test_txt_one_record_and_one_user_per_line() -> None:
     data = b"\xef\xbb\xbf" + "\n\n".join(_lines(240)).encode() + b"\r\n   \n"
     corpus = load_corpus_bytes(data, "notes.TXT")
     assert len(corpus.records) == 240
     assert not corpus.records[0].text.startswith("\ufeff")
-    assert corpus.users() == [f"block-{i:05d}" for i in range(12)]
-    assert corpus.records[19].user_id == "block-00000" and corpus.records[20].user_id == "block-00001"
+    assert corpus.users() == [f"line-{i:06d}" for i in range(240)]  # blank lines are not records
+    assert [r.user_id for r in corpus.records[:2]] == ["line-000000", "line-000001"]
     assert corpus.metadata["format"] == "txt" and corpus.name == "notes.TXT"
-
-
-def test_short_txt_uses_smaller_blocks() -> None:
-    corpus = load_corpus_bytes("\n".join(_lines(30, 100)).encode(), "short.txt")
-    assert len(corpus.users()) == 10
-    assert len(load_corpus_bytes(_txt(100), "a.txt").users()) == 10
 
 
 @pytest.mark.parametrize(
@@ -97,8 +91,8 @@ def test_csv_columns_and_default_text_column() -> None:
     assert csv_columns(data) == ["Author", "Text"]
     corpus = load_corpus_bytes(data, "posts.csv")
     assert corpus.metadata["text_column"] == "Text"
-    assert corpus.metadata["user_grouping"] == "blocks of consecutive rows"
-    assert all(r.user_id.startswith("block-") for r in corpus.records)
+    assert corpus.metadata["user_grouping"] == "each row"
+    assert all(r.user_id.startswith("line-") for r in corpus.records)
     by_user = load_corpus_bytes(data, "posts.csv", user_column="author")
     assert by_user.users() == ["u0", "u1", "u2", "u3"]
     assert by_user.records[0].text == _lines(1)[0].strip()
@@ -156,7 +150,7 @@ def test_a_private_token_does_not_change_an_uploads_vocabulary(tokenizer: str) -
     assert plain.metadata["source"] == "upload"
     data = build_lm_data(plain, tokenizer=tokenizer, seq_len=32, max_vocab=500)
     again = build_lm_data(leaky, tokenizer=tokenizer, seq_len=32, max_vocab=500)
-    assert "block-00004" in again.train_users  # the edited last line trains
+    assert "line-000099" in again.train_users  # the edited last line trains
     assert again.tokenizer.to_dict() == data.tokenizer.to_dict()
     other = build_lm_data(builtin_corpus(seed=2, num_users=30), seq_len=32, max_vocab=500, tokenizer=tokenizer)
     assert other.tokenizer.to_dict() != data.tokenizer.to_dict()  # the built-in one is the generator's
@@ -257,14 +251,11 @@ def test_suggest_columns_preview_cells_are_cut_and_padded() -> None:
 
 def test_metadata_says_how_users_were_formed() -> None:
     meta = load_corpus_bytes(_txt(300), "notes.txt").metadata
-    assert meta["user_grouping"] == "blocks of consecutive lines"
-    assert (meta["block_records"], meta["num_users"], meta["records_left_out"]) == (20, 15, 0)
+    assert meta["user_grouping"] == "each line"
+    assert (meta["num_users"], meta["records_left_out"]) == (300, 0)
     assert meta["max_records"] == upload_mod.MAX_RECORDS
-    short = load_corpus_bytes("\n".join(_lines(30, 100)).encode(), "short.txt").metadata
-    assert (short["block_records"], short["num_users"]) == (3, 10)
     by_rows = load_corpus_bytes(_mixed_csv(), "m.csv", text_column="note").metadata
-    assert (by_rows["user_grouping"], by_rows["block_records"], by_rows["num_users"]) == (
-        "blocks of consecutive rows", 20, 15)
+    assert (by_rows["user_grouping"], by_rows["num_users"]) == ("each row", 300)
     by_user = load_corpus_bytes(_mixed_csv(), "m.csv", text_column="note", user_column="speaker").metadata
     assert by_user["user_grouping"] == "user column" and by_user["num_users"] == 12
     assert "block_records" not in by_user

@@ -72,6 +72,12 @@ def test_estimate_grows_with_what_costs_memory() -> None:
 def test_check_launch_refuses_a_link_that_would_take_the_machine() -> None:
     limits = ServerLimits()
     assert check_launch(TrainConfig(), limits=limits) < 1 * 2**30  # the default run fits easily
+    # user-level: B users bring up to k·B sequences, and the fast engine keeps per-user Grams of (k·T)²
+    per_user = [check_launch(TrainConfig(user_cap=k), limits=limits) for k in (1, 2, 4)]
+    assert per_user == sorted(per_user) and per_user[0] < per_user[1] < per_user[2]
+    assert check_launch(TrainConfig(unit="sequence", batch_size=512), limits=limits) < per_user[1] * 1.5
+    with pytest.raises(DPCoreError, match="memory"):  # 256 users × 32 sequences each: refused before it starts
+        check_launch(TrainConfig(user_cap=32), limits=limits)
     for preset in (TrainConfig(max_steps=300, hidden_size=64, embed_dim=16, batch_size=256),
                    TrainConfig(mechanism="laplace", accountant="pld", max_steps=150)):
         check_launch(preset, limits=limits)

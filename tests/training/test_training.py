@@ -37,8 +37,11 @@ def test_tiny_end_to_end_run(tiny_data, tiny_config, tmp_path, mechanism):
     if mechanism == "gaussian":
         assert rec.info.guarantee == "dp"
         assert 0 < result["epsilon"] <= tiny_config.epsilon
-        assert result["delta"] == pytest.approx(default_delta(len(tiny_data.train)))
-        assert result["sample_rate"] == pytest.approx(1 / math.ceil(len(tiny_data.train) / 32))
+        users = len(tiny_data.train_users)  # user-level by default: N counts users
+        assert result["unit"] == "user" and result["num_accounted_users"] == users
+        assert result["delta"] == pytest.approx(default_delta(users))
+        assert result["sample_rate"] == pytest.approx(1 / math.ceil(users / 32))
+        assert "one user with all of their sequences" in result["neighbours"]
         eps = [s.epsilon for s in rec.steps]
         assert eps == sorted(eps) and eps[-1] == pytest.approx(result["epsilon"], rel=1e-6)
         assert all(s.frac_clipped is not None for s in rec.steps if s.batch_size)
@@ -75,17 +78,23 @@ def test_stop_request_saves_a_checkpoint_with_the_steps_run(tiny_data, tiny_conf
 
 def test_empty_poisson_batches_do_not_crash(tiny_data, tiny_config, tmp_path):
     small = tiny_data.train[:30]
-    data = type(tiny_data)(**{**tiny_data.__dict__, "train": small})
+    data = type(tiny_data)(**{**tiny_data.__dict__, "train": small,
+                              "train_example_users": tiny_data.train_example_users[:30],
+                              "train_users": sorted(set(tiny_data.train_example_users[:30]))})
     rec = RecordingCallbacks()
-    run_training(tiny_config.replace(batch_size=1, max_steps=12, delta=1e-3), tmp_path, callbacks=rec, data=data)
+    run_training(tiny_config.replace(batch_size=1, max_steps=12, delta=1e-3, unit="sequence"), tmp_path, callbacks=rec,
+                 data=data)
     empties = [s for s in rec.steps if s.batch_size == 0]
     assert empties, "with q = 1/30 some of 12 batches should be empty"
     assert all(s.train_loss is None and s.epsilon > 0 for s in empties)
 
 
-def test_delta_at_or_above_one_over_n_is_refused(tiny_data, tiny_config, tmp_path):
-    with pytest.raises(ConfigError, match="not below 1/N"):
-        run_training(tiny_config.replace(delta=1.0 / len(tiny_data.train)), tmp_path, data=tiny_data)
+@pytest.mark.parametrize("unit", ["sequence", "user"])
+def test_delta_at_or_above_one_over_n_is_refused(tiny_data, tiny_config, tmp_path, unit):
+    n = len(tiny_data.train) if unit == "sequence" else len(tiny_data.train_users)  # N counts the privacy units
+    with pytest.raises(ConfigError, match="not below 1/N" + (r".*users" if unit == "user" else "")):
+        run_training(tiny_config.replace(delta=1.0 / n, unit=unit), tmp_path, data=tiny_data)
+    run_training(tiny_config.replace(delta=0.9 / n, unit=unit, max_steps=1, num_samples=0), tmp_path, data=tiny_data)
 
 
 @pytest.mark.parametrize("changes,match", [

@@ -19,6 +19,7 @@ from dpcore.views.presets import (
     epsilon_choices,
     get_preset,
     model_size_name,
+    per_sequence_presets,
     workshop_presets,
 )
 from dpcore.views.preview import accept_upload, check, predicted_curve, preview, upload_columns
@@ -34,7 +35,9 @@ def test_odds_wording_matches_the_explanations_that_work():
     text = epsilon_sentence(1.0, seq_len=32)
     assert text == ("With ε = 1, any one training sequence (a 32-character snippet of someone's text) can change "
                     "the odds of any outcome by at most e^1 ≈ 2.7×.")
-    assert "one user's data" in epsilon_sentence(2.0, privacy_unit="one user (user-level)")
+    assert "any one person, with all of their messages," in epsilon_sentence(2.0, privacy_unit="one user (user-level)")
+    assert "any one person" in epsilon_sentence(2.0, privacy_unit="user")
+    assert "person" not in epsilon_sentence(2.0, privacy_unit="sequence")
 
 
 def test_delta_sentence_sets_delta_against_one_over_n():
@@ -46,7 +49,8 @@ def test_delta_sentence_sets_delta_against_one_over_n():
 def test_preview_agrees_with_the_trainers_plan_and_accountant():
     pv = preview(FAST)
     p = plan(FAST, pv.num_train)
-    assert pv.num_train == pv.data["num_train_examples"] > 1000
+    assert FAST.unit == "user" and pv.unit == "user"  # user-level: N counts users
+    assert pv.num_train == pv.data["num_train_users"] > 1000
     assert (pv.sample_rate, pv.steps, pv.noise_multiplier, pv.delta) == (
         p["sample_rate"], p["steps"], p["noise_multiplier"], p["delta"])
     assert pv.expected_batch_size == p["expected_batch_size"]
@@ -56,7 +60,8 @@ def test_preview_agrees_with_the_trainers_plan_and_accountant():
     assert pv.final_epsilon == pytest.approx(
         compute_epsilon("gaussian", pv.noise_multiplier, pv.sample_rate, pv.steps, pv.delta, "rdp"))
     assert pv.final_epsilon <= FAST.epsilon
-    assert "can change the odds" in pv.epsilon_sentence and "δ = 1e-05" in pv.delta_sentence
+    assert "can change the odds" in pv.epsilon_sentence and "any one person" in pv.epsilon_sentence
+    assert "users" in pv.delta_sentence
 
 
 def _upload_like_corpus():
@@ -136,7 +141,7 @@ def test_check_puts_each_problem_at_its_field():
 
 
 def test_unreachable_epsilon_is_reported_at_epsilon():
-    checked = check(FAST.replace(epsilon=0.1, max_steps=5000, batch_size=4000))
+    checked = check(FAST.replace(epsilon=0.1, max_steps=5000, batch_size=4000, unit="sequence"))
     assert set(checked.errors) == {"epsilon"} and "cannot be reached" in checked.errors["epsilon"]
     assert checked.errors["epsilon"].startswith("ε = 0.1 cannot be reached")
 
@@ -167,9 +172,15 @@ def test_presets_are_valid_and_comparable():
     workshop = workshop_presets()
     assert [p.config.mechanism for p in workshop] == ["gaussian"] * 3 + ["none"]
     assert [p.config.epsilon for p in workshop[:3]] == [1.0, 3.0, 8.0]
-    for p in workshop:  # only the privacy differs
-        same = p.config.replace(mechanism="gaussian", epsilon=1.0, engine=WORKSHOP.engine)
-        assert same == workshop[0].config
+    assert all(p.config.unit == "user" for p in workshop[:3])  # per person by default
+    per_seq = per_sequence_presets()
+    assert [p.config.epsilon for p in per_seq] == [1.0, 3.0, 8.0] and all(p.config.unit == "sequence" for p in per_seq)
+    for p in [*workshop[:3], *per_seq, workshop[3]]:  # only the privacy differs (unit and its batch size included)
+        same = p.config.replace(mechanism="gaussian", epsilon=1.0, engine=WORKSHOP.engine, unit="user",
+                                batch_size=WORKSHOP.batch_size)
+        assert same == workshop[0].config, p.name
+    # the same ~256 sequences a step: 64 users × at most 4 sequences, or 256 sequences
+    assert WORKSHOP.batch_size * WORKSHOP.user_cap == per_seq[0].config.batch_size == workshop[3].config.batch_size
     assert get_preset("workshop-laplace").config.accountant == "pld"
     with pytest.raises(ConfigError, match="no preset named"):
         get_preset("x")
@@ -210,7 +221,7 @@ def test_a_slow_preview_answers_too_long_instead_of_hanging(monkeypatch):
     monkeypatch.setattr(pv, "_preview_cached", slow)
     monkeypatch.setattr(pv, "PREVIEW_TIMEOUT_S", 0.2)
     started = time.perf_counter()
-    checked = pv.check(TrainConfig(accountant="prv", max_steps=400))
+    checked = pv.check(TrainConfig(accountant="rdp", max_steps=400, epsilon=4.321))
     assert time.perf_counter() - started < 3
     assert "would take too long to predict" in checked.errors["config"]
     release.set()

@@ -27,7 +27,7 @@ def test_labels_say_plainly_what_is_not_private():
 
 
 def test_dp_statement_covers_everything_a_reader_needs(store):
-    run = write_run(store, "o", epsilon=2.5)
+    run = write_run(store, "o", TINY.replace(unit="sequence"), epsilon=2.5)
     text = " ".join(privacy_statement(run))
     for phrase in ("What is protected: one training sequence (example-level)", "16 characters",
                    "ε = 2.5 and δ = 1e-05 after the 10 steps actually run", "Rényi-DP (RDP) accountant",
@@ -39,6 +39,18 @@ def test_dp_statement_covers_everything_a_reader_needs(store):
                    "Not covered by ε: the training loss per step", "Not covered by ε: the validation perplexity",
                    "at most the target", "17.14 for its person-level tables"):
         assert phrase in text, phrase
+
+
+def test_a_per_person_statement_promises_a_person_and_says_how(store):
+    text = " ".join(privacy_statement(write_run(store, "o", TINY.replace(unit="user", user_cap=3), epsilon=2.5)))
+    for phrase in ("What is protected: one user with all of their text", "any one person, with all of their messages,",
+                   "the average of at most 3 of their sequences",
+                   "adding or removing one user with all of their sequences",
+                   "each user joins each batch independently with probability q"):
+        assert phrase in text, phrase
+    assert "Windows are cut per record" not in text and "protected as a group of 10" not in text
+    seq = " ".join(privacy_statement(write_run(store, "o", TINY.replace(unit="sequence"), epsilon=2.5)))
+    assert "any one person" not in seq and "protected as a group of 10" in seq
 
 
 def test_statement_of_an_upload_warns_about_its_vocabulary(store):
@@ -84,7 +96,7 @@ def test_reports_carry_statement_table_charts_and_samples(store):
     assert page.startswith("<!doctype html>") and page.count("Plotly.newPlot") == 4
     assert page.count("plotly.js v") == 1, "plotly.js embedded once, so the file works offline"
     assert "Poisson sampling" in page and "<pre>hello there</pre>" in page
-    assert run_label(run).startswith("ε=3 Gaussian · ")
+    assert run_label(run).startswith("ε=3 Gaussian per ")
 
 
 def test_html_report_escapes_generated_text(store):
@@ -199,3 +211,10 @@ def test_server_paths_in_an_error_reach_only_the_owner(store):
         status = dict(summary_rows(run, viewer=viewer))["Status"]
         assert "/srv" not in status and "worker.log" not in status and "KeyError" in status
     assert "/srv" not in markdown_report(run)
+
+
+def test_a_run_from_the_public_model_says_what_was_public(store):
+    text = " ".join(privacy_statement(write_run(store, "o", TINY.replace(init="public"))))
+    assert "Training started from a public model, pre-trained without privacy on public text only" in text
+    assert "costs no ε" in text
+    assert "public model" not in " ".join(privacy_statement(write_run(store, "o", TINY)))
