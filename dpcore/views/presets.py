@@ -1,16 +1,17 @@
-"""Named configurations a teacher can hand out as a link (``?preset=workshop-eps3``).
+"""Named configurations a teacher can hand out as a link (``?preset=workshop-eps3-person``).
 
 Presets live in the core, not in the dashboard, so the CLI and the tests see the same ones. The
 workshop presets share everything except the privacy setting, so their curves are comparable
-side by side ("predict, then reveal"): same corpus, model, steps, batch size and seed.
+side by side ("predict, then reveal"): same corpus, model, steps, about the same 256 sequences a
+step, and seed. They come per person (the default unit) and, as a lesson, per sequence.
 
 The workshop presets are sized to finish well within a minute on a 2-core laptop CPU, worker start-up
-included: 12-17 s each with one math thread on the project's 2-core machine (see the README's
-Dashboard section); they start from the public model of their size, which the first of them builds
-once (about 20 s) and every later run reuses. Bigger models or more steps were tried and make the
-private runs *worse* at these ε (more steps at a fixed ε means more noise per step), so the headroom
-is left for slower laptops and busy rooms. The Gaussian presets use the fast engine (ghost clipping), which takes the
-same steps as Opacus at a fraction of the cost.
+included: 8-12 s each with one math thread on the project's 2-core machine; they start from the
+public model of their size, which the first of them builds once (about 20 s) and every later run
+reuses. Bigger models or more steps were tried and make the private runs *worse* at these ε (more
+steps at a fixed ε means more noise per step), so the headroom is left for slower laptops and busy
+rooms. The Gaussian presets use the fast engine (ghost clipping), which takes the same steps as
+Opacus at a fraction of the cost.
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ def rooms_and_demo(browser, url: str, data: str) -> None:
         page.get_by_label("Your display name").fill(name)
         page.get_by_role("button", name="Join").click()
         wait(page)
-        page.goto(f"{url}/new_run?preset=workshop-eps{eps}")
+        page.goto(f"{url}/new_run?preset=workshop-eps{eps}-person")
         wait(page)
         page.get_by_role("button", name="Launch run").click()
         page.wait_for_url(re.compile(r"/monitor\?run="))
@@ -107,7 +107,7 @@ def main() -> int:
                 browser.close()
                 return 0
             runs = []
-            for preset in ("workshop-eps1", "workshop-eps3", "workshop-eps8", "workshop-none"):
+            for preset in ("workshop-eps1-person", "workshop-eps3-person", "workshop-eps8-person", "workshop-none"):
                 page.goto(f"{url}/new_run?preset={preset}")
                 wait(page)
                 page.get_by_role("button", name="Launch run").click()
@@ -122,7 +122,7 @@ def main() -> int:
             shoot(page, "monitor-running", 1250)
             page.goto(f"{url}/monitor?run={runs[-1]}")
             expect(page.get_by_text("Privacy statement and report")).to_be_visible(timeout=900_000)
-            page.goto(f"{url}/new_run?preset=workshop-eps3")
+            page.goto(f"{url}/new_run?preset=workshop-eps3-person")
             shoot(page, "new-run", 1250)
             page.goto(f"{url}/compare?runs={','.join(runs)}")
             page.set_viewport_size({"width": WIDTH, "height": 1350})
