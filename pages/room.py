@@ -303,14 +303,23 @@ if my_uploads and not big:
                 st.rerun()
 
 # ------------------------------------------------------------------------------ the class report
-if (not room.is_open or instructor) and not big:
-    def _report() -> str:
-        entries = rooms.room_runs(room.id)
-        runs = {e.run_id: r for e in entries if (r := session.find_run(e.run_id)) is not None}
-        rows = roomview.room_rows(entries, runs, viewer=None, audits=_audits(entries))  # an export: no viewer
-        statements = {r.run_id: privacy_statement(runs[r.run_id]) for r in rows if r.run_id and not r.on_upload}
-        return roomview.class_report_html(room, rows, statements)
+@st.cache_data(ttl=30, max_entries=16, show_spinner="Building the class report…")
+def _class_report(room_id: str, run_ids: tuple[str, ...], is_open: bool) -> str:
+    """The class report's HTML, built once per room state (the key) and at most every 30 s.
 
-    st.download_button("Download the class report (HTML)", data=_report, file_name=f"class-report-{room.id}.html",
-                       mime="text/html", icon=":material/download:", on_click="ignore", key="room_report",
-                       type="primary" if not room.is_open else "secondary")
+    Built before the button is drawn rather than on click: a click-time callable is lost when the
+    nudge fragment reruns between drawing the button and the click, and the download never starts.
+    """
+    del run_ids, is_open  # cache key only
+    entries = rooms.room_runs(room_id)
+    runs = {e.run_id: r for e in entries if (r := session.find_run(e.run_id)) is not None}
+    rows = roomview.room_rows(entries, runs, viewer=None, audits=_audits(entries))  # an export: no viewer
+    statements = {r.run_id: privacy_statement(runs[r.run_id]) for r in rows if r.run_id and not r.on_upload}
+    return roomview.class_report_html(room, rows, statements)
+
+
+if (not room.is_open or instructor) and not big:
+    report_key = tuple(e.run_id for e in rooms.room_runs(room.id))
+    st.download_button("Download the class report (HTML)", data=_class_report(room.id, report_key, room.is_open),
+                       file_name=f"class-report-{room.id}.html", mime="text/html", icon=":material/download:",
+                       on_click="ignore", key="room_report", type="primary" if not room.is_open else "secondary")

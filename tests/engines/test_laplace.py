@@ -18,7 +18,8 @@ from dpcore.training import run_training
 def _setup(data, noise: float, clip: float) -> EngineSetup:
     return EngineSetup(train=data.train[:200], model_config=ModelConfig(data.tokenizer.vocab_size, 8, 12, 1),
                        pad_id=PAD_ID, batch_size=8, lr=0.0, optimizer="sgd", clip=clip, noise_multiplier=noise,
-                       sample_rate=1 / 25, seed=0, device=torch.device("cpu"))
+                       sample_rate=1 / 25, seed=0, device=torch.device("cpu"),
+                       dp_randomness_seed=0)  # tests only: the noise statistics below must not be left to chance
 
 
 def test_per_example_l1_norms_are_clipped_and_summed(tiny_data):
