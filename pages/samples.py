@@ -51,6 +51,7 @@ if not runs:
     else:
         no_runs_yet()
     st.stop()
+runs = samplesview.side_by_side_first(runs)  # without a link: ε = 8 next to no privacy, when this browser has both
 by_id = {r.id: r for r in runs}
 chosen = [r.id for r in multi_run_picker(runs, linked, key="smp_runs", default_count=3, max_selections=8,
                                          with_status=False)]

@@ -8,7 +8,10 @@ stays free of torch (``tests/test_guard.py``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
+
+from dpcore.runs.store import Run
 
 
 class PointLike(Protocol):
@@ -93,3 +96,23 @@ def text_epsilon_caption(epsilon_per_token: float, picks: int, epsilon_text: flo
     return (f"**This text: ε = {_num(epsilon_text)}** (δ = 0, charged to the ledger): {picks} token "
             f"choice{'s' if picks != 1 else ''}{end} × ε {_num(epsilon_per_token)} per token · advanced "
             f"composition: (ε = {_num(advanced)}, δ = {delta_prime:g})")
+
+
+#: The privacy level the Samples page puts next to the non-private baseline by default.
+SIDE_BY_SIDE_EPSILON = 8.0
+
+
+def side_by_side_first(runs: Sequence[Run]) -> list[Run]:
+    """``runs`` (newest first) with the newest ε = 8 private run and the newest non-private run in front.
+
+    What the trade-off looks like at its best is "ε = 8 next to no privacy": the Samples page picks
+    those two first when nothing else was asked for, and the rest keep their order.
+    """
+    def first(match) -> Run | None:
+        return next((r for r in runs if match(r)), None)
+
+    eight = first(lambda r: r.config.get("mechanism") in ("gaussian", "laplace")
+                  and r.config.get("epsilon") == SIDE_BY_SIDE_EPSILON)
+    baseline = first(lambda r: r.config.get("mechanism") == "none")
+    front = [r for r in (eight, baseline) if r is not None]
+    return front + [r for r in runs if r not in front]

@@ -36,3 +36,14 @@ def test_runs_at_the_same_epsilon_with_the_other_unit_are_put_side_by_side(store
     assert list(table["protects"]) == ["a person", "a sequence", "—"]
     assert list(table.columns[:5]) == ["label", "ε spent", "protects", "val perplexity",
                                        "k = 30 canary exposure (bits)"]
+
+
+def test_the_samples_page_puts_epsilon_8_next_to_no_privacy_first(store):
+    from dpcore.views.samplesview import side_by_side_first
+
+    three = write_run(store, "o", TINY.replace(epsilon=3.0))
+    eight = write_run(store, "o", TINY.replace(epsilon=8.0))
+    none = write_run(store, "o", TINY.replace(mechanism="none"))
+    newest_first = [none, eight, three][::-1]
+    assert [r.id for r in side_by_side_first(newest_first)] == [eight.id, none.id, three.id]
+    assert [r.id for r in side_by_side_first([three])] == [three.id]
