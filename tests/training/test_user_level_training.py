@@ -37,3 +37,21 @@ def test_a_txt_upload_trains_user_level_with_one_user_per_line(tmp_path):
     result = run_training(config, tmp_path, data=data)
     assert result["num_accounted_users"] == len(data.train_users) == result["num_train_users"]
     assert result["sample_rate"] == pytest.approx(1 / -(-len(data.train_users) // 16))
+
+
+def test_a_user_level_runs_epsilon_is_dp_accountings_at_the_user_sampling_rate(tiny_data, tiny_config, tmp_path):
+    """ε from the run's accountant (PLD) equals dp-accounting's for q = 1/ceil(N_users/B), σ and the steps run."""
+    import dp_accounting as dpa
+    from dp_accounting import pld
+
+    config = tiny_config.replace(unit="user", accountant="pld", batch_size=8, max_steps=4, num_samples=0,
+                                 epsilon=2.0)
+    result = run_training(config, tmp_path, data=tiny_data)
+    users = len(tiny_data.train_users)
+    q = 1 / -(-users // 8)
+    assert result["sample_rate"] == pytest.approx(q)
+    event = dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(q, dpa.GaussianDpEvent(result["noise_multiplier"])),
+                                    result["steps"])
+    assert result["epsilon"] == pytest.approx(pld.PLDAccountant().compose(event).get_epsilon(result["delta"]),
+                                              rel=1e-6)
+    assert result["delta"] < 1 / users
