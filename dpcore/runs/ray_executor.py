@@ -70,7 +70,7 @@ from dpcore.runs.executor import (
 )
 from dpcore.runs.limits import ServerLimits, estimate_config_memory
 from dpcore.runs.store import LOW_DISK_BYTES, Run, RunNotFound, RunStore
-from dpcore.runs.worker import ARTIFACT_FILES, DEFAULT_TRAIN_FN, _Heartbeat, train  # the local worker's loop
+from dpcore.runs.worker import ARTIFACT_FILES, DEFAULT_TRAIN_FN, _Heartbeat, claim, train  # the local worker's loop
 
 NAMESPACE = "dpcore"
 RUN_PREFIX = "dpcore-run-"
@@ -192,17 +192,7 @@ class StoreWriter:
 
     def claim(self, data_dir: str, run_id: str, host: str, pid: int, gpu: str | None) -> Run | None:
         """The run if this worker should train it (it was queued or is already this pid's), else None."""
-        store = self._store(data_dir)
-        with store.transaction() as conn:
-            run = store.get_run(run_id, conn=conn)
-            if run.status == "queued":
-                store.claim_run(conn, run_id, host=host, pid=pid, pid_ident=None, gpu=gpu)
-            elif run.status != "running" or run.pid not in (None, pid):
-                return None
-            if run.cancel_requested_at is not None:
-                store.finish_run(run_id, "cancelled", conn=conn)
-                return None
-            return store.get_run(run_id, conn=conn)
+        return claim(self._store(data_dir), run_id, pid, host=host, local=False, gpu=gpu)
 
     def corpus(self, data_dir: str, run_id: str) -> bytes:
         """The text file a running run trains on (vetted at submit: one of its owner's uploads, or a CLI

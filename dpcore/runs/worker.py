@@ -121,16 +121,19 @@ class _Heartbeat(threading.Thread):
                 return
 
 
-def claim(store: RunStore, run_id: str, pid: int) -> Run | None:
+def claim(store: RunStore, run_id: str, pid: int, *, host: str | None = None, local: bool = True,
+          gpu: str | None = None) -> Run | None:
     """The run if this process should train it; None if it belongs to another process or ended.
 
     Runs in a write transaction, so it sees the dispatcher's committed claim (pid) or none.
+    ``local=False`` (a Ray worker on another machine, claimed through the store writer): the pid
+    is not this machine's, so no process identity is recorded.
     """
     with store.transaction() as conn:
         run = store.get_run(run_id, conn=conn)
         if run.status == "queued":  # started by hand or by another executor: claim it ourselves
-            store.claim_run(conn, run_id, host=socket.gethostname(), pid=pid,
-                            pid_ident=process_identity(pid))
+            store.claim_run(conn, run_id, host=host or socket.gethostname(), pid=pid,
+                            pid_ident=process_identity(pid) if local else None, gpu=gpu)
         elif run.status != "running" or run.pid not in (None, pid):
             return None
         if run.cancel_requested_at is not None:
