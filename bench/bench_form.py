@@ -13,7 +13,7 @@ Scenarios:
 * ``preview`` — import ``dpcore.views.preview`` and compute ``preview()`` of the default preset
   (``get_preset("workshop-eps3").config``).
 * ``New run page`` — the page's first render through Streamlit's AppTest (``app.py``, then
-  ``switch_page("pages/new_run.py")``), with a temporary data folder and an executor that starts
+  ``switch_page("pages/screens/new_run.py")``), with a temporary data folder and an executor that starts
   nothing, as in ``tests/apptest_support.py``. It opens on the workshop-eps3 preset.
 * ``New run page, device=auto`` — the same with ``?preset=workshop-eps3&device=auto`` in the URL
   (``check()`` resolves a device other than "auto" through torch; the preset says "cpu").
@@ -40,7 +40,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 PRESET = "workshop-eps3"
-PAGE = "pages/new_run.py"
+PAGE = "pages/screens/new_run.py"
 SCENARIOS = {
     "preview": "preview(workshop-eps3)",
     "page": "New run page, first render",

@@ -25,14 +25,14 @@ class PageSpec:
         return Path(self.path).stem
 
 
-HOME = PageSpec("pages/home.py", "Home", ":material/home:", "", default=True)
-NEW_RUN = PageSpec("pages/new_run.py", "New run", ":material/tune:", "Train")
-MONITOR = PageSpec("pages/monitor.py", "Run monitor", ":material/monitoring:", "Train")
-COMPARE = PageSpec("pages/compare.py", "Compare", ":material/compare_arrows:", "Understand")
-SAMPLES = PageSpec("pages/samples.py", "Samples", ":material/text_snippet:", "Understand")
-REPORT = PageSpec("pages/report.py", "Run report", ":material/description:", "Understand")
-ROOM = PageSpec("pages/room.py", "Workshop room", ":material/groups:", "Train")
-MECHANISMS = PageSpec("pages/mechanisms.py", "Mechanisms", ":material/science:", "Understand")
+HOME = PageSpec("pages/screens/home.py", "Home", ":material/home:", "", default=True)
+NEW_RUN = PageSpec("pages/screens/new_run.py", "New run", ":material/tune:", "Train")
+MONITOR = PageSpec("pages/screens/monitor.py", "Run monitor", ":material/monitoring:", "Train")
+COMPARE = PageSpec("pages/screens/compare.py", "Compare", ":material/compare_arrows:", "Understand")
+SAMPLES = PageSpec("pages/screens/samples.py", "Samples", ":material/text_snippet:", "Understand")
+REPORT = PageSpec("pages/screens/report.py", "Run report", ":material/description:", "Understand")
+ROOM = PageSpec("pages/screens/room.py", "Workshop room", ":material/groups:", "Train")
+MECHANISMS = PageSpec("pages/screens/mechanisms.py", "Mechanisms", ":material/science:", "Understand")
 
 #: In menu order.
 PAGES = (HOME, NEW_RUN, MONITOR, ROOM, COMPARE, SAMPLES, REPORT, MECHANISMS)

@@ -32,7 +32,7 @@ def routed(monkeypatch):
 
     monkeypatch.setattr(PagesManager, "__init__", init_routed)
 
-HOME, MONITOR, NEW_RUN = "pages/home.py", "pages/monitor.py", "pages/new_run.py"
+HOME, MONITOR, NEW_RUN = "pages/screens/home.py", "pages/screens/monitor.py", "pages/screens/new_run.py"
 TXT = ("\n".join(f"line {i}: the quick brown fox jumps over the lazy dog number {i}" for i in range(300))).encode()
 
 

@@ -11,7 +11,7 @@ from tests.apptest_support import SECRET_A, SECRET_B, app_env_for, executor_of, 
 def app_env(tmp_path, monkeypatch):
     yield from app_env_for(tmp_path, monkeypatch)
 
-PAGE = "pages/new_run.py"
+PAGE = "pages/screens/new_run.py"
 TXT = ("\n".join(f"line {i}: the quick brown fox jumps over the lazy dog number {i}" for i in range(300))).encode()
 CSV = ("author,body\n" + "\n".join(f"user{i % 12},message {i} about the weather and the trains today"
                                     for i in range(300))).encode()

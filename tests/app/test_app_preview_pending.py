@@ -10,7 +10,7 @@ from dpcore.privacy import calcache
 from dpcore.views import preview as pv
 from tests.apptest_support import app_env_for, texts
 
-PAGE = "pages/new_run.py"
+PAGE = "pages/screens/new_run.py"
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from dpcore.runs.rooms import RoomSettings
 from pages.ui import room_ui
 from tests.apptest_support import SECRET_A, SECRET_B, TINY, app_env_for, executor_of, texts, write_run
 
-ROOM, NEW_RUN = "pages/room.py", "pages/new_run.py"
+ROOM, NEW_RUN = "pages/screens/room.py", "pages/screens/new_run.py"
 SECRET_C = "c" * 32
 
 

@@ -11,7 +11,7 @@ from dpcore.decoding import PRIVATE, READABLE, REPLACEMENT_CHAR
 from dpcore.views.samplesview import PER_TOKEN_WHY
 from tests.apptest_support import app_env_for, texts, write_run
 
-SAMPLES = "pages/samples.py"
+SAMPLES = "pages/screens/samples.py"
 SHOWN = re.compile(r"^\*\*This text: ε = ([0-9.e+-]+)\*\*")
 
 

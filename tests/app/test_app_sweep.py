@@ -16,7 +16,7 @@ from tests.apptest_support import app_env_for, texts
 from tests.ray_support import ray_cluster  # noqa: F401 - the session's Ray
 
 SWEEP_TRAINER = f"{Path(__file__).parents[1] / 'sweep_training.py'}:run_training"
-NEW_RUN, COMPARE = "pages/new_run.py", "pages/compare.py"
+NEW_RUN, COMPARE = "pages/screens/new_run.py", "pages/screens/compare.py"
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ def app_env(tmp_path, monkeypatch):
     yield from app_env_for(tmp_path, monkeypatch)
 
 
-PAGE = "pages/new_run.py"
+PAGE = "pages/screens/new_run.py"
 TXT = ("\n".join(f"line {i}: the quick brown fox jumps over the lazy dog number {i}" for i in range(300))).encode()
 # The text is in the second column, after numeric ids; the users are a column with no telling name.
 CSV = ("id,note,who_wrote\n" + "\n".join(f"{5000 + i},note {i} about the weather and the trains today,p{i % 12:02d}"
