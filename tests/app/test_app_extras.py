@@ -14,8 +14,10 @@ def app_env(tmp_path, monkeypatch):
     yield from app_env_for(tmp_path, monkeypatch)
 
 
-MECHANISMS, SAMPLES, REPORT, COMPARE, NEW_RUN = ("pages/screens/mechanisms.py", "pages/screens/samples.py", "pages/screens/report.py",
-                                                  "pages/screens/compare.py", "pages/screens/new_run.py")
+MECHANISMS, SAMPLES, REPORT, COMPARE, NEW_RUN = (
+    "pages/screens/mechanisms.py", "pages/screens/samples.py", "pages/screens/report.py",
+    "pages/screens/compare.py", "pages/screens/new_run.py",
+)
 
 
 def _no_crash(at) -> None:

@@ -13,7 +13,9 @@ from tests.apptest_support import SECRET_A, SECRET_B, TINY, app_env_for, texts, 
 def app_env(tmp_path, monkeypatch):
     yield from app_env_for(tmp_path, monkeypatch)
 
-MONITOR, COMPARE, SAMPLES, REPORT = "pages/screens/monitor.py", "pages/screens/compare.py", "pages/screens/samples.py", "pages/screens/report.py"
+MONITOR, COMPARE, SAMPLES, REPORT = (
+    "pages/screens/monitor.py", "pages/screens/compare.py", "pages/screens/samples.py", "pages/screens/report.py"
+)
 
 
 def _no_crash(at) -> None:
