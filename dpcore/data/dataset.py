@@ -3,7 +3,9 @@
 Why by user: validation must measure how the model does on *people it never saw*, and privacy
 audits compare seen and unseen users; a record-level split would leak each user's style and
 personal details into validation. Canary holders always train (an audit measures memorisation
-of what was trained on).
+of what was trained on). Each user's side is a keyed hash of that user alone (:func:`split_users`),
+so a neighbouring file (one person more or less) gives a training set with that person's windows
+more or less and nothing else.
 
 Why windows per record (dp-correctness.md, "Atomic units"): a training window is the privacy
 unit of example-level DP-SGD, so it must be something that can be added or removed alone. Windows
@@ -30,7 +32,7 @@ the form (and ``import dpcore.data`` stays torch-free).
 
 from __future__ import annotations
 
-import random
+import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -115,11 +117,52 @@ def _summary(corpus: Corpus, tok: Tokenizer, vocabulary: str, seq_len: int, *, n
     }
 
 
+#: Upload groupings whose user ids are line or row numbers (``line-000123``): such an id names a
+#: position in the file, not a person, and shifts when a line is added above it.
+POSITIONAL_GROUPINGS = frozenset({"each line", "each row"})
+
+
+def _split_keys(corpus: Corpus) -> dict[str, str]:
+    """What decides each user's side: their id, or their own text when the id is a line number.
+
+    A positional id (:data:`POSITIONAL_GROUPINGS`) changes for every later line when one line is
+    added or removed, so hashing it would move those users too; the user's own records (canary
+    copies left out: they are not the user's text) move with the user and nobody else.
+    """
+    if corpus.metadata.get("user_grouping") not in POSITIONAL_GROUPINGS:
+        return {u: "id\x00" + u for u in corpus.users()}
+    canary_texts = {c.text() for c in corpus.canaries}
+    own = {u: [t for t in texts if t not in canary_texts] for u, texts in corpus.texts_by_user().items()}
+    return {u: "text\x00" + "\x00".join(texts) for u, texts in own.items()}
+
+
+def validation_draw(split_seed: int, key: str) -> float:
+    """A user's point in [0, 1): BLAKE2b keyed with the split seed over the user's split key.
+
+    Deterministic for a seed (the non-private baseline is reproducible) and a function of the one
+    user alone; the user validates when it is below the validation fraction.
+    """
+    if isinstance(split_seed, bool) or not isinstance(split_seed, int):
+        raise CorpusError(f"the split seed must be a whole number, got {split_seed!r}")
+    seed = str(split_seed).encode("ascii")
+    if len(seed) > hashlib.blake2b.MAX_KEY_SIZE:
+        raise CorpusError(f"the split seed must have at most {hashlib.blake2b.MAX_KEY_SIZE} digits")
+    digest = hashlib.blake2b(key.encode("utf-8"), key=seed, digest_size=8, person=b"dprnn-split").digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
 def split_users(corpus: Corpus, val_fraction: float, split_seed: int) -> tuple[list[str], list[str]]:
     """(train users, val users), both sorted; canary holders are always in train.
 
-    About ``val_fraction`` of all users validate (at least one), drawn with ``random.Random(split_seed)``
-    from the users who hold no canary.
+    Each user's side is decided by that user alone: a user validates when
+    :func:`validation_draw` of (split seed, the user's split key) is below ``val_fraction``. The
+    key is the user id, or for line-numbered uploads the user's own text (:func:`_split_keys`).
+    So adding or removing one person changes the training set by that person's records alone
+    (dp-correctness.md, "Neighbouring files, neighbouring training sets"). The old rule, a
+    ``random.Random(split_seed)`` shuffle of all users cut at ``round(val_fraction · N)``, let
+    every user's side depend on everyone else: adding one line to an upload moved other people
+    between train and validation. The price: the validation size is now Binomial(N, val_fraction), not fixed,
+    and a small corpus can draw no validation user, which is refused with a message.
     """
     if not 0.0 < val_fraction < 1.0:
         raise CorpusError(f"the validation fraction must be between 0 and 1, got {val_fraction!r}")
@@ -127,12 +170,20 @@ def split_users(corpus: Corpus, val_fraction: float, split_seed: int) -> tuple[l
     if len(users) < 2:
         raise CorpusError(f"the corpus has {len(users)} user(s); a split by user needs at least 2")
     forced = set(corpus.canary_users())
-    free = [u for u in users if u not in forced]
-    if not free:
+    if len(forced) == len(users):
         raise CorpusError("every user holds a canary, so no user can be held out for validation")
-    n_val = min(max(1, round(val_fraction * len(users))), len(free), len(users) - 1)
-    random.Random(split_seed).shuffle(free)
-    val = set(free[:n_val])
+    keys = _split_keys(corpus)
+    val = {u for u in users if u not in forced and validation_draw(split_seed, keys[u]) < val_fraction}
+    if not val:
+        raise CorpusError(
+            f"no user of the {len(users):,} fell into validation at the validation fraction {val_fraction:g} "
+            "(each user is placed on their own, by a keyed hash); raise the validation fraction or add users"
+        )
+    if len(val) == len(users):
+        raise CorpusError(
+            f"every one of the {len(users):,} users fell into validation at the validation fraction "
+            f"{val_fraction:g}, leaving none to train on; lower the validation fraction or add users"
+        )
     return [u for u in users if u not in val], sorted(val)
 
 
