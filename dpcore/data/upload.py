@@ -10,8 +10,11 @@ wrote, so the honest unit is the line. With the privacy unit "user" (the default
 each line as a whole, however many training sequences it fills; a person who wrote many lines is
 protected only through group privacy, and the form says so. CSV rows with an empty user cell all
 go to one user, ``unknown-user`` (counted in the metadata; lumping them together only makes their
-unit larger). The metadata says how users were formed (``user_grouping``, ``num_users``) and how
-many records past :data:`MAX_RECORDS` were left out, so the form can say it in words.
+unit larger). The metadata says how users were formed (``user_grouping``, ``num_users``), so the
+form can say it in words.
+
+A file with more than :data:`MAX_RECORDS` records is refused, never cut to its first records
+(see :func:`_too_many_records`).
 
 :func:`suggest_columns` guesses a CSV's text and user columns from its first rows only (at most
 :data:`SAMPLE_BYTES`), and keeps a few of them for the form's preview.
@@ -31,7 +34,7 @@ from dpcore.data.corpus import Corpus, Record, normalize_text
 from dpcore.errors import CorpusError
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-#: Records read from one upload; the rest of a longer file is left out, and the metadata says how many.
+#: Records (non-blank lines or rows) one upload may hold; a file with more is refused (:func:`_too_many_records`).
 #: Bounds the memory and time of checking and previewing a file (a 20 MB CSV of short rows is ~1 M rows).
 MAX_RECORDS = 100_000
 #: A CSV header must fit in this many bytes (it is read without decoding the rest of the file).
@@ -247,19 +250,34 @@ def _one_user_per_record(texts: list[str]) -> list[Record]:
     return [Record(f"line-{i:06d}", t) for i, t in enumerate(texts)]
 
 
+def _too_many_records(unit: str) -> CorpusError:
+    """The refusal of a file past :data:`MAX_RECORDS`, raised on the first record past it.
+
+    Why refuse instead of keeping the first records: a cut by position lets one person's record,
+    added early in the file, push another person's record out, so a neighbouring file would differ
+    by one person added and another removed (about 2ε, not ε). Why not keep records by a keyed hash
+    at some rate instead: the rate must not depend on the file (a rate chosen to fit the cap moves
+    everyone when one record is added), so a fixed rate would thin every file, small ones too, and
+    still not bound the count. Refusing keeps every accepted file whole; the limit is part of what
+    a valid file is, like :data:`MAX_UPLOAD_BYTES`, and only the person uploading sees the message.
+    """
+    return CorpusError(
+        f"the file has more than {MAX_RECORDS:,} {unit}s of text, the most one upload may hold; upload at most "
+        f"{MAX_RECORDS:,} (a sample of whole users): cutting the {unit}s past the limit would let one person's "
+        f"{unit} push another's out, and the privacy guarantee would not hold"
+    )
+
+
 def _parse_txt(text: str) -> tuple[list[Record], dict]:
     texts: list[str] = []
-    left_out = 0
     for line in io.StringIO(text):
         body = normalize_text(line)
         if not body:
             continue
-        if len(texts) < MAX_RECORDS:
-            texts.append(body)
-        else:
-            left_out += 1
-    return _one_user_per_record(texts), {"format": "txt", "user_grouping": "each line",
-                                         "records_left_out": left_out}
+        if len(texts) == MAX_RECORDS:
+            raise _too_many_records("line")
+        texts.append(body)
+    return _one_user_per_record(texts), {"format": "txt", "user_grouping": "each line"}
 
 
 def _parse_csv(text: str, text_column: str | None, user_column: str | None) -> tuple[list[Record], dict]:
@@ -279,18 +297,17 @@ def _parse_csv(text: str, text_column: str | None, user_column: str | None) -> t
     if ui == ti:
         raise CorpusError("the text column and the user column must be different columns")
     pairs: list[tuple[str, str]] = []
-    missing_users = left_out = 0
+    missing_users = 0
     for row in rows:
         body = normalize_text(row[ti]) if ti < len(row) else ""
         if not body:
             continue
-        if len(pairs) >= MAX_RECORDS:
-            left_out += 1
-            continue
+        if len(pairs) == MAX_RECORDS:
+            raise _too_many_records("row")
         user = normalize_text(row[ui]) if ui is not None and ui < len(row) else ""
         missing_users += ui is not None and not user
         pairs.append((user or "unknown-user", body))
-    meta: dict = {"format": "csv", "text_column": columns[ti], "records_left_out": left_out}
+    meta: dict = {"format": "csv", "text_column": columns[ti]}
     if ui is None:
         records = _one_user_per_record([b for _, b in pairs])
         meta.update(user_grouping="each row")

@@ -86,7 +86,7 @@ def _plural(n: int, word: str) -> str:
 
 
 def grouping_sentences(meta: dict[str, Any], unit: str = "user", user_cap: int = 2) -> list[str]:
-    """How an upload's users were formed and what the privacy unit then protects; records left out.
+    """How an upload's users were formed and what the privacy unit then protects.
 
     ``meta`` is an uploaded corpus's metadata (:func:`dpcore.data.upload.load_corpus_bytes`);
     ``unit`` and ``user_cap`` are the run's privacy unit and per-user cap k.
@@ -124,12 +124,6 @@ def grouping_sentences(meta: dict[str, Any], unit: str = "user", user_cap: int =
             sentences.append("With the privacy unit 'sequence', ε protects one training sequence, a window of one "
                              "row, not everything one user wrote: someone with k sequences is protected only at "
                              "about k·ε.")
-    left_out = int(meta.get("records_left_out") or 0)
-    if left_out:
-        kept = int(meta.get("num_records") or 0)
-        limit = int(meta.get("max_records") or kept)
-        sentences.append(f"The file has more than {limit:,} {unit_word}s of text: the first {kept:,} are used and "
-                         f"{_plural(left_out, 'more ' + unit_word)} {'was' if left_out == 1 else 'were'} left out.")
     return sentences
 
 

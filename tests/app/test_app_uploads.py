@@ -133,20 +133,19 @@ def test_a_csv_upload_says_which_column_made_the_users(app_env):
     assert "no user column is chosen, so each row counts as one user (300 users)" in notes
 
 
-def test_records_left_out_are_counted(app_env, monkeypatch):
+def test_a_file_past_max_records_is_refused_not_cut(app_env, monkeypatch):
     monkeypatch.setattr(upload_mod, "MAX_RECORDS", 250)
     at = _upload(app_env, "corpus.txt", TXT)
-    notes = " ".join(texts(at.caption))
-    assert "more than 250 lines of text: the first 250 are used and 50 more lines were left out" in notes
+    errors = " ".join(texts(at.error))
+    assert "This file cannot be used" in errors and "more than 250 lines of text" in errors
+    assert not app_env.store.list_uploads(app_env.owner()), "nothing stored"
 
 
 def test_grouping_sentences_cover_every_grouping():
     rows = grouping_sentences({"format": "csv", "user_grouping": "user column", "user_column": "author",
-                               "num_users": 1, "rows_without_user": 3, "records_left_out": 1,
-                               "num_records": 100, "max_records": 100})
+                               "num_users": 1, "rows_without_user": 3, "num_records": 100, "max_records": 100})
     assert rows[0].endswith("'author' column is one user (1 user).")
     assert rows[1].startswith("3 rows with an empty 'author' cell count together as one user")
-    assert rows[-1].endswith("the first 100 are used and 1 more row was left out.")
     assert "everything one user wrote, all of their rows together (at most 2 of their sequences" in rows[2]
     assert "not everything one user wrote" in grouping_sentences(
         {"format": "csv", "user_grouping": "user column", "user_column": "a"}, unit="sequence")[1]

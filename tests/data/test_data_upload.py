@@ -189,16 +189,22 @@ def test_csv_columns_read_only_the_header_bytes():
     assert csv_columns(data) == ["id", "note", "user"]
 
 
-def test_uploads_keep_at_most_max_records_and_say_how_many_were_left_out(monkeypatch):
+def test_a_file_past_max_records_is_refused_whole_not_cut_to_its_first_records(monkeypatch):
     from dpcore.data import upload
 
     monkeypatch.setattr(upload, "MAX_RECORDS", 300)
-    lines = "\n".join(f"line {i}: some words to train on, more than a few characters" for i in range(1000))
-    corpus = upload.load_corpus_bytes(lines.encode(), "notes.txt")
-    assert len(corpus.records) == 300 and corpus.metadata["records_left_out"] == 700
-    rows = "text,user\n" + "\n".join(f"row {i} with enough text to count for training,u{i % 40}" for i in range(1000))
-    corpus = upload.load_corpus_bytes(rows.encode(), "notes.csv", text_column="text", user_column="user")
-    assert len(corpus.records) == 300 and corpus.metadata["records_left_out"] == 700
+    lines = [f"line {i}: some words to train on, more than a few characters" for i in range(301)]
+    with pytest.raises(CorpusError, match="more than 300 lines of text.*push another's out") as err:
+        upload.load_corpus_bytes("\n".join(lines).encode(), "notes.txt")
+    assert "line 1" not in str(err.value)  # the message never quotes the file
+    at_cap = upload.load_corpus_bytes("\n".join(lines[:300] + ["", "   "]).encode(), "notes.txt")
+    assert len(at_cap.records) == 300  # blank lines are not records
+    rows = ["text,user"] + [f"row {i} with enough text to count for training,u{i % 40}" for i in range(301)]
+    with pytest.raises(CorpusError, match="more than 300 rows of text"):
+        upload.load_corpus_bytes("\n".join(rows).encode(), "notes.csv", text_column="text", user_column="user")
+    kept = upload.load_corpus_bytes("\n".join(rows[:301] + [",u7"]).encode(), "notes.csv", text_column="text",
+                                    user_column="user")
+    assert len(kept.records) == 300 and "records_left_out" not in kept.metadata
 
 
 # ------------------------------------------------------------------------------ suggested columns
@@ -252,7 +258,7 @@ def test_suggest_columns_preview_cells_are_cut_and_padded() -> None:
 def test_metadata_says_how_users_were_formed() -> None:
     meta = load_corpus_bytes(_txt(300), "notes.txt").metadata
     assert meta["user_grouping"] == "each line"
-    assert (meta["num_users"], meta["records_left_out"]) == (300, 0)
+    assert meta["num_users"] == 300
     assert meta["max_records"] == upload_mod.MAX_RECORDS
     by_rows = load_corpus_bytes(_mixed_csv(), "m.csv", text_column="note").metadata
     assert (by_rows["user_grouping"], by_rows["num_users"]) == ("each row", 300)
