@@ -17,10 +17,11 @@ people of a smaller one (same ids, same records), so a larger crowd only adds pe
 10,000 people takes about 1.5 s.
 
 Canaries follow one fixed format, ``"<Full Name>'s PIN is d d d d"``: two canaries for each
-insertion count k in (1, 3, 10, 30), each insertion a separate record inside a random user (see
-:func:`dpcore.data.corpus.add_canary`). Canary names come from their own list, so their prefixes
-occur nowhere else in the corpus. Their names, secrets and counts come from their own random
-stream, so they are the same at every crowd size (only which people hold them differs).
+insertion count k in (1, 3, 10, 30), each insertion a separate record inside a user chosen by a
+keyed hash of the user's id (see :func:`dpcore.data.corpus.add_canary`). Canary names come from
+their own list, so their prefixes occur nowhere else in the corpus. Their names, secrets and
+counts come from their own random stream, so they are the same at every crowd size; a larger
+crowd changes a canary's holders only where a new person ranks among them.
 
 :func:`generate_people` without canaries, under another seed and id prefix, is the "public posts of
 the same kind" a public model is pre-trained on (:mod:`dpcore.data.public`).

@@ -8,6 +8,7 @@ exposure test); the corpus keeps their exact text and how often each was planted
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -116,6 +117,12 @@ class Corpus:
             raise CorpusError(f"the stored corpus is malformed ({type(err).__name__}: {err})") from err
 
 
+def _holder_rank(seed: int, user: str) -> bytes:
+    """A user's place in the queue for holding a canary: BLAKE2b keyed with ``seed``, of the id alone."""
+    key = hashlib.blake2b(str(seed).encode("ascii"), digest_size=32).digest()  # any int fits the 64-byte key
+    return hashlib.blake2b(user.encode("utf-8"), key=key, digest_size=16, person=b"dprnn-canary").digest()
+
+
 def add_canary(
     corpus: Corpus,
     prefix: str,
@@ -135,6 +142,11 @@ def add_canary(
     * the insertions of one canary go to distinct users while there are enough of them, or, with
       ``one_holder``, all to one user (a person who repeated their secret: what user-level DP
       protects as one, and sequence-level DP only through group privacy);
+    * new holders are the free users with the smallest :func:`_holder_rank` (a keyed hash of
+      ``seed`` and the user id alone), not a draw over the list of users: a draw over the list
+      would reshuffle the holders whenever one person is added or removed, and holders always
+      train, so other people would change side. With the rank, one person more or less changes
+      a canary's holders only if that person ranks among them (they join and the last one leaves);
     * at most half of the corpus's users ever hold canaries (new holders are only drawn while that
       budget lasts; beyond it, insertions reuse current holders), because
       :func:`dpcore.data.dataset.build_lm_data` forces canary holders into the training split and
@@ -168,7 +180,8 @@ def add_canary(
     holders = set(corpus.canary_users())
     budget = max(0, len(users) // 2 - len(holders))
     fresh = [u for u in users if u not in holders]
-    new = rng.sample(fresh, min(1 if one_holder else insertions, budget, len(fresh)))
+    fresh.sort(key=lambda u: _holder_rank(seed, u))
+    new = fresh[: min(1 if one_holder else insertions, budget, len(fresh))]
     targets = list(new) * (insertions if one_holder and new else 1)
     pool = sorted(holders | set(new))
     while len(targets) < insertions:

@@ -15,7 +15,8 @@ from collections import Counter
 import pytest
 
 from dpcore.data import upload as upload_mod
-from dpcore.data.corpus import Corpus
+from dpcore.data.builtin import builtin_corpus
+from dpcore.data.corpus import Corpus, Record, add_canary
 from dpcore.data.dataset import LMData, _record_windows, build_lm_data, split_users
 from dpcore.data.upload import load_corpus_bytes
 from dpcore.errors import CorpusError
@@ -190,3 +191,22 @@ def test_the_split_is_deterministic_and_near_the_fraction() -> None:
     assert split_users(corpus, 0.1, 5) == (train, val)
     assert 100 - 4 * 9.5 <= len(val) <= 100 + 4 * 9.5  # Binomial(1000, 0.1): sd 9.5
     assert set(split_users(corpus, 0.1, 6)[1]) != set(val)
+
+
+def test_canary_holders_and_the_split_ignore_the_rest_of_the_crowd() -> None:
+    # 511 -> 512 people: the old random.sample over the user list reshuffled most of the 88 holders here
+    small, big = builtin_corpus(num_users=511), builtin_corpus(num_users=512)
+    new = set(big.users()) - set(small.users())
+    assert set(big.canary_users()) - new == set(small.canary_users()) - new
+    for split_seed in (0, 1, 2):
+        s_val, b_val = set(split_users(small, 0.1, split_seed)[1]), set(split_users(big, 0.1, split_seed)[1])
+        assert b_val - new == s_val
+    # removing someone who holds no canary leaves every canary with the same holders
+    base = Corpus("c", [Record(f"u{i:03d}", f"message {j} from person {i} about lunch") for i in range(60)
+                        for j in range(3)], [], {})
+    planted = add_canary(base, "the door code is ", "1 2 3", insertions=5, seed=9)
+    free = sorted(set(base.users()) - set(planted.canary_users()))
+    for gone in free[:10]:
+        fewer = Corpus("c", [r for r in base.records if r.user_id != gone], [], {})
+        assert add_canary(fewer, "the door code is ", "1 2 3", insertions=5, seed=9).canary_users() == \
+            planted.canary_users()
