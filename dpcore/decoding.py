@@ -15,6 +15,18 @@ A text of n tokens spends n·ε_token under basic composition; advanced composit
 √(2n ln(1/δ′))·ε + n·ε(e^ε − 1), which is smaller for many tokens. Training ε instead covers
 unlimited queries: that is the point to make next to these numbers.
 
+When each figure holds. Basic composition bounds the privacy loss of every output pointwise, so
+the sum over the choices actually made is valid however they were chosen, and it is what the
+ledger's budget is enforced on. Advanced composition (Dwork–Rothblum–Vadhan) is a statement about a
+number n of mechanisms fixed in advance; a text stops early at its end, after a number of choices
+that depends on its output, so the advanced figure of a text is taken at the n charged for it
+(``max_tokens``: the choices after the end count as ε = 0 mechanisms), never at the choices made.
+Over the ledger, viewers choose ε per token, lengths and how many texts adaptively, after seeing
+earlier texts; a fixed-n bound does not cover that, and a valid one (a privacy filter, Whitehouse et
+al. 2023, "Fully adaptive composition in differential privacy") needs a target (ε, δ) fixed before
+the first text, which neither the owner's budget (it can be changed) nor the viewer's δ′ is. So the
+ledger reports basic composition alone.
+
 Secret randomness: a private decoder's guarantee is about a *random* choice. A generator seeded by a
 value the reader knows (or can pick) makes every draw replayable, and the per-token ε is void. So
 the private decoders draw from a fresh generator seeded from the OS's CSPRNG for every text, and that
@@ -35,7 +47,7 @@ readable, one private.
 
 Statements, never a minimum: each guarantee is reported as a labelled (ε, δ, neighbour relation)
 pair — the training guarantee for adding or removing one training sequence, the decoder's against
-any change to the model, basic and advanced composition at their own δ — shown side by side.
+any change to the model, a text's basic and advanced composition at their own δ — shown side by side.
 Taking the ``min`` of ε values that hold at different δ or for different neighbours gives a number
 that no theorem backs.
 """
@@ -44,7 +56,7 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -172,30 +184,16 @@ def basic_composition(eps: float, n: int) -> float:
 
 
 def advanced_composition(eps: float, n: int, delta_prime: float) -> float:
-    """Dwork–Rothblum–Vadhan: n-fold ε-DP is (√(2n ln(1/δ′))ε + nε(e^ε − 1), δ′)-DP."""
-    if n == 0:
-        return 0.0
-    return math.sqrt(2 * n * math.log(1 / delta_prime)) * eps + n * eps * math.expm1(eps)
+    """Dwork–Rothblum–Vadhan: n-fold ε-DP is (√(2n ln(1/δ′))ε + nε(e^ε − 1), δ′)-DP.
 
-
-def advanced_composition_heterogeneous(counts: Iterable[tuple[float, int]], delta_prime: float) -> float:
-    """Advanced composition of ε_i-DP mechanisms with different ε_i, at δ′.
-
-    ``counts``: (ε_i, how many mechanisms with that ε_i). The bound is
-    √(2 ln(1/δ′) Σ ε_i²) + Σ ε_i(e^{ε_i} − 1): the Dwork–Rothblum–Vadhan proof (Dwork & Roth 2014,
-    Thm 3.20) with each privacy-loss term bounded by its own ε_i (Azuma–Hoeffding over ranges
-    [−ε_i, ε_i]). With one ε it is exactly :func:`advanced_composition`, and it never exceeds the
-    homogeneous bound at max ε_i.
+    ``n`` must be fixed before the first choice (adaptive choice of *what* each mechanism does is
+    covered, adaptive choice of *how many* is not): pass the length charged, not the length drawn.
     """
     if not 0 < delta_prime < 1:
         raise DPCoreError(f"δ′ must be between 0 and 1, got {delta_prime!r}")
-    squares = drift = 0.0
-    for eps, n in counts:
-        squares += n * eps * eps
-        drift += n * eps * math.expm1(eps)
-    if squares == 0.0:
+    if n == 0:
         return 0.0
-    return math.sqrt(2 * math.log(1 / delta_prime) * squares) + drift
+    return math.sqrt(2 * n * math.log(1 / delta_prime)) * eps + n * eps * math.expm1(eps)
 
 
 @dataclass(frozen=True)
@@ -217,8 +215,12 @@ class DecodedText:
     tokens: list[str] = field(default_factory=list)
     epsilon_per_token: float | None = None
     epsilon_basic: list[float] = field(default_factory=list)  # running total after each token
-    epsilon_advanced: list[float] = field(default_factory=list)  # at delta_prime
+    #: Advanced composition (at δ′) of the first k choices, k = 1, 2, …: each entry holds for a prefix
+    #: of that fixed length; the whole text's figure is :attr:`epsilon_advanced_total`.
+    epsilon_advanced: list[float] = field(default_factory=list)
     delta_prime: float = 1e-6
+    #: The number of private choices charged for this text (``max_tokens``): the n of its advanced figure.
+    charged_picks: int = 0
 
     @property
     def picks(self) -> int:
@@ -232,15 +234,26 @@ class DecodedText:
             return None
         return self.epsilon_basic[-1] if self.epsilon_basic else 0.0
 
+    @property
+    def epsilon_advanced_total(self) -> float | None:
+        """The whole text's advanced-composition ε at δ′, over the :attr:`charged_picks` choices charged.
+
+        Not over the choices made: where the text stops depends on what it drew, and the fixed-n bound
+        holds only for an n chosen in advance (the choices after the end are ε = 0 mechanisms).
+        """
+        if self.epsilon_per_token is None:
+            return None
+        return advanced_composition(self.epsilon_per_token, max(self.charged_picks, self.picks), self.delta_prime)
+
     def statements(self) -> list[PrivacyStatement]:
         """The decoder's own statements for this text: basic (δ = 0) and advanced (δ′), both valid."""
         if self.epsilon_per_token is None:
             return []
-        advanced = self.epsilon_advanced[-1] if self.epsilon_advanced else 0.0
+        n = max(self.charged_picks, self.picks)
         return [PrivacyStatement("decoder, basic composition", float(self.epsilon_basic_total or 0.0), 0.0,
                                  DECODER_RELATION),
-                PrivacyStatement(f"decoder, advanced composition at δ′ = {self.delta_prime:g}", advanced,
-                                 self.delta_prime, DECODER_RELATION)]
+                PrivacyStatement(f"decoder, advanced composition of {n} charged choices at δ′ = {self.delta_prime:g}",
+                                 float(self.epsilon_advanced_total or 0.0), self.delta_prime, DECODER_RELATION)]
 
 
 def decoder_generator(spec: DecoderSpec, seed: int | None) -> torch.Generator:
@@ -297,7 +310,8 @@ def decode(model: GRULanguageModel, tokenizer: Tokenizer, prompt: str, spec: Dec
     ``seed`` drives ``plain`` and ``naive-logits`` only (same seed, same text). A private decoder
     ignores it and draws secret randomness (:func:`decoder_generator`): two texts always differ in
     their draws, whatever ``seed`` says. At most ``max_tokens`` private choices are made, each among
-    the ids :class:`TokenFilter` allows, so the text never shows U+FFFD.
+    the ids :class:`TokenFilter` allows, so the text never shows U+FFFD; ``max_tokens`` is what the
+    ledger charges, and the n of the text's advanced-composition figure.
     """
     spec.validate()
     model.eval()
@@ -306,7 +320,8 @@ def decode(model: GRULanguageModel, tokenizer: Tokenizer, prompt: str, spec: Dec
     ids, picks = _draw(model, tokenizer, primed, spec, gen, max_tokens)
     eps = spec.epsilon_per_token(tokenizer.vocab_size)
     out = DecodedText(text=visible_text(tokenizer, prompt, ids), epsilon_per_token=eps, delta_prime=delta_prime,
-                      tokens=[tokenizer.decode([i]).replace(REPLACEMENT_CHAR, "") for i in ids])
+                      tokens=[tokenizer.decode([i]).replace(REPLACEMENT_CHAR, "") for i in ids],
+                      charged_picks=int(max_tokens))
     if eps is not None:
         out.epsilon_basic = [basic_composition(eps, n) for n in range(1, picks + 1)]
         out.epsilon_advanced = [advanced_composition(eps, n, delta_prime) for n in range(1, picks + 1)]
@@ -448,7 +463,8 @@ def text_guarantee(out: DecodedText, spec: DecoderSpec, training_result: dict) -
     basic, advanced = decoder
     lines = [f"{spec.name}: ε per token = {out.epsilon_per_token:.3g} (pure, against {DECODER_RELATION}); "
              f"this text ({out.picks} tokens) is ({basic.epsilon:.3g}, 0)-DP by basic composition and "
-             f"({advanced.epsilon:.3g}, {advanced.delta:g})-DP by advanced composition",
+             f"({advanced.epsilon:.3g}, {advanced.delta:g})-DP by advanced composition of the "
+             f"{max(out.charged_picks, out.picks)} choices charged for it",
              train_line]
     if training:
         lines.append("each statement holds on its own (different δ and neighbours): none is combined with another")
@@ -458,14 +474,18 @@ def text_guarantee(out: DecodedText, spec: DecoderSpec, training_result: dict) -
 # ---------------------------------------------------------------------------------- the ledger
 @dataclass(frozen=True)
 class LedgerSummary:
-    """All privately decoded texts of one model so far, as (ε, δ) statements against any change to it."""
+    """All privately decoded texts of one model so far, as a pure-DP statement against any change to it.
+
+    Basic composition alone: it is the figure the budget is enforced on, and the one that holds when
+    viewers choose ε, lengths and texts adaptively (see the module's docstring for why no advanced
+    figure is shown over the ledger).
+    """
 
     texts: int
     tokens: int
     budget: float
     budget_is_default: bool
     basic: PrivacyStatement  # what the budget is checked against (pure, δ = 0)
-    advanced: PrivacyStatement  # heterogeneous advanced composition at δ′
 
     @property
     def remaining(self) -> float:
@@ -475,33 +495,28 @@ class LedgerSummary:
         who = "the default" if self.budget_is_default else "set by the run's owner"
         return [f"Private decoding of this model so far: {self.texts} text{'s' if self.texts != 1 else ''}, "
                 f"{self.tokens} tokens",
-                f"basic composition: (ε = {self.basic.epsilon:.3g}, δ = 0); advanced composition: "
-                f"(ε = {self.advanced.epsilon:.3g}, δ = {self.advanced.delta:g}) — two valid statements, "
-                f"against {DECODER_RELATION}",
+                f"basic composition: (ε = {self.basic.epsilon:.3g}, δ = 0) against {DECODER_RELATION}; no advanced "
+                "composition is shown over the ledger: viewers choose each text after seeing the others, and a "
+                "bound for a fixed number of tokens does not cover that",
                 f"budget ε = {self.budget:.3g} ({who}), checked against basic composition; "
                 f"{self.remaining:.3g} left"]
 
 
-def ledger_statements(counts: Sequence[tuple[float, int]], delta_prime: float = 1e-6) -> list[PrivacyStatement]:
-    """Basic (Σ ε₀ over tokens, δ = 0) and advanced (heterogeneous DRV at δ′) composition of a ledger.
+def ledger_statements(counts: Sequence[tuple[float, int]]) -> list[PrivacyStatement]:
+    """Basic composition (Σ ε₀ over tokens, δ = 0) of a ledger, the one statement it makes.
 
     ``counts``: (ε₀ per token, tokens) of each text. Every decoded token is an ε₀-DP mechanism
-    against any change to the model, and texts are composed adaptively across all viewers. The
-    budget is enforced on the basic sum, which is a valid pure-DP privacy filter even when viewers
-    choose ε₀ and lengths adaptively; the advanced pair treats the ledger as one adaptive sequence of
-    those mechanisms and is shown beside it, not instead of it.
+    against any change to the model, and texts are composed adaptively across all viewers. The basic
+    sum bounds the privacy loss pointwise, so it is a valid pure-DP privacy filter even when viewers
+    choose ε₀, lengths and texts adaptively; fixed-n advanced composition is not, so none is given.
     """
     basic = math.fsum(eps * n for eps, n in counts)
-    advanced = advanced_composition_heterogeneous(counts, delta_prime)
-    return [PrivacyStatement("all private texts, basic composition", basic, 0.0, DECODER_RELATION),
-            PrivacyStatement(f"all private texts, advanced composition at δ′ = {delta_prime:g}", advanced,
-                             delta_prime, DECODER_RELATION)]
+    return [PrivacyStatement("all private texts, basic composition", basic, 0.0, DECODER_RELATION)]
 
 
-def ledger_summary(state: LedgerLike, delta_prime: float = 1e-6) -> LedgerSummary:
-    """The ledger of one run as statements and totals (``texts`` counts texts that spent tokens)."""
+def ledger_summary(state: LedgerLike) -> LedgerSummary:
+    """The ledger of one run as its statement and totals (``texts`` counts texts that spent tokens)."""
     entries = list(state.entries)
-    basic, advanced = ledger_statements([(e.epsilon_per_token, e.tokens) for e in entries], delta_prime)
+    (basic,) = ledger_statements([(e.epsilon_per_token, e.tokens) for e in entries])
     return LedgerSummary(texts=sum(1 for e in entries if e.tokens > 0), tokens=sum(e.tokens for e in entries),
-                         budget=float(state.budget), budget_is_default=bool(state.budget_is_default),
-                         basic=basic, advanced=advanced)
+                         budget=float(state.budget), budget_is_default=bool(state.budget_is_default), basic=basic)

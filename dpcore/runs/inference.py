@@ -134,6 +134,11 @@ def decode_point(store: RunStore, run: Run, prompt: str, point: OperatingPoint, 
                        max_tokens=point.max_tokens, delta_prime=delta_prime)
 
 
-def ledger(store: RunStore, run: Run, delta_prime: float = 1e-6) -> LedgerSummary:
-    """The model's inference ledger as (ε, δ) statements and totals."""
-    return ledger_summary(store.ledger(run.id), delta_prime)
+def ledger(store: RunStore, run: Run, delta_prime: float | None = None) -> LedgerSummary:
+    """The model's inference ledger as its basic-composition statement (δ = 0) and totals.
+
+    ``delta_prime`` is no longer used: the ledger shows no advanced-composition figure, which does not
+    hold for texts chosen adaptively (see :mod:`dpcore.decoding`); callers may stop passing it.
+    """
+    del delta_prime
+    return ledger_summary(store.ledger(run.id))

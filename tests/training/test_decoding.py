@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from dpcore.data.tokenizer import EOS_ID
 from dpcore.decoding import (
     DecoderSpec,
     advanced_composition,
-    advanced_composition_heterogeneous,
     decode,
     ledger_statements,
+    ledger_summary,
     text_guarantee,
 )
 from dpcore.errors import DPCoreError
@@ -114,11 +115,12 @@ def test_decode_tracks_epsilon_token_by_token(tiny_data):
     n = len(out.epsilon_basic)
     assert 1 <= n <= 20 and out.picks == n
     assert out.epsilon_basic == pytest.approx([2.0 * (i + 1) for i in range(n)])
-    assert out.epsilon_advanced[-1] == pytest.approx(advanced_composition(2.0, n, 1e-6))
+    assert out.epsilon_advanced[-1] == pytest.approx(advanced_composition(2.0, n, 1e-6))  # prefix of n choices
     assert out.epsilon_basic_total == out.epsilon_basic[-1]
     basic, advanced = out.statements()
     assert (basic.epsilon, basic.delta) == (out.epsilon_basic[-1], 0.0)
-    assert (advanced.epsilon, advanced.delta) == (out.epsilon_advanced[-1], 1e-6)
+    # the whole text's advanced figure is at the 20 choices charged, whatever length it drew
+    assert (advanced.epsilon, advanced.delta) == (pytest.approx(advanced_composition(2.0, 20, 1e-6)), 1e-6)
     assert out.text.startswith("my ")
 
 
@@ -129,7 +131,7 @@ def test_text_guarantee_lists_statements_and_never_takes_a_min(tiny_data):
     # non-private model: only the decoder's statements hold
     g = text_guarantee(out, spec, {"epsilon": None})
     assert [(s.epsilon, s.delta) for s in g.statements] == [(out.epsilon_basic[-1], 0.0),
-                                                            (out.epsilon_advanced[-1], 1e-6)]
+                                                            (out.epsilon_advanced_total, 1e-6)]
     assert g.epsilon == out.epsilon_basic[-1]  # the headline: the decoder's basic composition
     # DP-trained model: the training pair is shown beside the decoder's, none replaces another
     dp = {"epsilon": 1.5, "delta": 1e-5, "epsilon_replace_one": 2.9,
@@ -182,34 +184,58 @@ def test_plain_and_naive_decoders_are_reproducible_from_the_seed(tiny_data, name
     assert spec.seedable and not DecoderSpec("mix").seedable
 
 
-def test_heterogeneous_advanced_composition():
-    # one ε: exactly the homogeneous Dwork–Rothblum–Vadhan bound
-    assert advanced_composition_heterogeneous([(0.1, 300)], 1e-6) == pytest.approx(advanced_composition(0.1, 300, 1e-6))
-    assert advanced_composition_heterogeneous([(0.1, 100), (0.1, 200)], 1e-6) == pytest.approx(
-        advanced_composition(0.1, 300, 1e-6))
-    assert advanced_composition_heterogeneous([], 1e-6) == 0.0
-    mixed = [(0.05, 500), (0.5, 20)]
-    het = advanced_composition_heterogeneous(mixed, 1e-6)
-    # the formula, computed independently: sqrt(2 ln(1/δ′) Σ ε_i²) + Σ ε_i (e^ε_i − 1)
-    expected = math.sqrt(2 * math.log(1e6) * (500 * 0.05**2 + 20 * 0.5**2)) + 500 * 0.05 * math.expm1(0.05) \
-        + 20 * 0.5 * math.expm1(0.5)
-    assert het == pytest.approx(expected)
-    assert het <= advanced_composition(0.5, 520, 1e-6)  # never above the homogeneous bound at max ε
-    with pytest.raises(DPCoreError):
-        advanced_composition_heterogeneous(mixed, 0.0)
+def test_a_text_that_ends_early_reports_advanced_composition_at_the_charged_length(tiny_data):
+    """The end of a text depends on what it drew: its advanced figure must not shrink with it."""
+    model = build_model(ModelConfig(tiny_data.tokenizer.vocab_size, 8, 12, 1), seed=0).eval()
+    with torch.no_grad():  # the end-of-record id wins every draw: clipped at B = 20, the others get e⁻⁴⁰
+        model.head.weight.zero_()
+        model.head.bias.fill_(-100.0)
+        model.head.bias[EOS_ID] = 100.0
+    spec = DecoderSpec("exponential", logit_bound=20.0, temperature=1.0)  # ε per token 4B/T = 80
+    out = decode(model, tiny_data.tokenizer, "my ", spec, max_tokens=30)
+    assert out.picks == 1 and out.tokens == []  # stopped at the first choice
+    assert out.epsilon_basic_total == 80.0  # basic: the choices made (a pointwise bound, valid)
+    assert out.epsilon_advanced == [pytest.approx(advanced_composition(80.0, 1, 1e-6))]  # a 1-choice prefix
+    _, advanced = out.statements()
+    assert advanced.epsilon == pytest.approx(advanced_composition(80.0, 30, 1e-6))
+    assert advanced.epsilon > advanced_composition(80.0, 1, 1e-6) * 10  # not the figure for one choice
+    assert "30 charged choices" in advanced.label
+    line = text_guarantee(out, spec, {"epsilon": None}).lines[0]
+    assert f"({advanced.epsilon:.3g}, 1e-06)-DP by advanced composition of the 30 choices charged" in line
 
 
-def test_ledger_statements_are_the_basic_sum_and_the_advanced_pair():
+def test_advanced_composition_refuses_a_meaningless_delta():
+    assert advanced_composition(0.1, 0, 1e-6) == 0.0
+    for bad in (0.0, 1.0, -1e-6):
+        with pytest.raises(DPCoreError):
+            advanced_composition(0.1, 10, bad)
+
+
+def test_the_ledger_states_basic_composition_alone():
     counts = [(0.1, 80), (0.1, 40), (0.05, 200)]
-    basic, advanced = ledger_statements(counts, delta_prime=1e-6)
+    (basic,) = ledger_statements(counts)
     assert (basic.epsilon, basic.delta) == (pytest.approx(0.1 * 120 + 0.05 * 200), 0.0)
-    assert advanced.delta == 1e-6
-    assert advanced.epsilon == pytest.approx(advanced_composition_heterogeneous(counts, 1e-6))
-    assert basic.relation == advanced.relation and "any change to the model" in basic.relation
-    # many small-ε tokens: advanced composition is the smaller ε, at its own δ; both stay listed
-    many = [(0.01, 100_000)]
-    b, a = ledger_statements(many, 1e-6)
-    assert a.epsilon < b.epsilon and a.delta > b.delta == 0.0
+    assert "any change to the model" in basic.relation
+    assert ledger_statements([])[0].epsilon == 0.0
+
+
+def test_ledger_summary_makes_no_advanced_claim():
+    class Entry:
+        def __init__(self, eps: float, tokens: int) -> None:
+            self.epsilon_per_token, self.tokens = eps, tokens
+
+    class State:
+        entries = [Entry(0.01, 50_000), Entry(0.01, 50_000), Entry(0.5, 0)]
+        budget, budget_is_default = 2000.0, True
+
+    summary = ledger_summary(State())
+    assert (summary.texts, summary.tokens) == (2, 100_000)
+    assert summary.basic.epsilon == pytest.approx(1000.0) and summary.basic.delta == 0.0
+    assert summary.remaining == pytest.approx(1000.0)
+    assert not hasattr(summary, "advanced")
+    head, pairs, budget = summary.lines()
+    assert "(ε = 1e+03, δ = 0)" in pairs and "no advanced composition is shown over the ledger" in pairs
+    assert "δ′" not in " ".join((head, pairs, budget))  # no statement at any δ′ > 0
 
 
 @pytest.mark.parametrize("kwargs", [{"name": "magic"}, {"name": "mix", "mix": 1.0}, {"logit_bound": 0.0},
