@@ -2,8 +2,10 @@
 
     python bench/bench_engines.py [--device cpu|cuda] [--steps N] [--quick]
     python bench/bench_engines.py --threads 1 --clock cpu --engines none,fast,fast-user --sizes 2,3
+    python bench/bench_engines.py --threads 1 --clock cpu --engines none,fast-user,fast-user-secure --sizes 3
 
-(the second: the character model the app trains, including its default configuration)
+(the second: the character model the app trains, including its default configuration; the third: what
+secure noise, every draw from the OS's CSPRNG, costs a default step)
 
 Each (engine, size) runs in its own subprocess, so that its peak RSS (VmHWM, else ``ru_maxrss``) is its own;
 every child imports the same libraries, so the ratios compare training work, not imports. All
@@ -35,7 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 ENGINES = {"none": "non-private nn.GRU", "opacus": "Opacus DP-SGD (hooks)", "fast": "fast DP-SGD (ghost)",
-           "fast-user": "fast DP-SGD, user-level (k = 2)"}
+           "fast-user": "fast DP-SGD, user-level (k = 2)",
+           "fast-secure": "fast DP-SGD, secure noise (OS CSPRNG)",
+           "fast-user-secure": "fast DP-SGD, user-level (k = 2), secure noise"}
 #: Sequences per user in the user-level row: the same B sequences per step, as B/k users of k each.
 USER_CAP = 2
 
@@ -75,19 +79,20 @@ def run_child(engine: str, size: Size, device: str, steps: int, warmup: int, thr
     if threads:
         torch.set_num_threads(threads)
     classes = {"none": nonprivate.NonPrivateEngine, "opacus": opacus_gaussian.OpacusGaussianEngine,
-               "fast": fast_gaussian.FastGaussianEngine, "fast-user": fast_gaussian.FastGaussianEngine}
+               "fast": fast_gaussian.FastGaussianEngine, "fast-user": fast_gaussian.FastGaussianEngine,
+               "fast-secure": fast_gaussian.FastGaussianEngine, "fast-user-secure": fast_gaussian.FastGaussianEngine}
     dev = torch.device(device)
     gen = torch.Generator().manual_seed(0)
     n = 50 * size.batch
     train = torch.randint(1, size.vocab, (n, size.seq + 1), generator=gen)
-    user = engine == "fast-user"
+    user = engine.startswith("fast-user")
     units, unit_batch = (n // USER_CAP, size.batch // USER_CAP) if user else (n, size.batch)
     setup = EngineSetup(
         train=train, model_config=ModelConfig(size.vocab, size.embed, size.hidden), pad_id=0,
         batch_size=unit_batch, lr=1e-3, optimizer="adam", clip=1.0, noise_multiplier=1.0,
         sample_rate=1 / math.ceil(units / unit_batch), seed=0, device=dev,
         row_users=torch.arange(n) // USER_CAP if user else None, num_users=units if user else None,
-        user_cap=USER_CAP,
+        user_cap=USER_CAP, secure_noise=engine.endswith("-secure"),
     )
     engine = classes[engine](setup)
     batch = train[: size.batch]

@@ -180,6 +180,10 @@ class TrainConfig:
     engine: str = config_field(
         "fast", kind="choice", label="engine", group="privacy", choices=ENGINES,
         help="Gaussian DP-SGD implementation (Laplace always runs on Opacus's per-example path)")
+    secure_noise: bool = config_field(
+        False, kind="bool", label="secure noise", group="privacy",
+        help="draw DP noise and sampling from the OS's CSPRNG instead of a secret-seeded torch generator, noise in "
+             "float64 rounded once (as Opacus's secure_mode; slower)")
     naive_sensitivity: float = config_field(
         1.0, kind="float", label="naive sensitivity", group="privacy", lo=1e-4, hi=1e4,
         help="the naive recipe's *assumed* sensitivity (no guarantee)")
@@ -332,7 +336,8 @@ def unit_phrase(config: TrainConfig) -> str:
 
 
 #: Values of fields added after configs were first stored, for stored configs that lack them.
-LEGACY_DEFAULTS: dict[str, Any] = {"unit": "sequence", "builtin_users": 400, "public_lr_scale": 1.0, "ema": None}
+LEGACY_DEFAULTS: dict[str, Any] = {"unit": "sequence", "builtin_users": 400, "public_lr_scale": 1.0, "ema": None,
+                                   "secure_noise": False}
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,7 @@ def run_training(
         initial_state=initial_state,
         row_users=units.row_users if units is not None else None,
         num_users=units.num_accounted if units is not None else None, user_cap=config.user_cap,
+        secure_noise=config.secure_noise,
     ))
     curve = None
     if config.is_private:
@@ -222,6 +223,7 @@ def run_training(
         "noise_multiplier": p["noise_multiplier"],
         "gradient_noise_multiplier": getattr(engine, "grad_noise_multiplier", None) if config.is_private else None,
         "clip_count_noise": getattr(engine, "count_noise", None) if config.is_private else None,
+        "noise_source": engine.noise.description if config.is_private else None,
         "sample_rate": info.sample_rate,
         "expected_batch_size": p["expected_batch_size"],
         "steps": step,

@@ -9,6 +9,13 @@ CSPRNG (:func:`secret_generator`), once per run; that seed is never stored, logg
 config's ``seed`` still fixes what may be public: initialisation, the user split and dropout.
 A private run's curve is therefore reproducible only up to its noise. Engines without a guarantee
 (the baseline, the naive recipe) keep seed-derived generators, so they stay reproducible.
+
+**Secure noise** (``EngineSetup.secure_noise``, the config's ``secure_noise``): instead of torch
+generators with secret seeds, every draw of the noise, the Poisson sample, the user-level row choice
+and the private clipped count reads the OS's CSPRNG (:class:`~dpcore.privacy.noise.SecureNoise`),
+as Opacus's ``secure_mode`` does; its treatment of floating-point attacks is described there. Engines
+draw through :class:`~dpcore.privacy.noise.NoiseSource` objects (``self.noise``, ``self.sampling``,
+``self.count_source``), so both modes take the same code path.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dpcore.engines.user_sampling import UserPoissonSampler
 from dpcore.model import GRULanguageModel, ModelConfig, build_model, plain_state_dict, sequence_losses
+from dpcore.privacy.noise import NoiseSource, SecureNoise, TorchNoise
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,9 @@ class EngineSetup:
     #: Tests only: seed the DP noise and Poisson sampling (to compare two engines draw for draw).
     #: None, the only value the trainer ever passes, draws them from the OS's CSPRNG.
     dp_randomness_seed: int | None = None
+    #: Draw all DP randomness from the OS's CSPRNG (see :class:`~dpcore.privacy.noise.SecureNoise`);
+    #: it cannot be seeded, so it excludes ``dp_randomness_seed``.
+    secure_noise: bool = False
 
 
 def secret_seed() -> int:
@@ -116,6 +127,31 @@ def secret_generator(device: torch.device | str = "cpu") -> torch.Generator:
     return gen
 
 
+def secure_poisson_loader(dataset: TensorDataset, sample_rate: float, source: NoiseSource) -> DataLoader:
+    """Opacus's ``DPDataLoader`` at rate q, with each step's inclusion coins drawn from ``source``.
+
+    The same batches (every row in independently with probability q, an empty batch kept as an
+    empty tensor through Opacus's collate wrapper) and the same number of steps per pass, 1/q; only
+    the coins differ: uniforms u < q from the CSPRNG (exact to 2⁻⁵³), never torch's generator.
+    """
+    from opacus.data_loader import wrap_collate_with_empty  # lazy: see poisson_loader
+    from opacus.utils.uniform_sampler import UniformWithReplacementSampler
+    from torch.utils.data._utils.collate import default_collate
+
+    class _SourceSampler(UniformWithReplacementSampler):
+        def __iter__(self) -> Iterator[list[int]]:
+            for _ in range(self.steps):
+                yield torch.nonzero(source.rand(self.num_samples) < self.sample_rate).flatten().tolist()
+
+    first = dataset[0]
+    collate = wrap_collate_with_empty(collate_fn=default_collate, sample_empty_shapes=[(0, *x.shape) for x in first],
+                                      dtypes=[x.dtype for x in first])
+    sampler = _SourceSampler(num_samples=len(dataset), sample_rate=sample_rate)
+    # Its own generator only for the base seed every DataLoader iterator draws (unused without
+    # workers), so that iterating never advances torch's global generator.
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, generator=torch.Generator())
+
+
 class Engine(ABC):
     """Turns batches into updates of ``self.module``; evaluation uses :meth:`plain_model`."""
 
@@ -125,7 +161,14 @@ class Engine(ABC):
     def __init__(self, setup: EngineSetup) -> None:
         self.setup = setup
         self.device = setup.device
-        if self.guarantee == "dp" and setup.dp_randomness_seed is None:
+        if setup.secure_noise and setup.dp_randomness_seed is not None:
+            raise ValueError("secure noise comes from the OS's CSPRNG and cannot be seeded")
+        self._noise_gen: torch.Generator | None
+        self._sample_gen: torch.Generator | None
+        self._count_gen: torch.Generator | None
+        if self.guarantee == "dp" and setup.secure_noise:
+            self._noise_gen = self._sample_gen = self._count_gen = None  # nothing may fall back to torch's RNG
+        elif self.guarantee == "dp" and setup.dp_randomness_seed is None:
             self._noise_gen = secret_generator(setup.device)
             self._sample_gen = secret_generator("cpu")
             self._count_gen = secret_generator(setup.device)
@@ -134,6 +177,14 @@ class Engine(ABC):
             self._noise_gen = torch.Generator(device=setup.device).manual_seed(base + 1)
             self._sample_gen = torch.Generator().manual_seed(base + 2)
             self._count_gen = torch.Generator(device=setup.device).manual_seed(base + 3)
+        self.noise: NoiseSource
+        self.sampling: NoiseSource
+        self.count_source: NoiseSource
+        if self._noise_gen is None or self._sample_gen is None or self._count_gen is None:
+            self.noise = self.sampling = self.count_source = SecureNoise()
+        else:
+            self.noise, self.sampling = TorchNoise(self._noise_gen), TorchNoise(self._sample_gen)
+            self.count_source = TorchNoise(self._count_gen)
         self.model = build_model(setup.model_config, setup.seed)
         if setup.output_bias is not None:  # a public prior: no privacy cost, a much better start
             with torch.no_grad():
@@ -193,6 +244,8 @@ class Engine(ABC):
         self.expected_batch_size = max(1, int(n * q))
         from opacus.data_loader import DPDataLoader  # lazy: Opacus costs ~1 s of start-up the fast engine skips
 
+        if self._sample_gen is None:  # secure noise: the same sampler, drawing from the CSPRNG
+            return secure_poisson_loader(TensorDataset(setup.train), q, self.sampling)
         return DPDataLoader(TensorDataset(setup.train), sample_rate=q, generator=self._sample_gen)
 
     def user_sampler(self) -> UserPoissonSampler:
@@ -205,7 +258,7 @@ class Engine(ABC):
             raise AssertionError(f"Poisson sample rate {q} differs from the accounted {setup.sample_rate}")
         self.expected_batch_size = max(1, int(setup.num_users * q))  # expected users per step
         return UserPoissonSampler(setup.train, setup.row_users, setup.num_users, q, setup.user_cap,
-                                  self._sample_gen)
+                                  self.sampling)
 
     def dp_loader(self) -> Iterable:
         """The DP sampler the setup asks for: users (user-level) or sequences (example-level)."""
@@ -216,9 +269,7 @@ class Engine(ABC):
         sigma_count = getattr(self, "count_noise", None)
         if sigma_count is None:
             return None
-        noise = torch.normal(0.0, float(sigma_count), size=(1,), generator=self._count_gen,
-                             device=self._count_gen.device)
-        return (num_clipped + float(noise.item())) / self.expected_batch_size
+        return (num_clipped + self.count_source.gaussian_scalar(float(sigma_count))) / self.expected_batch_size
 
     def make_optimizer(self, params) -> torch.optim.Optimizer:
         if self.setup.optimizer == "sgd":

@@ -58,7 +58,8 @@ reference: the same Poisson sampler and rate, the loss (each sequence's mean tok
 per-example gradients are B × those of the batch mean, like Opacus's ``loss_reduction="mean"``),
 flat L2 clipping over all parameters with factor min(1, C/(‖g‖+1e-6)), N(0, (σC)²) noise on the
 clipped sum drawn from the same generator in the same parameter order, division by the expected
-batch size. With equal seeds both engines take the same steps up to floating-point error.
+batch size. With equal seeds both engines take the same steps up to floating-point error. With
+secure noise both draw from the OS's CSPRNG instead (:class:`~dpcore.privacy.noise.SecureNoise`).
 """
 
 from __future__ import annotations
@@ -682,8 +683,7 @@ class FastGaussianEngine(Engine):
         for name in self._noise_order:  # an empty batch still gets noise and a step
             p, grad = params[name], result.grads[name]
             if self.noise_std > 0:  # as Opacus: no draw at σ = 0
-                grad = grad + torch.normal(mean=0, std=self.noise_std, size=grad.shape,
-                                           device=grad.device, generator=self._noise_gen, dtype=grad.dtype)
+                grad = self.noise.add_gaussian(grad, self.noise_std)
             p.grad = (grad / self.expected_batch_size).view_as(p)
         self.optimizer.step()
         b = len(result.norms)  # units: sequences, or users

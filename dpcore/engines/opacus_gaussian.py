@@ -13,9 +13,11 @@ import warnings
 import torch
 from opacus import GradSampleModule
 from opacus.optimizers import DPOptimizer
+from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
 
 from dpcore.engines.base import Engine, EngineSetup, StepStats, split_noise
 from dpcore.model import to_dp_layers
+from dpcore.privacy.noise import NoiseSource
 
 # Opacus's full backward hooks fire on the first layer, whose input (token ids) needs no gradient;
 # torch warns about it on every step. The per-sample gradients are unaffected.
@@ -52,6 +54,20 @@ class DiagnosticDPOptimizer(DPOptimizer):
 
     last_norms: torch.Tensor | None = None
     groups: torch.Tensor | None = None
+    #: Secure noise: the source every noise draw comes from instead of Opacus's torch generator.
+    noise_source: NoiseSource | None = None
+
+    def add_noise(self) -> None:
+        """Opacus's own noise step, or, with a ``noise_source``, the same N(0, (σC)²) drawn from it."""
+        if self.noise_source is None:
+            super().add_noise()
+            return
+        std = self.noise_multiplier * self.max_grad_norm
+        for p in self.params:
+            _check_processed_flag(p.summed_grad)
+            noisy = self.noise_source.add_gaussian(p.summed_grad, std) if std > 0 else p.summed_grad.clone()
+            p.grad = noisy.view_as(p)
+            _mark_as_processed(p.summed_grad)
 
     def clip_and_accumulate(self) -> None:
         if self.groups is not None:
@@ -91,6 +107,8 @@ class OpacusGaussianEngine(Engine):
             expected_batch_size=self.expected_batch_size,
             generator=self._noise_gen,
         )
+        if self._noise_gen is None:  # secure noise: Opacus's torch-generator draw is never used
+            self.optimizer.noise_source = self.noise
 
     @property
     def module(self) -> torch.nn.Module:

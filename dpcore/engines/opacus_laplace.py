@@ -18,7 +18,7 @@ import torch
 from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
 
 from dpcore.engines.opacus_gaussian import DiagnosticDPOptimizer, OpacusGaussianEngine, group_grad_samples
-from dpcore.privacy.noise import laplace_noise
+from dpcore.privacy.noise import TorchNoise
 
 
 def per_sample_l1_norms(grad_samples: list[torch.Tensor]) -> torch.Tensor:
@@ -48,10 +48,10 @@ class LaplaceDPOptimizer(DiagnosticDPOptimizer):
 
     def add_noise(self) -> None:
         scale = self.noise_multiplier * self.max_grad_norm
+        source = self.noise_source if self.noise_source is not None else TorchNoise(self.generator)
         for p in self.params:
             _check_processed_flag(p.summed_grad)
-            noise = laplace_noise(p.summed_grad.shape, scale, self.generator, p.summed_grad.device)
-            p.grad = (p.summed_grad + noise).view_as(p)
+            p.grad = source.add_laplace(p.summed_grad, scale).view_as(p)
             _mark_as_processed(p.summed_grad)
 
 

@@ -8,7 +8,8 @@ other user. Each sampled user then contributes at most ``cap`` (k) of their sequ
 uniformly at random without replacement each time; the engine averages them and clips that
 average as a whole, so one user moves the update by at most C however many sequences they wrote.
 
-Both draws use the engine's secret sampling generator (see :mod:`dpcore.engines.base`).
+Both draws use the engine's sampling source (see :mod:`dpcore.engines.base`): a secret-seeded torch
+generator, or the OS's CSPRNG with secure noise.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+
+from dpcore.privacy.noise import NoiseSource, as_source
 
 
 @dataclass(frozen=True)
@@ -36,11 +39,12 @@ class UserPoissonSampler:
 
     ``row_users[i]`` is the user index (0..num_users-1) of training row ``i``; ``num_users`` may
     exceed the largest index (users counted by the accountant who have no row here: they are
-    sampled like everyone else and contribute nothing).
+    sampled like everyone else and contribute nothing). ``generator`` is the engine's sampling
+    :class:`~dpcore.privacy.noise.NoiseSource`; a bare torch generator is wrapped in one.
     """
 
     def __init__(self, train: torch.Tensor, row_users: torch.Tensor, num_users: int, sample_rate: float,
-                 cap: int, generator: torch.Generator) -> None:
+                 cap: int, generator: NoiseSource | torch.Generator) -> None:
         if len(row_users) != len(train):
             raise ValueError("row_users must give one user per training row")
         if len(row_users) and (int(row_users.min()) < 0 or int(row_users.max()) >= num_users):
@@ -50,7 +54,7 @@ class UserPoissonSampler:
         if cap < 1:
             raise ValueError(f"the per-user cap must be at least 1, got {cap}")
         self.train, self.num_users, self.sample_rate, self.cap = train, num_users, sample_rate, cap
-        self.generator = generator
+        self.source = as_source(generator)
         order = torch.argsort(row_users, stable=True)
         self._rows_by_user = order  # row indices, grouped by user
         counts = torch.bincount(row_users, minlength=num_users)
@@ -59,7 +63,7 @@ class UserPoissonSampler:
 
     def sample(self) -> UserBatch:
         """One step: sampled users (each independently, with probability q), ≤ cap rows each."""
-        chosen = torch.rand(self.num_users, generator=self.generator) < self.sample_rate
+        chosen = self.source.rand(self.num_users) < self.sample_rate
         users = torch.nonzero(chosen & (self.counts > 0)).flatten()
         if len(users) == 0:
             return UserBatch(self.train[:0], torch.zeros(0, dtype=torch.long), 0)
@@ -70,7 +74,7 @@ class UserPoissonSampler:
         within = torch.arange(len(owner)) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
         # A uniformly random subset of ≤ cap rows per user: shuffle within each user (owner-major
         # sort on 2·owner + a random key in [0, 1), in float64: users never mix), keep the first cap.
-        keys = torch.rand(len(owner), generator=self.generator, dtype=torch.float64)
+        keys = self.source.rand(len(owner), torch.float64)
         perm = torch.argsort(owner.to(torch.float64) * 2.0 + keys)
         keep = perm[within < self.cap]  # the sorted layout has the same user blocks as ``owner``
         rows = self._rows_by_user[first[keep] + within[keep]]

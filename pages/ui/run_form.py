@@ -19,7 +19,7 @@ from typing import Any
 
 import streamlit as st
 
-from dpcore.config import DEFAULT_DELTA_RULE, TrainConfig, allowed_choices, form_range
+from dpcore.config import DEFAULT_DELTA_RULE, TrainConfig, allowed_choices, field_spec, form_range
 from dpcore.runs.store import RunStore, UploadNotFound
 from dpcore.views.meaning import UNIT_SENTENCES, USER_CAP_HELP, mechanism_label, unit_label
 from dpcore.views.presets import INIT_LABELS, MODEL_SIZES, epsilon_choices, get_preset, model_size_name
@@ -76,6 +76,7 @@ def _state_from_config(config: TrainConfig) -> dict[str, Any]:
         "nr_seed": int(config.seed),
         "nr_device": config.device,
         "nr_engine": config.engine,
+        "nr_secure_noise": bool(config.secure_noise),
         "nr_tokenizer": config.tokenizer,
         "nr_seq_len": int(config.seq_len),
         "nr_layers": int(config.num_layers),
@@ -154,6 +155,7 @@ def current_config() -> TrainConfig:
         user_cap=int(s.get("nr_user_cap", base.user_cap)),
         accountant=s["nr_accountant"],
         engine=s["nr_engine"],
+        secure_noise=bool(s.get("nr_secure_noise", base.secure_noise)),
         max_steps=int(s["nr_steps"]) if s["nr_length"] == "steps" else None,
         epochs=float(s["nr_epochs"]) if s["nr_length"] == "epochs" else None,
         batch_size=int(s["nr_batch"]),
@@ -394,6 +396,11 @@ def advanced_widgets() -> dict[str, Any]:
                  format_func=lambda e: {"fast": "fast (ghost clipping, Gaussian only)", "opacus": "Opacus"}[e],
                  help="Both compute the same DP-SGD steps; the fast engine avoids materialising per-example "
                       "gradients.")
+    st.checkbox("Secure noise (operating system's CSPRNG)", key="nr_secure_noise", persist_state=PERSIST,
+                disabled=s["nr_no_privacy"] or locked("nr_secure_noise"),
+                help=f"On: {field_spec('secure_noise').help}. Off: a torch generator seeded with 63 secret bits, "
+                     "safe against replay but not a cryptographic generator. Either way the ε is proved for "
+                     "ideal real-valued noise.")
     cols = st.columns(2)
     with cols[0]:
         st.selectbox("Tokens", list(allowed_choices("tokenizer")), key="nr_tokenizer",
