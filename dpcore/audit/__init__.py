@@ -2,6 +2,8 @@
 
 * :mod:`dpcore.audit.one_run` — the run's empirical ε: the one-run audit of Steinke, Nasr and
   Jagielski (2023), canaries included by secret coin flips before training, a sound lower bound;
+* :mod:`dpcore.audit.fdp` — the f-DP bound of Mahloujifar, Melis and Chaudhuri (2024) on the same
+  one-run guesses, tighter for Gaussian-shaped trade-off curves;
 * :mod:`dpcore.audit.exposure` — canary exposure (the "secret sharer" test);
 * :mod:`dpcore.audit.membership` — user-level membership inference: ROC/AUC, TPR at low FPR (no ε);
 * :mod:`dpcore.audit.reference` — the reference model of the calibrated attack;
@@ -27,6 +29,8 @@ _EXPORTS = {
     "attack_report": "membership",
     "per_sequence_losses": "membership",
     "roc_curve": "membership",
+    "epsilon_lower_bound_fdp": "fdp",
+    "fdp_p_value": "fdp",
     "AuditCanaries": "one_run",
     "make_audit_canaries": "one_run",
     "one_run_audit": "one_run",

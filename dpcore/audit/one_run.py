@@ -42,6 +42,13 @@ overstate the bound. The guess counts are a fixed grid set before training (defa
 half "in", half "out"); each grid point is tested at α / (grid size) and the largest bound is
 reported, so all of them hold together at the stated confidence (union bound).
 
+**Beside it, the f-DP bound.** The same guesses also go through the f-DP bound of Mahloujifar, Melis
+and Chaudhuri (2024), :mod:`dpcore.audit.fdp`, which uses a whole trade-off curve instead of one
+(ε, δ) pair and certifies much more from the same count when the curve is Gaussian-shaped (with
+500 of 1000 canaries guessed, all correct: ε ≈ 9.9 against 5.1 at 95 %, δ = 1e-5). Both are
+reported (``epsilon_lower_bound``, ``epsilon_lower_bound_fdp``), each with its own union bound over the
+guess grid. Either one above the run's claimed ε raises the bug alarm (:func:`claim_exceeded`).
+
 **What it measures.** A black-box attacker with the final weights only: a lower bound on ε, far
 below the claimed ε for a correct DP-SGD run (the paper reports the same for black-box audits),
 near its ceiling for a run without privacy that memorises its canaries. A value above the claimed ε
@@ -61,12 +68,20 @@ import torch
 from scipy import special, stats
 
 from dpcore.audit.defaults import CONFIDENCE, ONE_RUN_GUESS_FRACTIONS, ONE_RUN_SHUFFLES
+from dpcore.audit.fdp import DEFAULT_FAMILY, epsilon_lower_bound_fdp, fdp_ceiling
 from dpcore.data.tokenizer import EOS_ID
 from dpcore.errors import ConfigError
 from dpcore.model import GRULanguageModel
 
 #: Name of the attack in reports.
 ATTACK_NAME = "one-run (Steinke et al. 2023)"
+#: Name of the f-DP bound in reports.
+FDP_ATTACK_NAME = "one-run f-DP (Mahloujifar et al. 2024)"
+#: What each f-DP family assumes, in the words reports use.
+FDP_FAMILY_WORDS = {
+    "gaussian": "testing Gaussian trade-off curves (μ-GDP at the run's δ), the curve DP-SGD approaches",
+    "approx": "testing the (ε, δ) trade-off curve, as sound as Steinke et al.'s for any (ε, δ)-DP run",
+}
 #: The first token id a canary may use (0, 1, 2 are PAD, UNK, EOS).
 FIRST_TOKEN = 3
 #: Scores: "loss" (default) or "calibrated" (see :func:`score_canaries`).
@@ -266,8 +281,15 @@ def count_correct(scores: np.ndarray, included: np.ndarray, k_plus: int, k_minus
 
 
 def one_run_bound(scores: np.ndarray, included: np.ndarray, *, delta: float, confidence: float = CONFIDENCE,
-                  guesses: Sequence[tuple[int, int]] | None = None) -> dict[str, Any]:
-    """The one-run ε lower bound from scores and coins: each (k₊, k₋) tested at α/len(guesses), best kept."""
+                  guesses: Sequence[tuple[int, int]] | None = None,
+                  fdp_family: str = DEFAULT_FAMILY) -> dict[str, Any]:
+    """The one-run ε lower bounds from scores and coins: each (k₊, k₋) tested at α/len(guesses), best kept.
+
+    Two bounds on the same guesses, each with its own union bound over the grid: Steinke et al.'s
+    (``epsilon_lower_bound``, sound for any (ε, δ)-DP run) and the f-DP bound of Mahloujifar et al.
+    (``epsilon_lower_bound_fdp``, :mod:`dpcore.audit.fdp`, for the curve family ``fdp_family``; at δ = 0
+    always the (ε, 0) curve).
+    """
     if not 0.0 < confidence < 1.0:
         raise ConfigError(f"the confidence level must be in (0, 1), got {confidence!r}")
     if not 0.0 <= delta < 1.0:
@@ -277,15 +299,21 @@ def one_run_bound(scores: np.ndarray, included: np.ndarray, *, delta: float, con
     if not grid:
         raise ConfigError("the one-run audit needs at least one (k₊, k₋) guess count")
     alpha = (1.0 - confidence) / len(grid)
+    if delta == 0.0:  # μ-GDP is never (ε, 0)-DP: a pure-DP claim is tested with its own curve, f_{ε,0}
+        fdp_family = "approx"
     tried = []
     for k_plus, k_minus in grid:
         r = k_plus + k_minus
         v = count_correct(scores, included, k_plus, k_minus)
         eps = epsilon_lower_bound(m, r, v, delta=delta, alpha=alpha)
-        tried.append({"k_plus": k_plus, "k_minus": k_minus, "guesses": r, "correct": v, "epsilon": eps})
+        eps_fdp = epsilon_lower_bound_fdp(m, r, v, delta=delta, alpha=alpha, family=fdp_family)
+        tried.append({"k_plus": k_plus, "k_minus": k_minus, "guesses": r, "correct": v, "epsilon": eps,
+                      "epsilon_fdp": eps_fdp})
     best = max(tried, key=lambda t: (t["epsilon"], t["correct"] / t["guesses"]))
+    best_fdp = max(tried, key=lambda t: (t["epsilon_fdp"], t["correct"] / t["guesses"]))
     r_max = max(t["guesses"] for t in tried)
     ceiling = max(epsilon_lower_bound(m, t["guesses"], t["guesses"], delta=delta, alpha=alpha) for t in tried)
+    ceiling_fdp = max(fdp_ceiling(m, t["guesses"], delta=delta, alpha=alpha, family=fdp_family) for t in tried)
     return {
         "m": m,
         "num_included": int(np.asarray(included, dtype=bool).sum()),
@@ -298,13 +326,20 @@ def one_run_bound(scores: np.ndarray, included: np.ndarray, *, delta: float, con
         "delta": delta,
         "alpha_per_guess_count": alpha,
         "max_certifiable": ceiling,
+        "epsilon_lower_bound_fdp": best_fdp["epsilon_fdp"],
+        "guesses_fdp": best_fdp["guesses"],
+        "correct_fdp": best_fdp["correct"],
+        "max_certifiable_fdp": ceiling_fdp,
+        "fdp_family": fdp_family,
+        "fdp_attack": FDP_ATTACK_NAME,
         "tried": tried,
         "method": (
             f"{m} random canary windows, each trained on by a secret fair coin; the {len(grid)} guess counts "
             f"(k₊ = k₋ ∈ {{{', '.join(str(t['k_plus']) for t in tried)}}}) fixed before training, each tested at "
             f"α = {alpha:.3g} (union bound: {confidence:.0%} together); the bound of Steinke, Nasr & Jagielski "
             f"(2023) with δ = {delta:.3g}; with {r_max} guesses all correct the most it could show is "
-            f"ε = {ceiling:.2f}"
+            f"ε = {ceiling:.2f}; beside it the f-DP bound of Mahloujifar, Melis & Chaudhuri (2024) on the same "
+            f"guesses ({FDP_FAMILY_WORDS[fdp_family]}), at most ε = {ceiling_fdp:.2f}"
         ),
     }
 
@@ -315,23 +350,65 @@ def one_run_audit(model: GRULanguageModel, canaries: AuditCanaries, *, delta: fl
     """Score the canaries under ``model`` and turn the guesses into the ε lower bound (JSON-ready).
 
     ``guesses``: the (k₊, k₋) pairs to try, fixed in advance (default :func:`guess_grid`); ``score``:
-    see :func:`score_canaries`; ``claimed``: the run's ε, only for the plain sentence.
+    see :func:`score_canaries`; ``claimed``: the run's ε, for the plain sentence and the bug alarm
+    (``exceeds_claim``: the bounds above it, :func:`claim_exceeded`; ``alarm``: its sentence or None).
     """
     scores = score_canaries(model, canaries, method=score)
     out = one_run_bound(scores, canaries.included, delta=delta, confidence=confidence, guesses=guesses)
     out["attack"] = ATTACK_NAME
     out["score"] = score
+    out["claimed_epsilon"] = claimed
+    out["exceeds_claim"] = claim_exceeded(out, claimed)
+    out["alarm"] = alarm_sentence(out, claimed)
     out["plain"] = one_run_plain(out, claimed)
     return out
 
 
+def claim_exceeded(res: dict[str, Any], claimed: float | None) -> list[str]:
+    """The bounds (``"steinke"``, ``"fdp"``) of a one-run result that lie above the run's claimed ε.
+
+    Each bound exceeds the ε of a correctly implemented run with probability at most 1 − confidence
+    (each is a level-α test of the claim; the f-DP one for runs whose curve is at least that of its
+    family), so either one above the claim is evidence of a bug: the bug alarm.
+    """
+    if claimed is None or not math.isfinite(claimed):
+        return []
+    out = []
+    if res.get("epsilon_lower_bound") is not None and res["epsilon_lower_bound"] > claimed:
+        out.append("steinke")
+    if res.get("epsilon_lower_bound_fdp") is not None and res["epsilon_lower_bound_fdp"] > claimed:
+        out.append("fdp")
+    return out
+
+
+def alarm_sentence(res: dict[str, Any], claimed: float | None) -> str | None:
+    """The bug alarm in one sentence, or None when no bound exceeds the claimed ε."""
+    above = claim_exceeded(res, claimed)
+    if not above:
+        return None
+    shown = {"steinke": f"Steinke et al.'s ε ≥ {res.get('epsilon_lower_bound', 0.0):.2f}",
+             "fdp": f"the f-DP bound's ε ≥ {res.get('epsilon_lower_bound_fdp', 0.0):.2f}"}
+    conf = float(res.get("confidence", CONFIDENCE))
+    return (f"BUG ALARM: the audit proves more leakage than this run claims: {' and '.join(shown[a] for a in above)} "
+            f"exceed{'s' if len(above) == 1 else ''} the claimed ε = {claimed:.2f}. A correctly implemented DP run "
+            f"shows this for each bound at most {1 - conf:.0%} of the time; do not trust the claimed ε until the "
+            f"noise, clipping, sampling and accounting have been checked.")
+
+
 def one_run_plain(res: dict[str, Any], claimed: float | None = None) -> str:
-    """The bound in one sentence."""
+    """The bounds in plain sentences (the alarm first, when a bound exceeds the claim)."""
     head = (f"One-run audit (Steinke et al. 2023): {res['num_included']} of {res['m']} random canaries were "
             f"trained on, chosen by secret coin flips; guessing {res['guesses']} of them, the attacker got "
             f"{res['correct']} right ({res['correct'] / res['guesses']:.0%}, a coin gets 50%), which shows "
             f"ε ≥ {res['epsilon_lower_bound']:.2f} with {res['confidence']:.0%} confidence at δ = "
             f"{res['delta']:.2g} (at most {res['max_certifiable']:.2f} could be shown with this many canaries)")
+    if res.get("epsilon_lower_bound_fdp") is not None:
+        family = FDP_FAMILY_WORDS.get(str(res.get("fdp_family")), str(res.get("fdp_family")))
+        head += (f". The f-DP bound (Mahloujifar et al. 2024) on the same guesses, {family}, shows "
+                 f"ε ≥ {res['epsilon_lower_bound_fdp']:.2f} (guessing {res['guesses_fdp']}, "
+                 f"{res['correct_fdp']} right; at most {res['max_certifiable_fdp']:.2f} could be shown)")
+    alarm = alarm_sentence(res, claimed)
+    lead = alarm + " " if alarm else ""
     if claimed is None or not math.isfinite(claimed):
-        return head + "; no ε is claimed for this run."
-    return head + f"; the run claims ε = {claimed:.2f}."
+        return lead + head + "; no ε is claimed for this run."
+    return lead + head + f"; the run claims ε = {claimed:.2f}."

@@ -6,7 +6,10 @@ the rebuilt vocabulary or training-set size differs from the checkpoint's: the c
 and "members" would no longer be what the model trained on. It then measures
 
 * **the run's empirical ε** with the one-run audit of Steinke, Nasr and Jagielski (2023)
-  (:mod:`dpcore.audit.one_run`), when the run planted audit canaries before training (``audit_canaries``);
+  (:mod:`dpcore.audit.one_run`) and, on the same guesses, the f-DP bound of Mahloujifar, Melis and
+  Chaudhuri (2024) (:mod:`dpcore.audit.fdp`; ``empirical_epsilon.value_fdp``, ``one_run.epsilon_lower_bound_fdp``);
+  either bound above the claimed ε raises ``bug_alarm`` (a sentence; None otherwise), when the run planted
+  audit canaries before training (``audit_canaries``);
   a checkpoint audited afterwards (``python -m dpcore audit``) has none, and the report says so
   (``empirical_epsilon.value`` is None): the canaries and their secret coins must exist before training;
 * canary exposure for every planted secret-sharer canary (:mod:`dpcore.audit.exposure`); a corpus
@@ -45,15 +48,17 @@ from dpcore.data import LMData, build_lm_data, load_corpus
 from dpcore.errors import CheckpointError, ConfigError, DPCoreError
 
 FORMAT = "dpcore-audit"
-VERSION = 2
+VERSION = 3  # 3: the f-DP bound beside Steinke et al.'s, and the bug alarm
 AUDIT_FILE = "audit.json"
 
 CAVEAT = (
     "An audit gives a lower bound on leakage from one trained model; DP's ε is an upper bound over all pairs of "
     "datasets. The empirical ε comes only from the one-run audit (canaries included by secret independent coin "
-    "flips, Steinke et al. 2023), which is sound for the run's example-level ε; a lower bound far below ε is "
-    "expected and does not make ε smaller, one above ε would point to a bug. The membership-inference AUC is "
-    "user-level (members and non-members are different users' windows, correlated within a user) and gives no ε."
+    "flips): Steinke et al.'s (2023) bound, sound for the run's example-level ε, and the f-DP bound of Mahloujifar "
+    "et al. (2024), which tests Gaussian trade-off curves (the curve DP-SGD approaches) and certifies more from the "
+    "same guesses. A lower bound far below ε is expected and does not make ε smaller; one above ε raises the bug "
+    "alarm. The membership-inference AUC is user-level (members and non-members are different users' windows, "
+    "correlated within a user) and gives no ε."
 )
 
 NO_ONE_RUN = (
@@ -223,10 +228,14 @@ def _one_run_part(ckpt: Checkpoint, audit_canaries: AuditCanaries | None, *, del
     """(the full one-run result or None, the top-level ``empirical_epsilon``)."""
     if audit_canaries is None:
         return None, {"value": None, "confidence": confidence, "attack": None, "max_certifiable": None,
+                      "value_fdp": None, "max_certifiable_fdp": None, "exceeds_claim": [], "alarm": None,
                       "note": _sentence(NO_ONE_RUN)}
     one = one_run_audit(ckpt.model, audit_canaries, delta=delta, confidence=confidence, claimed=claimed)
     return one, {"value": one["epsilon_lower_bound"], "confidence": confidence, "attack": ATTACK_NAME,
-                 "max_certifiable": one["max_certifiable"]}
+                 "max_certifiable": one["max_certifiable"], "value_fdp": one["epsilon_lower_bound_fdp"],
+                 "attack_fdp": one["fdp_attack"], "fdp_family": one["fdp_family"],
+                 "max_certifiable_fdp": one["max_certifiable_fdp"], "exceeds_claim": one["exceeds_claim"],
+                 "alarm": one["alarm"]}
 
 
 def _summary(membership: dict[str, Any], exposure: dict[str, Any], one_run: dict[str, Any] | None,
@@ -305,6 +314,7 @@ def run_audit(checkpoint_path: str | Path, out_dir: str | Path, *, seed: int = 0
         "claimed_epsilon": claimed,
         "delta": delta,
         "delta_source": delta_source,
+        "bug_alarm": empirical.get("alarm"),
         **_summary(membership, exposure, one_run, empirical),
         "one_run": one_run,
         **exposure,

@@ -244,7 +244,7 @@ def test_bound_is_zero_at_chance_and_grows_with_correct_guesses():
 
 def test_one_run_bound_holds_for_a_known_epsilon():
     """Randomised response on each coin is exactly ε-DP in the coins: the bound exceeds ε at most ~5% of the time."""
-    eps, over, bounds = 1.0, 0, []
+    eps, over, over_fdp, bounds = 1.0, 0, 0, []
     for seed in range(200):
         rng = np.random.default_rng(seed)
         included = rng.random(1000) < 0.5
@@ -253,7 +253,8 @@ def test_one_run_bound_holds_for_a_known_epsilon():
         res = one_run_bound(released + rng.random(1000) * 0.01, included, delta=0.0)
         bounds.append(res["epsilon_lower_bound"])
         over += res["epsilon_lower_bound"] > eps
-    assert over <= 20  # 5% of 200 is 10 in expectation
+        over_fdp += res["epsilon_lower_bound_fdp"] > eps  # the (ε, 0) curve at δ = 0: randomised response's own
+    assert over <= 20 and over_fdp <= 20  # 5% of 200 is 10 in expectation
     assert np.mean(bounds) >= 0.6  # and it has power: close to the ε it audits
 
 
@@ -326,7 +327,13 @@ def test_run_audit_writes_the_report(tiny_run, tmp_path):
     # the one-run audit is THE empirical ε; membership inference is user-level and carries no ε
     one = audit["one_run"]
     assert one["m"] == 100 and one["num_included"] == canaries.num_included and one["delta"] == audit["delta"]
-    assert set(audit["empirical_epsilon"]) == {"value", "confidence", "attack", "max_certifiable"}
+    assert set(audit["empirical_epsilon"]) == {"value", "confidence", "attack", "max_certifiable", "value_fdp",
+                                               "attack_fdp", "fdp_family", "max_certifiable_fdp", "exceeds_claim",
+                                               "alarm"}
+    # the f-DP bound (Mahloujifar et al. 2024) on the same guesses, as its own key; no claim, so no alarm
+    assert audit["empirical_epsilon"]["value_fdp"] == one["epsilon_lower_bound_fdp"] >= 0.0
+    assert one["max_certifiable_fdp"] >= one["max_certifiable"] and one["fdp_family"] == "gaussian"
+    assert audit["bug_alarm"] is None and one["exceeds_claim"] == [] and audit["version"] == 3
     assert audit["empirical_epsilon"]["attack"] == "one-run (Steinke et al. 2023)"
     assert audit["empirical_epsilon"]["confidence"] == 0.95
     assert audit["empirical_epsilon"]["value"] == one["epsilon_lower_bound"]
@@ -389,6 +396,7 @@ def test_dp_run_bound_stays_below_its_claimed_epsilon(tmp_path):
     assert audit["claimed_epsilon"] == pytest.approx(result["epsilon"]) and audit["delta"] == result["delta"]
     assert audit["one_run"]["delta"] == result["delta"]
     assert audit["empirical_epsilon"]["value"] <= audit["claimed_epsilon"]
+    assert audit["empirical_epsilon"]["value_fdp"] <= audit["claimed_epsilon"] and audit["bug_alarm"] is None
     assert f"the run claims ε = {result['epsilon']:.2f}" in audit["plain"][0]
 
 
