@@ -72,17 +72,14 @@ def _preview() -> dict:
 def _page(query: dict[str, str]) -> dict:
     import tempfile
 
-    from streamlit.testing.v1 import AppTest
-
     import pages.ui.session as session
-    from tests.apptest_support import SECRET_A, FakeExecutor
+    from tests.apptest_support import ROUTER, SECRET_A, DashboardAppTest, FakeExecutor
 
     data_dir = tempfile.mkdtemp(prefix="bench-form-")
     os.environ["DPCORE_DATA_DIR"] = data_dir
     os.chdir(ROOT)
     session.build_executor = FakeExecutor  # nothing trains
-    session.use_router = lambda: None  # as tests/apptest_support.py: AppTest resets the router's flag
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at = DashboardAppTest(ROUTER, default_timeout=300)
     at.session_state["_owner_secret"] = SECRET_A
     at.session_state["_owner_cookie_set"] = True
     for key, value in query.items():

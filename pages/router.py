@@ -1,8 +1,12 @@
-"""DP-RNN Lab dashboard: the router. ``streamlit run app.py`` (or ``make app``).
+"""DP-RNN Lab dashboard: the router, Streamlit's main script (``app.py`` launches it; see there why here).
 
-Pages are thin: they read widgets, call :mod:`dpcore`, and draw. Runs train in worker processes
-started by the executor, never in this process; pages only read the run store.
+Every script run starts here: the page config, the identity cookie, the shared handles and the
+sidebar, then ``st.navigation`` over :data:`pages.ui.routes.PAGES` runs the page. Pages are thin: they
+read widgets, call :mod:`dpcore`, and draw. Runs train in worker processes started by the executor,
+never in this process; pages only read the run store.
 """
+
+from pathlib import Path
 
 import streamlit as st
 
@@ -11,7 +15,11 @@ from dpcore.views.presets import workshop_presets
 from dpcore.views.preview import warm
 from pages.ui import data_controls, demo_ui, present, room_ui, routes, session
 
-st.set_page_config(page_title="DP-RNN Lab", page_icon=":material/lock:", layout="wide")
+#: The browser tab's icon, from this app (sent inline): a ``:material/…:`` icon here, or a page's icon
+#: standing in for it, makes the browser fetch the picture from Google's font host.
+FAVICON = Path(__file__).resolve().parents[1] / "assets" / "favicon.svg"
+
+st.set_page_config(page_title="DP-RNN Lab", page_icon=str(FAVICON), layout="wide")
 session.ensure_cookie()
 try:
     session.store()

@@ -17,6 +17,8 @@ from dpcore.config import TrainConfig, unit_phrase
 from dpcore.runs.store import Run, RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Streamlit's main script (app.py only launches it): AppTest runs the dashboard from here.
+ROUTER = ROOT / "pages" / "router.py"
 TIMEOUT = 120  # the first run of a page imports torch and builds the corpus
 SECRET_A = "a" * 32
 SECRET_B = "b" * 32
@@ -51,13 +53,26 @@ class FakeExecutor:
         pass
 
 
+def router_page(page: str) -> str:
+    """A page file named from the repository root (``pages/screens/x.py``) as the router names it."""
+    path = Path(page)
+    return str(path.relative_to(ROUTER.parent.relative_to(ROOT))) if path.parts[:1] == ("pages",) else page
+
+
+class DashboardAppTest(AppTest):
+    """AppTest of the router whose :meth:`switch_page` also takes page files named from the repository root."""
+
+    def switch_page(self, page_path: str) -> AppTest:
+        return super().switch_page(router_page(page_path))
+
+
 @dataclass
 class AppEnv:
     store: RunStore
 
     def app(self, secret: str = SECRET_A, page: str | None = None, **query: str) -> AppTest:
-        """An AppTest of app.py for the browser holding ``secret`` (not run yet)."""
-        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+        """An AppTest of the dashboard for the browser holding ``secret`` (not run yet)."""
+        at = DashboardAppTest(ROUTER, default_timeout=TIMEOUT)
         at.session_state["_owner_secret"] = secret
         at.session_state["_owner_cookie_set"] = True
         for key, value in query.items():
@@ -79,9 +94,6 @@ def app_env_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[App
     monkeypatch.setenv("DPCORE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.chdir(ROOT)
     monkeypatch.setattr(session, "build_executor", FakeExecutor)
-    # AppTest resets Streamlit's legacy-pages switch before every run, so the guard that reroutes a
-    # fresh server's first request would rerun every page here and swallow button clicks.
-    monkeypatch.setattr(session, "use_router", lambda: None)
     st.cache_resource.clear()
     store = RunStore(tmp_path / "data")
     yield AppEnv(store=store)

@@ -17,8 +17,6 @@ from dpcore.views.runview import frontier, metrics_csv, results_table
 from pages.ui import session
 from pages.ui.widgets import CHART_CONFIG, multi_run_picker, no_runs_yet, remember_linked_runs
 
-session.use_router()
-
 POLL_S = 2.0
 store = session.store()
 session.executor().poll()

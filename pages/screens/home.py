@@ -11,7 +11,6 @@ from dpcore.views.presets import PRESETS, per_sequence_presets, workshop_presets
 from pages.ui import data_controls, demo_ui, present, routes, session
 from pages.ui.widgets import CHART_CONFIG, COMPARE_PAGE, MONITOR_PAGE, NEW_RUN_PAGE, status_text
 
-session.use_router()
 big = present.active()
 
 st.title("DP-RNN Lab")
@@ -24,18 +23,31 @@ def _gallery() -> demo.GalleryState | None:
         return None
 
 
-@st.fragment(run_every=2.0 if (_state := _gallery()) is not None and _state.preparing else None)
+#: Seconds between Home's looks at the gallery while it is prepared (longer when many people watch).
+GALLERY_POLL_S = 2.0
+_state = _gallery()
+_live = _state is not None and demo_ui.preparing(_state)
+
+
+@st.fragment(run_every=session.live_interval(GALLERY_POLL_S) if _live else None)
 def gallery() -> None:
-    """The instant demo: the pinned gallery's whole story on one screen (progress while it trains)."""
+    """The instant demo: the pinned gallery's whole story on one screen, updating itself while it trains.
+
+    While a preparation is under way the fragment reruns on its own; once it is over (complete, or
+    stopped) one full rerun draws the finished gallery and, with nothing under way, stops the polling.
+    """
     state = _gallery()
     if state is None:
         return
-    if state.preparing and not state.complete:
+    live = demo_ui.preparing(state)
+    if _live and not live:
+        st.rerun()
+    if live:
         done = sum(1 for r in state.runs if r.is_terminal)
         st.progress(state.progress, text=f"Preparing the demo gallery: {done} of {len(state.entries)} runs trained. "
                                          "It appears here as it fills in.")
     if not state.exists:
-        if not state.preparing:
+        if not live:
             st.caption("The demo gallery (the same model at ε = 0.5 to 16, without privacy, the naive recipe and "
                        "Laplace, each audited) has not been prepared on this server yet.")
             if st.button("Prepare the demo gallery", icon=":material/play_circle:", key="home_demo_prepare",

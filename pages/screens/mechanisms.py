@@ -18,8 +18,6 @@ from dpcore.views.runview import curves_by_mechanism, mechanism_inputs
 from pages.ui import session
 from pages.ui.widgets import CHART_CONFIG, NEW_RUN_PAGE
 
-session.use_router()
-
 PRESET = "workshop-eps3-person"
 store = session.store()
 

@@ -33,8 +33,6 @@ from pages.ui.widgets import (
     status_text,
 )
 
-session.use_router()
-
 POLL_S = 1.0
 store, executor = session.store(), session.executor()
 

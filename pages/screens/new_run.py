@@ -11,8 +11,6 @@ from dpcore.views.urlstate import upload_id_of
 from pages.ui import corpus_form, room_ui, run_form, session, sweep_form
 from pages.ui.widgets import CHART_CONFIG, MONITOR_PAGE, not_dp_notice
 
-session.use_router()
-
 
 @st.fragment(run_every=0.5)
 def _await_exact(config) -> None:

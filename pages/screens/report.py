@@ -13,8 +13,6 @@ from dpcore.views.runview import unit_comparison
 from pages.ui import session
 from pages.ui.widgets import CHART_CONFIG, privacy_badge, run_from_link, share_caption
 
-session.use_router()
-
 store = session.store()
 session.executor().poll()
 

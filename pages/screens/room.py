@@ -30,8 +30,6 @@ from dpcore.views.report import privacy_statement
 from pages.ui import present, room_ui, routes, session
 from pages.ui.widgets import CHART_CONFIG, NEW_RUN_PAGE
 
-session.use_router()
-
 rooms, store, owner = room_ui.rooms(), session.store(), session.owner()
 big = present.active()
 

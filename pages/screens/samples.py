@@ -33,8 +33,6 @@ from dpcore.views.meaning import guarantee_of, run_epsilon, run_label
 from pages.ui import session
 from pages.ui.widgets import CHART_CONFIG, multi_run_picker, no_runs_yet, privacy_badge, remember_linked_runs
 
-session.use_router()
-
 MAX_COLUMNS = 4
 store = session.store()
 

@@ -49,26 +49,6 @@ _VISITED_KEY = "_visited_runs"
 _FORGET_KEY = "_owner_forget"
 
 
-# ------------------------------------------------------------------------------ routing
-def use_router() -> None:
-    """Run every page through app.py's ``st.navigation``, even for a fresh server's first visitor.
-
-    Streamlit treats a folder named ``pages/`` as legacy multipage navigation until some session
-    has called ``st.navigation`` (then, for all sessions, never again). So the very first request
-    to a fresh server that opens a shared link such as ``/new_run`` would run that page file on its
-    own, without the router, the page config or the identity cookie. Each page calls this first:
-    it flips Streamlit's switch and reruns, which goes through app.py. (Internal API, guarded: if it
-    moves, the guard does nothing and only that first visit looks different.)
-    """
-    try:
-        from streamlit.runtime.pages_manager import PagesManager
-    except ImportError:  # pragma: no cover - a future Streamlit
-        return
-    if getattr(PagesManager, "uses_pages_directory", False):
-        PagesManager.uses_pages_directory = False
-        st.rerun()
-
-
 # ------------------------------------------------------------------------------ handles
 def build_executor(store: RunStore) -> Executor:
     """The executor the app uses: ``$DPCORE_EXECUTOR`` (local processes, or Ray; tests monkeypatch this)."""
@@ -122,7 +102,7 @@ def owner() -> str:
 
 
 def ensure_cookie() -> None:
-    """Set the identity cookie once per new browser (call from app.py on every run, first).
+    """Set the identity cookie once per new browser (call from the router on every run, first).
 
     After :func:`forget_browser` this run starts from a cleared session with a new secret, and the
     one script first expires the old cookie (``max-age=0``), then sets the new identity's cookie.

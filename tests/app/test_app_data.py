@@ -12,26 +12,6 @@ def app_env(tmp_path, monkeypatch):
     yield from app_env_for(tmp_path, monkeypatch)
 
 
-@pytest.fixture(autouse=True)
-def routed(monkeypatch):
-    """Every rerun passes the router (app.py: the sidebar, the cookie), as on a real server.
-
-    Used by every test here: the sidebar's controls are clicked on reruns.
-
-    AppTest resets Streamlit's legacy ``pages/`` switch before each run, so after the first run it
-    runs the page file alone; a real server flips the switch once (``session.use_router``) and then
-    runs app.py every time. This puts the flip back after AppTest's reset.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    init = PagesManager.__init__
-
-    def init_routed(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init_routed)
-
 HOME, MONITOR, NEW_RUN = "pages/screens/home.py", "pages/screens/monitor.py", "pages/screens/new_run.py"
 TXT = ("\n".join(f"line {i}: the quick brown fox jumps over the lazy dog number {i}" for i in range(300))).encode()
 

@@ -4,6 +4,8 @@ while it is prepared, and presentation mode's big picture without the technical 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -70,6 +72,35 @@ def test_home_shows_progress_while_the_gallery_is_prepared(app_env, monkeypatch)
     assert bars and "3 of 9 runs trained" in bars[0].proto.text
     assert abs(bars[0].proto.value - 33) <= 1  # 3 of 9
     assert any("whole trade-off" in s.value for s in at.subheader)  # what is there is shown already
+
+
+def test_home_shows_the_preparation_it_just_started_before_the_command_takes_its_lock(app_env, monkeypatch):
+    """make app: the server starts the command, then Home runs at once, before the command holds the lock.
+
+    Home must say the gallery is being prepared (and so keep looking), not that it "has not been
+    prepared". Once the command is over and the gallery complete, Home shows it and nothing else.
+    """
+    import pages.ui.demo_ui as demo_ui
+
+    slow_start = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])  # no lock, like a start
+    monkeypatch.setenv(demo.ENV_AUTOPREPARE, "1")
+    monkeypatch.setattr(demo, "start_background", lambda _store, **_kw: slow_start)
+    try:
+        at = app_env.app(SECRET_A).run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert demo_ui.started_running() and not demo.is_preparing(app_env.store.data_dir)
+        bars = at.get("progress")
+        assert bars and "0 of 9 runs trained" in bars[0].proto.text
+        assert not any("has not been prepared" in c for c in texts(at.caption))
+        assert not any(b.label == "Prepare the demo gallery" for b in at.button)
+    finally:
+        slow_start.kill()
+        slow_start.wait(10)
+    _gallery(app_env.store)
+    done = at.run()
+    assert not done.exception
+    assert not any("Preparing the demo gallery" in bar.proto.text for bar in done.get("progress"))
+    assert any("whole trade-off" in s.value for s in done.subheader)
 
 
 def test_presentation_mode_shows_the_story_without_the_technical_parts(app_env):

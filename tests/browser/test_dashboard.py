@@ -179,8 +179,9 @@ def test_the_first_visit_to_a_fresh_server_by_a_deep_link_goes_through_the_route
     nav = page.get_by_test_id("stSidebarNav")
     for title in ("Home", "New run", "Run monitor", "Compare", "Run report"):
         expect(nav.get_by_text(title, exact=True)).to_be_visible()
-    expect(page.get_by_text("Runs train in background processes")).to_be_visible()  # app.py's sidebar
+    expect(page.get_by_text("Runs train in background processes")).to_be_visible()  # the router's sidebar
     expect(page).to_have_url(re.compile(r"/new_run\?preset=workshop-eps3$"))
+    expect(page.get_by_text("Page not found")).to_have_count(0)
 
 
 def test_back_after_launch_brings_back_the_form_as_launched(context, app_url, app_data_dir):
