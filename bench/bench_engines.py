@@ -3,9 +3,11 @@
     python bench/bench_engines.py [--device cpu|cuda] [--steps N] [--quick]
     python bench/bench_engines.py --threads 1 --clock cpu --engines none,fast,fast-user --sizes 2,3
     python bench/bench_engines.py --threads 1 --clock cpu --engines none,fast-user,fast-user-secure --sizes 3
+    python bench/bench_engines.py --threads 1 --clock cpu --paired fast-user,fast-user-secure --sizes 3
 
-(the second: the character model the app trains, including its default configuration; the third: what
-secure noise, every draw from the OS's CSPRNG, costs a default step)
+(the second: the character model the app trains, including its default configuration; the last two: what
+secure noise, every draw from the OS's CSPRNG, costs a default step, the last with the two engines'
+steps alternating in one process, which a shared machine's changing load cannot tell apart)
 
 Each (engine, size) runs in its own subprocess, so that its peak RSS (VmHWM, else ``ru_maxrss``) is its own;
 every child imports the same libraries, so the ratios compare training work, not imports. All
@@ -65,9 +67,8 @@ SIZES = [
 ]
 
 
-def run_child(engine: str, size: Size, device: str, steps: int, warmup: int, threads: int,
-              clock: str) -> dict:
-    """In the child process: build the engine, time ``steps`` steps after ``warmup``, report JSON."""
+def _build(name: str, size: Size, dev):
+    """(engine, batch, groups) for one engine name at one size: the same fixed batch for every engine."""
     import torch
 
     from dpcore.engines import fast_gaussian, nonprivate, opacus_gaussian
@@ -76,27 +77,34 @@ def run_child(engine: str, size: Size, device: str, steps: int, warmup: int, thr
     # Import every engine whatever is measured, so each child carries the same libraries.
     from dpcore.model import ModelConfig
 
-    if threads:
-        torch.set_num_threads(threads)
     classes = {"none": nonprivate.NonPrivateEngine, "opacus": opacus_gaussian.OpacusGaussianEngine,
                "fast": fast_gaussian.FastGaussianEngine, "fast-user": fast_gaussian.FastGaussianEngine,
                "fast-secure": fast_gaussian.FastGaussianEngine, "fast-user-secure": fast_gaussian.FastGaussianEngine}
-    dev = torch.device(device)
     gen = torch.Generator().manual_seed(0)
     n = 50 * size.batch
     train = torch.randint(1, size.vocab, (n, size.seq + 1), generator=gen)
-    user = engine.startswith("fast-user")
+    user = name.startswith("fast-user")
     units, unit_batch = (n // USER_CAP, size.batch // USER_CAP) if user else (n, size.batch)
     setup = EngineSetup(
         train=train, model_config=ModelConfig(size.vocab, size.embed, size.hidden), pad_id=0,
         batch_size=unit_batch, lr=1e-3, optimizer="adam", clip=1.0, noise_multiplier=1.0,
         sample_rate=1 / math.ceil(units / unit_batch), seed=0, device=dev,
         row_users=torch.arange(n) // USER_CAP if user else None, num_users=units if user else None,
-        user_cap=USER_CAP, secure_noise=engine.endswith("-secure"),
+        user_cap=USER_CAP, secure_noise=name.endswith("-secure"),
     )
-    engine = classes[engine](setup)
-    batch = train[: size.batch]
     groups = torch.arange(size.batch) // USER_CAP if user else None  # B/k users of k sequences each
+    return classes[name](setup), train[: size.batch], groups
+
+
+def run_child(engine: str, size: Size, device: str, steps: int, warmup: int, threads: int,
+              clock: str) -> dict:
+    """In the child process: build the engine, time ``steps`` steps after ``warmup``, report JSON."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    dev = torch.device(device)
+    eng, batch, groups = _build(engine, size, dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     now = time.process_time if clock == "cpu" else time.perf_counter
     rss_setup = _current_rss_mib()
@@ -104,13 +112,42 @@ def run_child(engine: str, size: Size, device: str, steps: int, warmup: int, thr
     for i in range(warmup + steps):
         sync()
         start = now()
-        engine.step(batch, groups)
+        eng.step(batch, groups)
         sync()
         if i >= warmup:
             times.append(now() - start)
     gpu = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None
     return {"times": times, "rss_mib": _peak_rss_mib(), "rss_setup_mib": rss_setup, "gpu_mib": gpu,
             "threads": torch.get_num_threads()}
+
+
+def run_paired(engines: list[str], size: Size, device: str, steps: int, warmup: int, threads: int,
+               clock: str) -> dict:
+    """In one process, alternate one step of each engine ``steps`` times; report each pair's times.
+
+    A machine's load changes over seconds, so separate children can differ by ±15 % on a shared
+    machine; two steps taken back to back see the same load, and the ratio of each pair cancels it.
+    """
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    dev = torch.device(device)
+    built = [_build(name, size, dev) for name in engines]
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    now = time.process_time if clock == "cpu" else time.perf_counter
+    times: list[list[float]] = [[] for _ in engines]
+    for i in range(warmup + steps):
+        order = range(len(built)) if i % 2 == 0 else reversed(range(len(built)))  # neither always goes first
+        for k in order:
+            eng, batch, groups = built[k]
+            sync()
+            start = now()
+            eng.step(batch, groups)
+            sync()
+            if i >= warmup:
+                times[k].append(now() - start)
+    return {"times": times, "threads": torch.get_num_threads()}
 
 
 def _peak_rss_mib() -> float:
@@ -142,6 +179,42 @@ def measure(engine: str, size: Size, args: argparse.Namespace, steps: int, warmu
     if proc.returncode != 0:
         raise RuntimeError(f"{engine} / {size.name} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def paired(args: argparse.Namespace) -> str:
+    """``--paired BASE,OTHER``: one child per (size, round), alternating steps; a markdown table of ratios."""
+    pair = args.paired.split(",")
+    if len(pair) != 2 or any(e not in ENGINES for e in pair):
+        raise SystemExit(f"--paired takes two of {', '.join(ENGINES)}")
+    steps = args.steps or (4 if args.quick else 10)
+    rounds = args.rounds or (1 if args.quick else 2)
+    sizes = [SIZES[int(i)] for i in args.sizes.split(",")] if args.sizes else SIZES
+    lines = [f"| size | {ENGINES[pair[0]]} s/step | {ENGINES[pair[1]]} s/step | median ratio per pair "
+             "| quartiles of the ratio | pairs |", "|---|---|---|---|---|---|"]
+    threads = 0
+    for size in sizes:
+        base: list[float] = []
+        other: list[float] = []
+        for _ in range(rounds):
+            spec = json.dumps({"paired": pair, "size": size.name, "device": args.device, "steps": steps,
+                               "warmup": 2, "threads": args.threads, "clock": args.clock})
+            proc = subprocess.run([sys.executable, __file__, "--child", spec], capture_output=True, text=True,
+                                  cwd=ROOT)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{pair} / {size.name} failed:\n{proc.stderr[-3000:]}")
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            threads = r["threads"]
+            base += r["times"][0]
+            other += r["times"][1]
+        ratios = sorted(o / b for b, o in zip(base, other))
+        q1, q3 = statistics.quantiles(ratios, n=4)[0], statistics.quantiles(ratios, n=4)[2]
+        lines.append(f"| {size.name} | {statistics.median(base):.4f} | {statistics.median(other):.4f} "
+                     f"| {statistics.median(ratios):.3f} | {q1:.3f}–{q3:.3f} | {len(ratios)} |")
+    out = "\n".join(lines)
+    print(f"\ndevice {args.device}, {threads} thread(s), {args.clock} clock, {steps} pairs × {rounds} round(s) "
+          "after 2 warm-up pairs, steps alternating in one process\n")
+    print(out)
+    return out
 
 
 def table(runs: dict[tuple[str, str], list[dict]], sizes: list[Size], engines: list[str], device: str) -> str:
@@ -191,14 +264,23 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--threads", type=int, default=0, help="torch threads per child (default: torch's)")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="wall time, or the child's CPU time (steadier on a shared machine; use one thread)")
+    ap.add_argument("--paired", default=None, metavar="BASE,OTHER",
+                    help="instead of the table: alternate steps of two engines in one process (per size) and "
+                         "report the median of OTHER/BASE per pair of steps (steadier on a shared machine)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         spec = json.loads(args.child)
         size = next(s for s in SIZES if s.name == spec["size"])
+        if "paired" in spec:
+            print(json.dumps(run_paired(spec["paired"], size, spec["device"], spec["steps"], spec["warmup"],
+                                        spec["threads"], spec["clock"])))
+            return ""
         print(json.dumps(run_child(spec["engine"], size, spec["device"], spec["steps"], spec["warmup"],
                                    spec["threads"], spec["clock"])))
         return ""
+    if args.paired:
+        return paired(args)
     steps = args.steps or (4 if args.quick else 10)
     rounds = args.rounds or (1 if args.quick else 2)
     warmup = 2

@@ -157,12 +157,20 @@ def privacy_statement(run: Run, *, latest_epsilon: float | None = None) -> list[
     for item in released_quantities(run):
         head = "Covered by ε" if item.covered else "Not covered by ε"
         sentences.append(f"{head}: {item.what} ({item.why}).")
+    if cfg.get("secure_noise"):  # stored configs that predate the field trained with the seeded generators
+        source = ("The noise and the Poisson sampling draw every value from the operating system's cryptographic "
+                  "random source (secure noise, as Opacus's secure mode): there is no seed, and the noise drawn is "
+                  "never stored or shown. ")
+        floats = ("The guarantee holds for ideal, real-valued noise: the noise is sampled in float64 and rounded "
+                  "once to float32, which mitigates floating-point attacks on sampled noise but is not a proof.")
+    else:
+        source = ("The noise and the Poisson sampling draw from generators seeded by the operating system's "
+                  "cryptographic random source, once per run; that seed is never stored or shown. ")
+        floats = ("The guarantee holds for ideal, real-valued noise: the noise here is floating-point, as in "
+                  "Opacus without secure mode.")
     sentences.append(
-        "The noise and the Poisson sampling draw from generators seeded by the operating system's "
-        "cryptographic random source, once per run; that seed is never stored or shown. The run's public seed "
-        f"(here {cfg.get('seed')}) fixes only the initial weights, the user split and dropout, so a private run's "
-        "curve is reproducible only up to its noise. The guarantee holds for ideal, real-valued noise: the noise "
-        "here is floating-point, as in Opacus without secure mode."
+        source + f"The run's public seed (here {cfg.get('seed')}) fixes only the initial weights, the user split "
+        "and dropout, so a private run's curve is reproducible only up to its noise. " + floats
     )
     return sentences
 
