@@ -1,7 +1,9 @@
 """``python -m dpcore audit``: canary exposure and user-level membership inference for a trained checkpoint.
 
-The one-run ε lower bound needs canaries planted before training (``audit`` ticked at launch), so an
-audit of a finished checkpoint reports none and says why.
+The one-run ε lower bounds (Steinke et al.'s and the f-DP bound of Mahloujifar et al., both written to
+``audit.json``) need canaries planted before training (``audit`` ticked at launch), so an audit of a
+finished checkpoint reports none and says why. A bound above the claimed ε (the bug alarm) is printed
+on stderr as well as in the summary.
 
 Registered by :func:`dpcore.cli.build_parser` through :func:`register`. Prints a one-line JSON
 summary and the plain-words lines; writes the full report to ``OUT/audit.json``.
@@ -30,12 +32,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
                       confidence=args.confidence, device=device)
     if audit["exposure_note"]:
         print(f"dpcore: note: {audit['exposure_note']}", file=sys.stderr)
+    if audit.get("bug_alarm"):  # loud on both streams: a lower bound above the claimed ε
+        print(f"dpcore: {audit['bug_alarm']}", file=sys.stderr)
     summary = {
         "claimed_epsilon": audit["claimed_epsilon"],
         "delta": audit["delta"],
         "auc": audit["auc"],
         "tpr_at_fpr": audit["tpr_at_fpr"],
         "empirical_epsilon": audit["empirical_epsilon"],
+        "bug_alarm": audit.get("bug_alarm"),
         "exposure_by_insertions": {str(g["insertions"]): round(g["mean_exposure"], 2)
                                    for g in audit["exposure_by_insertions"]},
     }

@@ -17,6 +17,7 @@ from dpcore.checkpoint import load_checkpoint
 from dpcore.cli import audit as audit_cli
 from dpcore.cli import demo as demo_cli
 from dpcore.cli import pretrain as pretrain_cli
+from dpcore.cli import risk as risk_cli
 from dpcore.cli import runs as runs_cli
 from dpcore.cli.args import (
     ArgumentError,
@@ -144,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_cli.register(sub)
     demo_cli.register(sub)
     pretrain_cli.register(sub)
+    risk_cli.register(sub)
     return parser
 
 
