@@ -111,10 +111,10 @@ def before(config: TrainConfig, n: int) -> tuple[float, float]:
     """(seconds for calibration + curve, seconds for the calibration alone) of one change, as before."""
     p = plan(config, n, calibrate=False)
     t0 = time.perf_counter()
-    sigma = old_calibrate(config.mechanism, config.epsilon, p["delta"], p["sample_rate"], p["steps"],
+    sigma = old_calibrate(config.mechanism, config.epsilon, p.delta, p.sample_rate, p.steps,
                           config.accountant)
     t1 = time.perf_counter()
-    old_curve(config.mechanism, sigma, p["sample_rate"], p["delta"], config.accountant, p["steps"],
+    old_curve(config.mechanism, sigma, p.sample_rate, p.delta, config.accountant, p.steps,
               pv.CURVE_POINTS.get(config.accountant, 12))
     return time.perf_counter() - t0, t1 - t0
 
@@ -135,18 +135,18 @@ def after(config: TrainConfig) -> tuple[float, float | None, bool]:
 
 
 def after_calibration(config: TrainConfig, n: int) -> float:
-    from dpcore.privacy.accounting import clear_calibration_memo
+    from dpcore.privacy.calcache import clear_calibration_memo
 
     p = plan(config, n, calibrate=False)
     clear_calibration_memo()  # what a worker starts from: nothing known
     t0 = time.perf_counter()
-    calibrate_noise(config.mechanism, config.epsilon, p["delta"], p["sample_rate"], p["steps"], config.accountant)
+    calibrate_noise(config.mechanism, config.epsilon, p.delta, p.sample_rate, p.steps, config.accountant)
     return time.perf_counter() - t0
 
 
 def _forget_calibrations() -> None:
     from dpcore.privacy import calcache
-    from dpcore.privacy.accounting import clear_calibration_memo
+    from dpcore.privacy.calcache import clear_calibration_memo
 
     calcache.clear_memory()
     clear_calibration_memo()

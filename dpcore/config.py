@@ -28,10 +28,19 @@ from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replac
 from typing import Any
 
 from dpcore.errors import ConfigError
+from dpcore.privacy.registry import (
+    ACCOUNTANTS,
+    ENGINES,
+    MECHANISMS,
+    PRIVATE_MECHANISMS,
+    Live,
+    accountant_help,
+    mechanism_help,
+    mechanisms,
+)
 
-MECHANISMS = ("gaussian", "laplace", "naive", "none")
-ACCOUNTANTS = ("rdp", "prv", "pld")
-ENGINES = ("fast", "opacus")
+# MECHANISMS, ACCOUNTANTS, ENGINES and PRIVATE_MECHANISMS (those with an ε) are the registry's live lists
+# (dpcore.privacy.registry): a mechanism or accountant registered there is a choice here at once.
 DEVICES = ("auto", "cpu", "cuda", "mps")
 TOKENIZERS = ("char", "word")
 #: What one "person" of the guarantee is: one training sequence (example-level DP-SGD) or one user
@@ -42,9 +51,6 @@ OPTIMIZERS = ("adam", "sgd")
 #: Where training starts: random weights, or the public model (pre-trained without privacy on public
 #: text, see dpcore.pretrain).
 INITS = ("scratch", "public")
-
-#: Mechanisms that carry a DP guarantee (an ε computed by an accountant).
-PRIVATE_MECHANISMS = ("gaussian", "laplace")
 
 KINDS = ("int", "float", "str", "bool", "choice")
 GROUPS = ("data", "privacy", "training", "monitoring")
@@ -152,7 +158,7 @@ class TrainConfig:
     # privacy
     mechanism: str = config_field(
         "gaussian", kind="choice", label="mechanism", group="privacy", choices=MECHANISMS,
-        help="gaussian or laplace DP-SGD, the naive recipe (no guarantee) or none (the baseline)")
+        help=mechanism_help())
     epsilon: float | None = config_field(
         8.0, kind="float", label="ε (epsilon)", group="privacy", lo=0.001, hi=1000.0, optional=True,
         help="target ε (above 1000 the guarantee says nothing)")
@@ -176,17 +182,17 @@ class TrainConfig:
         help="use this noise multiplier instead of calibrating it to the target ε (ε is still accounted)")
     accountant: str = config_field(
         "rdp", kind="choice", label="accountant", group="privacy", choices=ACCOUNTANTS,
-        help="rdp (fast, looser), prv or pld (tight); laplace: pld only")
+        help=accountant_help())
     engine: str = config_field(
         "fast", kind="choice", label="engine", group="privacy", choices=ENGINES,
         help="Gaussian DP-SGD implementation (Laplace always runs on Opacus's per-example path)")
+    # On by default: its measured cost on a default step is within the 1.05x rule (README, engine bench).
     secure_noise: bool = config_field(
         True, kind="bool", label="secure noise", group="privacy",
         help="draw DP noise and sampling from the OS's CSPRNG (as Opacus's secure_mode), noise in float64 rounded "
              "once; off: a torch generator with a secret 63-bit seed")
     naive_sensitivity: float = config_field(
         1.0, kind="float", label="naive sensitivity", group="privacy", lo=1e-4, hi=1e4,
-    # On by default: its measured cost on a default step is within the 1.05x rule (README, engine bench).
         help="the naive recipe's *assumed* sensitivity (no guarantee)")
     # training
     epochs: float | None = config_field(
@@ -365,16 +371,20 @@ class Repair:
     reason: str
 
 
-#: The cross-field rules between the mechanism and the other choices (the only place they live).
-MECHANISM_RULES: tuple[MechanismRule, ...] = (
-    MechanismRule(("laplace",), "accountant", ("pld",), binding=True,
-                  reason="the Laplace mechanism is accounted with PLD only (Opacus's RDP and PRV accountants are "
-                         "Gaussian-only)"),
-    MechanismRule(("laplace",), "engine", ("opacus",), binding=False,
-                  reason="the Laplace mechanism needs per-example gradients (the Opacus engine)"),
-    MechanismRule(("naive", "none"), "engine", ("opacus",), binding=False,
-                  reason="only Gaussian DP-SGD has a choice of engine"),
-)
+def _mechanism_rules() -> tuple[MechanismRule, ...]:
+    """The rules each registered mechanism implies: its accountants (binding) and its engines (repaired only)."""
+    rules = []
+    for m in mechanisms():
+        if m.private and m.accountants:
+            rules.append(MechanismRule((m.name,), "accountant", m.accountants, m.accountant_reason, binding=True))
+        if set(m.engine_choices()) != set(ENGINES):
+            rules.append(MechanismRule((m.name,), "engine", m.engine_choices(), m.engine_reason, binding=False))
+    return tuple(rules)
+
+
+#: The cross-field rules between the mechanism and the other choices, derived from the mechanism registry
+#: (dpcore.privacy.registry: each mechanism's accountants and engines), the one place they live.
+MECHANISM_RULES: Live[MechanismRule] = Live(_mechanism_rules)
 
 
 # ---------------------------------------------------------------------------------- per field
@@ -483,7 +493,7 @@ def allowed_choices(name: str, mechanism: str | None = None, cls: type = TrainCo
     spec = field_spec(name, cls)
     if spec.kind != "choice":
         raise ValueError(f"{name} is not a choice field")
-    options = spec.choices
+    options = tuple(spec.choices)
     for rule in MECHANISM_RULES:
         if rule.field == name and mechanism in rule.mechanisms:
             options = tuple(o for o in options if o in rule.allowed)

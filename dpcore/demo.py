@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from dpcore.config import PRIVATE_MECHANISMS, TrainConfig
+from dpcore.config import TrainConfig
+from dpcore.privacy.registry import GAUSSIAN, Guarantee, mechanism_of
 from dpcore.runs.store import PINNED_OWNER_PREFIX, Run, RunStore
 from dpcore.views.presets import WORKSHOP, get_preset
 
@@ -63,7 +64,7 @@ def gallery_key(config: TrainConfig | dict) -> str:
     """"gaussian-8", "laplace-8", "naive-1", "none": what a gallery run stands for, whatever its steps."""
     data = config.to_dict() if isinstance(config, TrainConfig) else config
     mech = str(data.get("mechanism"))
-    if mech in (*PRIVATE_MECHANISMS, "naive"):
+    if mechanism_of(mech).guarantee is not Guarantee.NONE:  # a private mechanism, or one that claims an ε
         return f"{mech}-{float(data.get('epsilon') or 0):g}"
     return mech
 
@@ -80,9 +81,10 @@ def gallery_specs(steps: int | None = None) -> list[GallerySpec]:
                                                                                             int(steps))))
         return config.validate()
 
-    specs = [GallerySpec("none", "No privacy", finish(get_preset("workshop-none").config))]
+    baseline = get_preset("workshop-none").config
+    specs = [GallerySpec(gallery_key(baseline), "No privacy", finish(baseline))]
     for eps in GALLERY_EPSILONS:
-        config = WORKSHOP.replace(mechanism="gaussian", epsilon=eps)
+        config = WORKSHOP.replace(mechanism=GAUSSIAN.name, epsilon=eps)
         specs.append(GallerySpec(gallery_key(config), f"ε = {eps:g}", finish(config)))
     naive = get_preset("workshop-naive").config
     specs.append(GallerySpec(gallery_key(naive), "Naive recipe (no guarantee)", finish(naive)))

@@ -115,8 +115,8 @@ def run_training(
         initial_state, public_model = load_public_state(config, data, model_cfg, status=callbacks.on_status)
     engine = build_engine(config.mechanism, config.engine, EngineSetup(
         train=train, model_config=model_cfg, pad_id=PAD_ID, batch_size=config.batch_size, lr=config.effective_lr,
-        optimizer=config.optimizer, clip=config.clip, noise_multiplier=p["noise_multiplier"],
-        sample_rate=p["sample_rate"], seed=config.seed, device=device,
+        optimizer=config.optimizer, clip=config.clip, noise_multiplier=p.noise_multiplier,
+        sample_rate=p.sample_rate, seed=config.seed, device=device,
         naive_sensitivity=config.naive_sensitivity, naive_epsilon=config.epsilon,
         output_bias=torch.tensor(public_log_prior(data.tokenizer)), accounted_examples=num_accounted,
         initial_state=initial_state,
@@ -126,13 +126,13 @@ def run_training(
     ))
     curve = None
     if config.is_private:
-        curve = EpsilonCurve(config.mechanism, p["noise_multiplier"], p["sample_rate"], p["delta"],
-                             config.accountant, p["steps"])
+        curve = EpsilonCurve(config.mechanism, p.noise_multiplier, p.sample_rate, p.delta,
+                             config.accountant, p.steps)
     info = RunInfo(
-        total_steps=p["steps"], num_train_examples=num_train, num_val_examples=int(data.val.shape[0]),
+        total_steps=p.steps, num_train_examples=num_train, num_val_examples=int(data.val.shape[0]),
         vocab_size=data.tokenizer.vocab_size, num_parameters=engine.model.num_parameters(),
-        sample_rate=p["sample_rate"] if config.is_private else None,
-        noise_multiplier=p["noise_multiplier"], delta=p["delta"], device=str(device),
+        sample_rate=p.sample_rate if config.is_private else None,
+        noise_multiplier=p.noise_multiplier, delta=p.delta, device=str(device),
         privacy_unit=unit_phrase(config), guarantee=engine.guarantee,
     )
     callbacks.on_start(info)
@@ -161,7 +161,7 @@ def run_training(
             callbacks.on_samples(SampleEvent(step=step, kind=kind, prompt=config.sample_prompt, texts=samples))
         return ev
 
-    while step < p["steps"]:
+    while step < p.steps:
         if should_stop():
             stopped = True
             break
@@ -185,7 +185,7 @@ def run_training(
                         step_time_s=dt, elapsed_s=time.perf_counter() - started)
         callbacks.on_step(m)
         row = m.to_dict()
-        if step % config.eval_every == 0 and step < p["steps"]:
+        if step % config.eval_every == 0 and step < p.steps:
             last_eval = do_eval(step, "train")
             row.update(val_loss=last_eval.val_loss, val_perplexity=last_eval.val_perplexity)
         rows.append(row)
@@ -199,8 +199,8 @@ def run_training(
     if curve is not None:
         final = curve.final(step)
         epsilon, accountant_used, note = final.epsilon, final.accountant, final.note
-        epsilon_replace = epsilon_replace_one(config.mechanism, p["noise_multiplier"], p["sample_rate"], step,
-                                              p["delta"]).epsilon
+        epsilon_replace = epsilon_replace_one(config.mechanism, p.noise_multiplier, p.sample_rate, step,
+                                              p.delta).epsilon
         epsilon_replace = epsilon_replace if math.isfinite(epsilon_replace) else None
     losses = [r["train_loss"] for r in rows[-20:] if r["train_loss"] is not None]
     result: dict[str, Any] = {
@@ -208,7 +208,7 @@ def run_training(
         "guarantee": engine.guarantee,
         "epsilon": epsilon,
         "target_epsilon": config.epsilon if config.is_private and config.noise_multiplier is None else None,
-        "delta": p["delta"],
+        "delta": p.delta,
         "accountant": accountant_used,
         "accountant_note": note,
         "neighbours": ((f"add or remove one user with all of their sequences; N = {units.num_accounted} users "
@@ -218,16 +218,16 @@ def run_training(
         "user_cap": config.user_cap if units is not None else None,
         "num_train_users": len(data.train_users),
         "num_accounted_users": units.num_accounted if units is not None else None,
-        "expected_sequences_per_step": units.expected_rows(p["sample_rate"], config.user_cap) if units else None,
+        "expected_sequences_per_step": units.expected_rows(p.sample_rate, config.user_cap) if units else None,
         "epsilon_replace_one": epsilon_replace,
-        "noise_multiplier": p["noise_multiplier"],
+        "noise_multiplier": p.noise_multiplier,
         "gradient_noise_multiplier": getattr(engine, "grad_noise_multiplier", None) if config.is_private else None,
         "clip_count_noise": getattr(engine, "count_noise", None) if config.is_private else None,
         "noise_source": engine.noise.description if config.is_private else None,
         "sample_rate": info.sample_rate,
-        "expected_batch_size": p["expected_batch_size"],
+        "expected_batch_size": p.expected_batch_size,
         "steps": step,
-        "planned_steps": p["steps"],
+        "planned_steps": p.steps,
         "stopped": stopped,
         "clip": config.clip if config.is_private else None,
         "engine": config.engine if config.mechanism == "gaussian" else "opacus" if config.is_private else "torch",

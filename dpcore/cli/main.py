@@ -35,7 +35,9 @@ from dpcore.cli.progress import ProgressBar
 from dpcore.config import ACCOUNTANTS, PRIVATE_MECHANISMS
 from dpcore.decoding import DECODERS, DecoderSpec, decode, text_guarantee
 from dpcore.errors import DPCoreError
+from dpcore.paths import ENV_DATA_DIR, cli_owner
 from dpcore.privacy.accounting import calibrate_noise, epsilon_spent
+from dpcore.privacy.registry import accountant_for
 
 
 # ---------------------------------------------------------------------------------- commands
@@ -54,11 +56,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _mechanism_accountant(args: argparse.Namespace) -> str:
-    if args.mechanism == "laplace":
-        if args.accountant not in (None, "pld"):
-            raise ArgumentError("Poisson-sampled Laplace is accounted with PLD only: use --accountant pld")
-        return "pld"
-    return args.accountant or "rdp"
+    """The accountant asked for if it can bound the mechanism, else refused; none asked: the mechanism's first."""
+    return accountant_for(args.mechanism, args.accountant)
 
 
 def cmd_epsilon(args: argparse.Namespace) -> int:
@@ -83,17 +82,33 @@ def cmd_generate(args: argparse.Namespace) -> int:
     ``value``: the decoder's basic-composition ε (pure, against any change to the model) for a
     private decoder; the training ε for plain sampling from a DP-trained checkpoint; ``null``
     otherwise. It names one statement, never a minimum across statements.
+
+    ``--checkpoint``: a local file, whose holder is its owner (they hold the weights, so the text
+    too), and nothing is charged. ``--run``: a model in the run store, asked for as ``--owner``
+    (the key ``runs`` commands use): the same rule and ledger as the dashboard
+    (:func:`dpcore.runs.inference.decode_text`), so plain or naive-logits text of someone else's
+    model without a guarantee trained on an upload is refused, and private text is charged.
     """
     spec = DecoderSpec(args.decoder, logit_bound=args.logit_bound, temperature=args.temperature,
                        noise_scale=args.noise_scale, mix=args.mix).validate()
     if spec.has_guarantee and args.seed is not None:
         raise ArgumentError(f"--seed applies to plain sampling (and naive-logits) only: the {spec.name} decoder "
                             "draws secret randomness, or its ε would not hold")
-    ckpt = load_checkpoint(args.checkpoint)
-    out = decode(ckpt.model, ckpt.tokenizer, args.prompt, spec, max_tokens=args.tokens,
-                 seed=0 if args.seed is None else args.seed, delta_prime=args.delta_prime)
-    print(out.text)
-    guarantee = text_guarantee(out, spec, ckpt.result)
+    seed = 0 if args.seed is None else args.seed
+    if args.run is not None:
+        from dpcore.runs import inference  # the store and its checkpoints: only for --run
+        from dpcore.runs.store import RunStore
+
+        store = RunStore(args.data_dir)
+        out, guarantee = inference.decode_text(store, store.get_run(args.run), args.prompt, spec, viewer=args.owner,
+                                               max_tokens=args.tokens, seed=seed, delta_prime=args.delta_prime)
+        print(out.text)
+    else:
+        ckpt = load_checkpoint(args.checkpoint)
+        out = decode(ckpt.model, ckpt.tokenizer, args.prompt, spec, max_tokens=args.tokens, seed=seed,
+                     delta_prime=args.delta_prime)
+        print(out.text)
+        guarantee = text_guarantee(out, spec, ckpt.result)
     for line in guarantee.lines:
         print(line)
     headline = guarantee.headline
@@ -126,8 +141,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--accountant", choices=ACCOUNTANTS, default=None)
         p.set_defaults(func=func)
 
-    p = sub.add_parser("generate", help="sample text from a checkpoint, optionally with a private decoder")
-    p.add_argument("--checkpoint", required=True)
+    p = sub.add_parser("generate", help="sample text from a checkpoint or a stored run, optionally with a private "
+                                        "decoder")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="a local model.pt (its holder is its owner: nothing is charged)")
+    source.add_argument("--run", metavar="RUN_ID",
+                        help="a run in the store: decoded as --owner, under the dashboard's disclosure rule and ledger")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help=f"with --run: where runs are kept (default: ${ENV_DATA_DIR}, else ~/.local/share/dp-rnn-lab)")
+    p.add_argument("--owner", default=cli_owner(),
+                   help="with --run: your owner key, who asks for the text (default: %(default)s)")
     p.add_argument("--prompt", default="")
     p.add_argument("--tokens", type=positive_int, default=80)
     p.add_argument("--decoder", choices=DECODERS, default="plain")

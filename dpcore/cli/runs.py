@@ -27,10 +27,12 @@ from typing import Any
 from dpcore.cli.args import add_executor_argument, add_train_arguments, config_from_args, epsilon_list
 from dpcore.errors import DPCoreError
 from dpcore.paths import ENV_DATA_DIR, cli_owner
+from dpcore.privacy.registry import PRIVATE_MECHANISMS
 from dpcore.runs.executor import Executor, wait_for
 from dpcore.runs.executors import make_executor
 from dpcore.runs.store import Run, RunStore
 from dpcore.runs.sweeps import submit_sweep
+from dpcore.views.disclosure import may_show_samples
 
 EXIT_TIMEOUT = 124
 Handler = Callable[[argparse.Namespace], int]
@@ -180,7 +182,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def _privacy(run: Run) -> str:
     mech = run.config.get("mechanism")
-    return f"{mech} ε={run.config.get('epsilon'):g}" if mech in ("gaussian", "laplace") else f"{mech} (no privacy)"
+    return f"{mech} ε={run.config.get('epsilon'):g}" if mech in PRIVATE_MECHANISMS else f"{mech} (no privacy)"
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -212,8 +214,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         latest = store.latest_metrics(run.id, conn=conn)
         count = store.metric_count(run.id, conn=conn)
         evals = store.evals(run.id, conn=conn)
+    shown = run.to_dict()
+    if shown.get("result") and not may_show_samples(run, viewer=args.owner):  # the disclosure rule, as on screen
+        shown["result"] = {**shown["result"], "samples": "(for the run's owner only: no privacy guarantee)"}
     info = {
-        **run.to_dict(), "metric_rows": count, "latest_metrics": latest,
+        **shown, "metric_rows": count, "latest_metrics": latest,
         "latest_eval": evals[-1] if evals else None, "artifacts": store.artifacts(run.id),
         "queue_position": store.queue_position(run.id), "run_dir": str(store.run_dir(run.id)),
     }

@@ -1,4 +1,4 @@
-"""Which engine trains a run: one table from (mechanism, engine choice) to an engine class.
+"""Which engine trains a run: each registered mechanism's table from engine choice to an engine class.
 
 A registry rather than a factory inside :mod:`dpcore.engines.base`, so that the base class never
 imports its own subclasses (they import it). Classes are named, not imported, in the table and
@@ -11,26 +11,19 @@ from __future__ import annotations
 import importlib
 
 from dpcore.engines.base import Engine, EngineSetup
-
-#: (mechanism, engine choice) -> "module:Class"; ``None`` matches any engine choice (it has only one).
-ENGINES: dict[tuple[str, str | None], str] = {
-    ("gaussian", "fast"): "dpcore.engines.fast_gaussian:FastGaussianEngine",
-    ("gaussian", "opacus"): "dpcore.engines.opacus_gaussian:OpacusGaussianEngine",
-    ("laplace", None): "dpcore.engines.opacus_laplace:OpacusLaplaceEngine",
-    ("none", None): "dpcore.engines.nonprivate:NonPrivateEngine",
-    ("naive", None): "dpcore.engines.nonprivate:NaiveNoiseEngine",
-}
+from dpcore.privacy.registry import mechanism_of
 
 
 def engine_class(mechanism: str, engine: str) -> type[Engine]:
-    """The class that trains ``mechanism`` with the ``engine`` choice ("fast" or "opacus")."""
-    target = ENGINES.get((mechanism, engine)) or ENGINES.get((mechanism, None))
-    if target is None:
-        raise ValueError(f"unknown mechanism {mechanism!r}")
-    module, name = target.split(":")
+    """The class that trains ``mechanism`` with the ``engine`` choice ("fast" or "opacus").
+
+    Each mechanism names its engines (``Mechanism.engines`` in :mod:`dpcore.privacy.registry`); an
+    unknown mechanism raises :class:`~dpcore.errors.ConfigError` (a ``ValueError``).
+    """
+    module, name = mechanism_of(mechanism).engine_target(engine).split(":")
     return getattr(importlib.import_module(module), name)
 
 
 def build_engine(mechanism: str, engine: str, setup: EngineSetup) -> Engine:
-    """The engine for a mechanism ("gaussian", "laplace", "naive", "none") and engine choice."""
+    """The engine for a registered mechanism and engine choice."""
     return engine_class(mechanism, engine)(setup)

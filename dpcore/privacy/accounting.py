@@ -30,16 +30,16 @@ import bisect
 import math
 import threading
 import warnings
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import special
 
-from dpcore.config import ACCOUNTANTS, PRIVATE_MECHANISMS
 from dpcore.errors import ConfigError
 from dpcore.privacy.rdp_vec import rdp_table
+from dpcore.privacy.registry import PLD, RDP, accountant_of, looser_instant_accountant, private_mechanism_of
 
 MAX_NOISE = 1e4
 PLD_INTERVAL = 1e-4  # dp-accounting's default value_discretization_interval, used by every PLD here
@@ -181,12 +181,12 @@ class EpsilonResult:
 
 
 def _check(mechanism: str, noise: float, sample_rate: float, steps: int, delta: float, accountant: str) -> None:
-    if mechanism not in PRIVATE_MECHANISMS:
-        raise ConfigError(f"no ε can be computed for mechanism {mechanism!r}: it carries no DP guarantee")
-    if accountant not in ACCOUNTANTS:
-        raise ConfigError(f"accountant must be one of {', '.join(ACCOUNTANTS)}; got {accountant!r}")
-    if mechanism == "laplace" and accountant != "pld":
-        raise ConfigError("Poisson-sampled Laplace is accounted with PLD only: use --accountant pld")
+    """Refuse, with one sentence, what no accountant here can bound (an unknown name included)."""
+    mech = private_mechanism_of(mechanism)
+    accountant_of(accountant)
+    allowed = mech.allowed_accountants()
+    if accountant not in allowed:
+        raise ConfigError(f"{mech.accountant_reason}: use --accountant {allowed[0]}")
     if not (isinstance(noise, (int, float)) and math.isfinite(noise) and noise > 0):
         raise ConfigError(f"noise multiplier must be a positive number, got {noise!r}")
     if not (0.0 < sample_rate <= 1.0):
@@ -197,17 +197,18 @@ def _check(mechanism: str, noise: float, sample_rate: float, steps: int, delta: 
         raise ConfigError(f"δ (delta) must be between 0 and 1 exclusive, got {delta!r}")
 
 
-def _dp_event(mechanism: str, noise: float, sample_rate: float, steps: int):
-    import dp_accounting as dpa
+def _dp_event(mechanism: str, noise: float, sample_rate: float, steps: int) -> Any:
+    """The run as one dp-accounting event: the mechanism's own step, Poisson-sampled, composed ``steps`` times."""
+    import dp_accounting as dpa  # scipy underneath: only when PLD is used
 
-    base = dpa.GaussianDpEvent(noise) if mechanism == "gaussian" else dpa.LaplaceDpEvent(noise)
+    base = private_mechanism_of(mechanism).dp_event(noise)
     event = base if sample_rate >= 1.0 else dpa.PoissonSampledDpEvent(sample_rate, base)
     return dpa.SelfComposedDpEvent(event, steps)
 
 
 def _pld_epsilon(mechanism: str, noise: float, sample_rate: float, steps: int, delta: float,
                  replace_one: bool = False) -> float:
-    import dp_accounting as dpa
+    import dp_accounting as dpa  # scipy underneath: only when PLD is used
     from dp_accounting import pld
 
     relation = (dpa.NeighboringRelation.REPLACE_ONE if replace_one
@@ -217,22 +218,15 @@ def _pld_epsilon(mechanism: str, noise: float, sample_rate: float, steps: int, d
     return float(accountant.get_epsilon(delta))
 
 
-def _sampled_pld(mechanism: str, noise: float, sample_rate: float):
+def _sampled_pld(mechanism: str, noise: float, sample_rate: float) -> Any:
     """The privacy loss distribution of ONE Poisson-sampled step, built as ``PLDAccountant`` builds it.
 
     Building it is most of a PLD evaluation's cost; composing it ``t`` times is the rest. A curve of
     ε over many step counts at one noise builds it once (:class:`EpsilonCurve`), and gets the very
-    floats :func:`_pld_epsilon` gets (``tests/privacy/test_calibration.py`` pins the equality).
+    floats :func:`_pld_epsilon` gets (``tests/privacy/test_calibration.py`` pins the equality). The
+    mechanism builds its own distribution (:meth:`~dpcore.privacy.registry.Mechanism.sampled_pld`).
     """
-    import dp_accounting as dpa
-    from dp_accounting.pld import privacy_loss_distribution as pld_lib
-
-    if mechanism == "gaussian":
-        return pld_lib.from_gaussian_mechanism(
-            standard_deviation=noise, value_discretization_interval=PLD_INTERVAL, sampling_prob=sample_rate,
-            neighboring_relation=dpa.NeighboringRelation.ADD_OR_REMOVE_ONE)
-    return pld_lib.from_laplace_mechanism(parameter=noise, value_discretization_interval=PLD_INTERVAL,
-                                          sampling_prob=sample_rate)
+    return private_mechanism_of(mechanism).sampled_pld(noise, sample_rate, PLD_INTERVAL)
 
 
 def _pld_epsilon_of(one_step, steps: int, delta: float) -> float:
@@ -260,22 +254,93 @@ def _prv_epsilon(noise: float, sample_rate: float, steps: int, delta: float) -> 
     return eps
 
 
+# ------------------------------------------------------------------------------- the accountants
+class AccountantMath:
+    """One accountant's arithmetic: ε of a run, and ε after each step of a run (its curve).
+
+    Registered by name in :mod:`dpcore.privacy.registry` (``Accountant.implementation``), which is
+    where the pages and the config learn that it exists; :func:`epsilon_spent` and
+    :class:`EpsilonCurve` reach it only through the registry, so an unknown accountant raises.
+    """
+
+    name = ""
+
+    def epsilon(self, mechanism: str, noise: float, sample_rate: float, steps: int, delta: float) -> EpsilonResult:
+        """ε after ``steps`` steps (at least one), inputs already checked."""
+        raise NotImplementedError
+
+    def step_curve(self, mechanism: str, noise: float, sample_rate: float, delta: float) -> StepCurve:
+        """ε as a function of the number of steps at fixed (noise, q); by default one evaluation per call."""
+        return StepCurve(lambda steps: compute_epsilon(mechanism, noise, sample_rate, steps, delta, self.name))
+
+
+@dataclass(frozen=True)
+class StepCurve:
+    """ε after ``steps`` steps, as a function; ``every_step``: cheap enough to be exact at every step."""
+
+    at: Callable[[int], float]
+    every_step: bool = False
+
+
+class RdpMath(AccountantMath):
+    """Rényi DP of the sampled Gaussian (Opacus's arithmetic, torch-free): composes linearly per order."""
+
+    name = "rdp"
+
+    def epsilon(self, mechanism: str, noise: float, sample_rate: float, steps: int, delta: float) -> EpsilonResult:
+        return EpsilonResult(_rdp_epsilon(noise, sample_rate, steps, delta), self.name)
+
+    def step_curve(self, mechanism: str, noise: float, sample_rate: float, delta: float) -> StepCurve:
+        one = compute_rdp(q=sample_rate, noise_multiplier=noise, steps=1)
+        return StepCurve(lambda steps: rdp_to_epsilon(rdp=one * steps, delta=delta), every_step=True)
+
+
+class PrvMath(AccountantMath):
+    """Opacus's PRV accountant; falls back to the (valid, looser) RDP bound where it cannot compute."""
+
+    name = "prv"
+
+    def epsilon(self, mechanism: str, noise: float, sample_rate: float, steps: int, delta: float) -> EpsilonResult:
+        try:
+            return EpsilonResult(_prv_epsilon(noise, sample_rate, steps, delta), self.name)
+        except Exception as err:  # PRV's FFT domain can fail at tiny σ / huge ε; RDP is a valid bound
+            eps = _rdp_epsilon(noise, sample_rate, steps, delta)
+            return EpsilonResult(eps, RDP.name, f"PRV could not compute ({type(err).__name__}); RDP bound shown")
+
+
+class PldMath(AccountantMath):
+    """dp-accounting's PLD of the mechanism's own event; a curve builds the one-step PLD once."""
+
+    name = "pld"
+
+    def epsilon(self, mechanism: str, noise: float, sample_rate: float, steps: int, delta: float) -> EpsilonResult:
+        return EpsilonResult(_pld_epsilon(mechanism, noise, sample_rate, steps, delta), self.name)
+
+    def step_curve(self, mechanism: str, noise: float, sample_rate: float, delta: float) -> StepCurve:
+        if sample_rate >= 1.0:
+            return super().step_curve(mechanism, noise, sample_rate, delta)
+        built: list[Any] = []
+
+        def at(steps: int) -> float:
+            if not built:  # built on first use, once
+                built.append(_sampled_pld(mechanism, noise, sample_rate))
+            return _pld_epsilon_of(built[0], steps, delta)
+
+        return StepCurve(at)
+
+
+def _math(accountant: str) -> AccountantMath:
+    return accountant_of(accountant).math()
+
+
 def epsilon_spent(
-    mechanism: str, noise: float, sample_rate: float, steps: int, delta: float, accountant: str = "rdp"
+    mechanism: str, noise: float, sample_rate: float, steps: int, delta: float, accountant: str = RDP.name
 ) -> EpsilonResult:
-    """ε after ``steps`` Poisson-sampled steps with noise multiplier ``noise`` (σ or λ)."""
+    """ε after ``steps`` Poisson-sampled steps with noise multiplier ``noise`` (σ or λ), by ``accountant``."""
     _check(mechanism, noise, sample_rate, steps, delta, accountant)
     if steps == 0:
         return EpsilonResult(0.0, accountant)
-    if accountant == "pld":
-        return EpsilonResult(_pld_epsilon(mechanism, noise, sample_rate, steps, delta), "pld")
-    if accountant == "prv":
-        try:
-            return EpsilonResult(_prv_epsilon(noise, sample_rate, steps, delta), "prv")
-        except Exception as err:  # PRV's FFT domain can fail at tiny σ / huge ε; RDP is a valid bound
-            eps = _rdp_epsilon(noise, sample_rate, steps, delta)
-            return EpsilonResult(eps, "rdp", f"PRV could not compute ({type(err).__name__}); RDP bound shown")
-    return EpsilonResult(_rdp_epsilon(noise, sample_rate, steps, delta), "rdp")
+    return _math(accountant).epsilon(mechanism, noise, sample_rate, steps, delta)
 
 
 def epsilon_replace_one(mechanism: str, noise: float, sample_rate: float, steps: int,
@@ -287,12 +352,13 @@ def epsilon_replace_one(mechanism: str, noise: float, sample_rate: float, steps:
     instead: (ε, δ′) for add/remove gives (2ε, (1 + e^ε)·δ′) for replace-one, with δ′ chosen so that
     (1 + e^ε)·δ′ ≤ ``delta``. Both are upper bounds.
     """
-    _check(mechanism, noise, sample_rate, steps, delta, "pld")
+    _check(mechanism, noise, sample_rate, steps, delta, PLD.name)
     if steps == 0:
-        return EpsilonResult(0.0, "pld")
-    if mechanism == "gaussian":
-        return EpsilonResult(_pld_epsilon(mechanism, noise, sample_rate, steps, delta, replace_one=True), "pld",
+        return EpsilonResult(0.0, PLD.name)
+    if private_mechanism_of(mechanism).replace_one_pld:
+        return EpsilonResult(_pld_epsilon(mechanism, noise, sample_rate, steps, delta, replace_one=True), PLD.name,
                              "replace-one neighbours (PLD)")
+
     def spent(inner: float) -> tuple[float, float]:  # (ε for add/remove at inner, the δ it implies)
         eps = _pld_epsilon(mechanism, noise, sample_rate, steps, inner)
         return eps, (1.0 + math.exp(min(eps, 700.0))) * inner
@@ -311,53 +377,62 @@ def epsilon_replace_one(mechanism: str, noise: float, sample_rate: float, steps:
             else:
                 hi = mid
     if best is None:
-        return EpsilonResult(math.inf, "pld", "replace-one: no finite bound at this δ (group privacy)")
-    return EpsilonResult(2.0 * best, "pld", "replace-one neighbours by group privacy over remove + add (PLD)")
+        return EpsilonResult(math.inf, PLD.name, "replace-one: no finite bound at this δ (group privacy)")
+    return EpsilonResult(2.0 * best, PLD.name, "replace-one neighbours by group privacy over remove + add (PLD)")
 
 
 def compute_epsilon(
-    mechanism: str, noise: float, sample_rate: float, steps: int, delta: float, accountant: str = "rdp"
+    mechanism: str, noise: float, sample_rate: float, steps: int, delta: float, accountant: str = RDP.name
 ) -> float:
+    """:func:`epsilon_spent`'s ε alone (what calibration and the caches compare)."""
     return epsilon_spent(mechanism, noise, sample_rate, steps, delta, accountant).epsilon
 
 
-#: Exact ε values already computed, per (mechanism, q, steps, δ, accountant): {noise: ε}. A new
-#: target for the same settings (the New run form's ε slider) starts from the tightest known
-#: bracket instead of from scratch. The values are the accountant's own, never interpolated.
-_MEMO: OrderedDict[tuple[str, float, int, float, str], dict[float, float]] = OrderedDict()
-_MEMO_LOCK = threading.Lock()
-_MEMO_SETTINGS = 64  # settings remembered (least recently used dropped)
-_MEMO_POINTS = 512  # values per setting (the memo is cleared past this)
+#: What a set of exact ε values belongs to: (mechanism, q, steps, δ, accountant); only the noise varies.
+Setting = tuple[str, float, int, float, str]
 
 
-def _memo_get(key: tuple[str, float, int, float, str]) -> dict[float, float]:
-    with _MEMO_LOCK:
-        known = _MEMO.get(key)
-        if known is None:
-            known = _MEMO[key] = {}
-            while len(_MEMO) > _MEMO_SETTINGS:
-                _MEMO.popitem(last=False)
-        else:
-            _MEMO.move_to_end(key)
-        return known
+class KnownEpsilons:
+    """Exact ε values already computed for one :data:`Setting`, {noise: ε}, safe across threads.
+
+    A new target for the same settings (the New run form's ε slider) starts from the tightest known
+    bracket instead of from scratch. The values are the accountant's own, never interpolated. The
+    process keeps them in :mod:`dpcore.privacy.calcache`, with the σ it calibrated; a bare
+    :func:`calibrate_noise` call keeps them for its own search only.
+    """
+
+    LIMIT = 512  # values per setting (cleared past this)
+
+    def __init__(self) -> None:
+        self._values: dict[float, float] = {}
+        self._lock = threading.Lock()
+
+    def get(self, noise: float) -> float | None:
+        with self._lock:
+            return self._values.get(noise)
+
+    def put(self, noise: float, epsilon: float) -> None:
+        with self._lock:
+            if len(self._values) >= self.LIMIT:
+                self._values.clear()
+            self._values[noise] = epsilon
+
+    def bracket(self, target: float) -> tuple[float | None, float | None]:
+        """(largest known noise with ε > target, smallest known noise with ε ≤ target); None if unknown."""
+        with self._lock:
+            items = list(self._values.items())
+        above = [n for n, e in items if e > target]
+        within = [n for n, e in items if e <= target]
+        lo, hi = (max(above) if above else None), (min(within) if within else None)
+        if lo is not None and hi is not None and lo >= hi:  # not monotone here (a fallback): trust neither
+            return None, None
+        return lo, hi
 
 
-def _memo_bracket(known: dict[float, float], target: float) -> tuple[float | None, float | None]:
-    """(largest known noise with ε > target, smallest known noise with ε ≤ target); None if unknown."""
-    with _MEMO_LOCK:
-        items = list(known.items())
-    above = [n for n, e in items if e > target]
-    within = [n for n, e in items if e <= target]
-    lo, hi = (max(above) if above else None), (min(within) if within else None)
-    if lo is not None and hi is not None and lo >= hi:  # not monotone here (a fallback): trust neither
-        return None, None
-    return lo, hi
-
-
-def clear_calibration_memo() -> None:
-    """Forget the memoised ε values (tests and benchmarks that time calibration from scratch)."""
-    with _MEMO_LOCK:
-        _MEMO.clear()
+def _fresh_memo() -> Callable[[Setting], KnownEpsilons]:
+    """Per-call memory: each setting's values kept for one calibration (and its RDP bracket) only."""
+    memo: dict[Setting, KnownEpsilons] = {}
+    return lambda setting: memo.setdefault(setting, KnownEpsilons())
 
 
 def calibrate_noise(
@@ -366,8 +441,9 @@ def calibrate_noise(
     delta: float,
     sample_rate: float,
     steps: int,
-    accountant: str = "rdp",
+    accountant: str = RDP.name,
     tolerance: float = 0.005,
+    known: Callable[[Setting], KnownEpsilons] | None = None,
 ) -> float:
     """Smallest noise multiplier (to ``tolerance`` in ε) whose ε over ``steps`` is ≤ target.
 
@@ -381,24 +457,23 @@ def calibrate_noise(
     guarded by bisection. For PRV and PLD the bracket comes from RDP (cheap, looser, so its σ is an
     upper end; the tight σ is 4–10 % lower, up to ~27 % for a small ε over few steps), and values
     already computed for the same settings are reused, so a tight calibration needs about 4–6 costly
-    evaluations instead of 12–15.
+    evaluations instead of 12–15. ``known`` gives those values per setting (the process's store is
+    :func:`dpcore.privacy.calcache.calibrate_noise`'s); without it they last for this call only, which
+    keeps this function pure.
     """
     if not (isinstance(target_epsilon, (int, float)) and math.isfinite(target_epsilon) and target_epsilon > 0):
         raise ConfigError(f"target ε must be a positive number, got {target_epsilon!r}")
     _check(mechanism, 1.0, sample_rate, max(steps, 0), delta, accountant)
     if steps <= 0:
         raise ConfigError("calibration needs at least one step")
-    known = _memo_get((mechanism, float(sample_rate), int(steps), float(delta), accountant))
+    memo = known if known is not None else _fresh_memo()
+    points = memo((mechanism, float(sample_rate), int(steps), float(delta), accountant))
 
     def eps(noise: float) -> float:
-        with _MEMO_LOCK:
-            value = known.get(noise)
+        value = points.get(noise)
         if value is None:
             value = compute_epsilon(mechanism, noise, sample_rate, steps, delta, accountant)
-            with _MEMO_LOCK:
-                if len(known) >= _MEMO_POINTS:
-                    known.clear()
-                known[noise] = value
+            points.put(noise, value)
         return value
 
     def unreachable() -> ConfigError:
@@ -407,12 +482,13 @@ def calibrate_noise(
             f"sample rate {sample_rate:.3g}: lower the steps, raise ε or use more data"
         )
 
-    lo, hi = _memo_bracket(known, target_epsilon)
+    lo, hi = points.bracket(target_epsilon)
     if hi is None:
-        if mechanism == "gaussian" and accountant != "rdp":
-            # RDP is cheap at any σ (PRV and PLD get very slow at tiny σ) and, being looser, its σ
-            # is an upper end for the tight accountants too.
-            hi = calibrate_noise(mechanism, target_epsilon, delta, sample_rate, steps, "rdp", tolerance)
+        quick = looser_instant_accountant(mechanism, accountant)
+        if quick is not None:
+            # an instant accountant (RDP) is cheap at any σ (PRV and PLD get very slow at tiny σ) and, being
+            # looser, its σ is an upper end for the tight accountants too.
+            hi = calibrate_noise(mechanism, target_epsilon, delta, sample_rate, steps, quick, tolerance, memo)
             while eps(hi) > target_epsilon:  # the tight accountant disagrees with RDP: widen
                 hi *= 1.5
                 if hi > MAX_NOISE:
@@ -470,32 +546,20 @@ class EpsilonCurve:
         self.mechanism, self.noise, self.sample_rate = mechanism, noise, sample_rate
         self.delta, self.accountant, self.total_steps = delta, accountant, total_steps
         self._cache: dict[int, float] = {0: 0.0}
-        self._pld_step = None  # one PLD step, built once (PLD, Poisson-sampled)
-        self._rdp = None
-        if accountant == "rdp":
-            self._rdp = compute_rdp(q=sample_rate, noise_multiplier=noise, steps=1)
+        self._step = _math(accountant).step_curve(mechanism, noise, sample_rate, delta)
         n = max(1, min(grid_points, total_steps))
         self.grid = sorted({max(1, round(total_steps * (i + 1) / n)) for i in range(n)})
 
     def _exact(self, step: int) -> float:
         if step not in self._cache:
-            if self._rdp is not None:
-                self._cache[step] = rdp_to_epsilon(rdp=self._rdp * step, delta=self.delta)
-            elif self.accountant == "pld" and self.sample_rate < 1.0:
-                if self._pld_step is None:
-                    self._pld_step = _sampled_pld(self.mechanism, self.noise, self.sample_rate)
-                self._cache[step] = _pld_epsilon_of(self._pld_step, step, self.delta)
-            else:
-                self._cache[step] = compute_epsilon(
-                    self.mechanism, self.noise, self.sample_rate, step, self.delta, self.accountant
-                )
+            self._cache[step] = self._step.at(step)
         return self._cache[step]
 
     def at(self, step: int) -> float:
         """An upper bound on ε after ``step`` steps (exact for RDP and at grid points)."""
         if step <= 0:
             return 0.0
-        if self._rdp is not None or step > self.total_steps:
+        if self._step.every_step or step > self.total_steps:
             return self._exact(step)
         i = bisect.bisect_left(self.grid, step)
         return self._exact(self.grid[i])

@@ -6,7 +6,9 @@ compute it again before its first step. This cache keys the answer by everything
 (:class:`CalibrationKey`: mechanism, target ε, δ, q, steps, accountant, tolerance, and the versions
 of the accountant code) and keeps it
 
-* in memory, per process: values this process computed with :func:`calibrate_noise`, trusted;
+* in memory, per process: values this process computed with :func:`calibrate_noise`, trusted, with
+  the exact ε values that calibration evaluated (the next target for the same setting starts from
+  them);
 * optionally in a folder (:func:`use_folder`; the dashboard and the worker use the server's data
   folder), one small JSON file per key, written by :func:`persist` (the dashboard, at launch) and
   by the worker after computing. A value read from a file is **not trusted**: one evaluation of the
@@ -28,9 +30,12 @@ import math
 import os
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from dpcore.privacy.registry import accountant_of
 
 #: Bumped whenever calibration or an accountant here changes what σ a key gets.
 REVISION = 2
@@ -64,15 +69,42 @@ _lock = threading.Lock()
 _folder: Path | None = None
 
 
+#: Exact ε values this process computed while calibrating, per setting (mechanism, q, steps, δ, accountant),
+#: least recently used dropped past :data:`MAX_SETTINGS`: the brackets the next target for the same
+#: setting starts from (the New run form's ε slider). Kept here, beside the σ they led to: one store.
+MAX_SETTINGS = 64
+_points: OrderedDict[tuple[str, float, int, float, str], Any] = OrderedDict()
+
+
+def _known_epsilons(setting: tuple[str, float, int, float, str]) -> Any:
+    from dpcore.privacy.accounting import KnownEpsilons  # numpy and scipy: imported on first use (see below)
+
+    with _lock:
+        known = _points.get(setting)
+        if known is None:
+            known = _points[setting] = KnownEpsilons()
+            while len(_points) > MAX_SETTINGS:
+                _points.popitem(last=False)
+        else:
+            _points.move_to_end(setting)
+        return known
+
+
 def calibrate_noise(*args: Any, **kwargs: Any) -> float:
-    """:func:`dpcore.privacy.accounting.calibrate_noise`, imported on first use.
+    """:func:`dpcore.privacy.accounting.calibrate_noise` with this process's known ε values, imported on first use.
 
     This module is imported by the worker before anything else to set its folder; the accounting
     module brings numpy and scipy (a slow import a worker that fails early should not pay).
     """
     from dpcore.privacy.accounting import calibrate_noise as calibrate
 
-    return calibrate(*args, **kwargs)
+    return calibrate(*args, known=_known_epsilons, **kwargs)
+
+
+def clear_calibration_memo() -> None:
+    """Forget the ε values calibration found (tests and benchmarks that time calibration from scratch)."""
+    with _lock:
+        _points.clear()
 
 
 def use_folder(path: str | os.PathLike[str] | None) -> None:
@@ -141,15 +173,34 @@ def persist(key: CalibrationKey, to: str | os.PathLike[str] | None = None) -> bo
     return True
 
 
+def hand_over(key: CalibrationKey, to: str | os.PathLike[str], when: Future | None = None) -> None:
+    """Write σ for ``key`` to ``to`` now if this process knows it, else once ``when`` finishes computing it.
+
+    What a launch does for its worker (which checks the file before use): a full or read-only disk only
+    costs the worker a calibration, so write errors are swallowed.
+    """
+    def write(_done: Future | None = None) -> None:
+        with contextlib.suppress(OSError):
+            persist(key, to)
+
+    try:
+        if persist(key, to) or when is None:
+            return
+    except OSError:  # an unwritable data folder: the worker calibrates itself
+        return
+    when.add_done_callback(write)
+
+
 def folder_in(data_dir: str | os.PathLike[str]) -> Path:
     """Where a server keeps its calibrations: inside its data folder (private to the server's user)."""
     return Path(data_dir) / "cache" / "calibration"
 
 
 def clear_memory() -> None:
-    """Forget what this process computed (tests; benchmarks timing a cold start)."""
+    """Forget what this process computed, σ and ε values alike (tests; benchmarks timing a cold start)."""
     with _lock:
         _memory.clear()
+        _points.clear()
 
 
 # ------------------------------------------------------------------------------- files
@@ -158,7 +209,7 @@ def _versions(accountant: str) -> dict[str, str]:
     from importlib import metadata
 
     versions = {"dpcore-calibration": str(REVISION)}
-    package = {"pld": "dp-accounting", "prv": "opacus"}.get(accountant)
+    package = accountant_of(accountant).package
     if package:
         try:
             versions[package] = metadata.version(package)

@@ -17,7 +17,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from dpcore.privacy.accounting import calibrate_noise
+from dpcore.privacy.calcache import CalibrationKey, calibrated_noise
+from dpcore.privacy.registry import GAUSSIAN, LAPLACE, PLD
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,11 @@ class NoiseSignalRow:
 def noise_to_signal(epsilon: float, delta: float, sample_rate: float, steps: int,
                     num_parameters: list[int]) -> list[NoiseSignalRow]:
     """One row per model size, both mechanisms calibrated to the same (ε, δ) over the same steps."""
-    sigma = calibrate_noise("gaussian", epsilon, delta, sample_rate, steps, "pld")
-    lam = calibrate_noise("laplace", epsilon, delta, sample_rate, steps, "pld")
+    def noise(mechanism: str) -> float:  # the process's one σ store: a page rerun calibrates nothing again
+        key = CalibrationKey(mechanism, float(epsilon), float(delta), float(sample_rate), int(steps), PLD.name)
+        return calibrated_noise(key, read_files=False, write_files=False)
+
+    sigma, lam = noise(GAUSSIAN.name), noise(LAPLACE.name)
     rows = []
     for d in num_parameters:
         g_noise = sigma * math.sqrt(d)

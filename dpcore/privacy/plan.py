@@ -7,6 +7,7 @@ Torch-free: it needs only the configuration, the number of training sequences N 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any
 
 from dpcore.config import TrainConfig, check_delta, default_delta
@@ -14,7 +15,27 @@ from dpcore.privacy.accounting import sample_rate_for, steps_for_epochs
 from dpcore.privacy.calcache import CalibrationKey, calibrated_noise
 
 
-def plan(config: TrainConfig, num_train: int, *, calibrate: bool = True) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Plan:
+    """What a configuration costs on N units, as the trainer and the preview both read it.
+
+    ``delta`` and ``noise_multiplier`` are None for a run without a guarantee; ``noise_multiplier`` is
+    also None while a σ is still to calibrate (``plan(..., calibrate=False)``).
+    """
+
+    sample_rate: float  # q = 1/ceil(N/B)
+    steps: int
+    delta: float | None
+    noise_multiplier: float | None  # σ (Gaussian) or λ (Laplace), in units of the clipping norm
+    expected_batch_size: int  # q·N units a step (users or sequences)
+
+    @property
+    def epochs(self) -> float:
+        """How many times each unit is seen on average: steps × q."""
+        return self.steps * self.sample_rate
+
+
+def plan(config: TrainConfig, num_train: int, *, calibrate: bool = True) -> Plan:
     """Sample rate q = 1/ceil(N/B), steps, δ and noise multiplier for ``config`` on N sequences.
 
     δ defaults to min(1e-5, 1/(10·N)) and δ ≥ 1/N is refused; σ is calibrated with the run's own
@@ -24,8 +45,8 @@ def plan(config: TrainConfig, num_train: int, *, calibrate: bool = True) -> dict
     config.validate()
     q = sample_rate_for(num_train, config.batch_size)
     steps = config.max_steps if config.max_steps is not None else steps_for_epochs(config.epochs, q)
-    out: dict[str, Any] = {"sample_rate": q, "steps": steps, "delta": None, "noise_multiplier": None,
-                           "expected_batch_size": max(1, int(num_train * q))}
+    out = Plan(sample_rate=q, steps=int(steps), delta=None, noise_multiplier=None,
+               expected_batch_size=max(1, int(num_train * q)))
     if config.is_private:
         delta = config.delta if config.delta is not None else default_delta(num_train)
         check_delta(delta, num_train, "users" if config.user_level else "training examples")
@@ -34,7 +55,7 @@ def plan(config: TrainConfig, num_train: int, *, calibrate: bool = True) -> dict
             # computed once per key and process, reused from the server's calibration folder when the
             # worker or dashboard set one (checked by one exact evaluation): dpcore.privacy.calcache
             noise = calibrated_noise(calibration_key(config, q, steps, delta))
-        out.update(delta=delta, noise_multiplier=noise)
+        out = replace(out, delta=delta, noise_multiplier=noise)
     return out
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from dpcore.config import PRIVATE_MECHANISMS, TrainConfig
 from dpcore.errors import DPCoreError
+from dpcore.privacy.registry import NONE
 from dpcore.runs.executor import Executor, check_submission
 from dpcore.runs.store import QuotaExceeded, RunStore
 
@@ -82,7 +83,7 @@ def sweep_configs(base: TrainConfig, epsilons: Sequence[float], *, with_baseline
         )
     configs = [base.replace(epsilon=float(e)).validate() for e in parse_epsilons(list(epsilons))]
     if with_baseline:
-        baseline, _repairs = base.replace(mechanism="none").consistent(given={"mechanism"})
+        baseline, _repairs = base.replace(mechanism=NONE.name).consistent(given={"mechanism"})
         configs.append(baseline.validate())
     return configs
 

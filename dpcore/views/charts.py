@@ -13,6 +13,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from dpcore.privacy.registry import Guarantee, mechanism_of, mechanisms
 from dpcore.views.meaning import MECHANISM_SHORT_LABELS
 
 MAX_POINTS = 1500
@@ -220,8 +221,15 @@ def noise_signal_figure(rows: Sequence[Any], *, highlight: int | None = None) ->
     return fig
 
 
+def _mechanism_colors() -> dict[str, str]:
+    """Private mechanisms take the palette in registry order (skipping the warning red), naive red, none grey."""
+    private = iter(c for i, c in enumerate(COLORS) if i != 3)
+    fixed = {Guarantee.NO_GUARANTEE: COLORS[3], Guarantee.NONE: BASELINE_COLOR}
+    return {m.name: fixed.get(m.guarantee) or next(private, COLORS[4]) for m in mechanisms()}
+
+
 #: A colour per mechanism for the grouped training curves.
-MECHANISM_COLORS = {"gaussian": COLORS[0], "laplace": COLORS[1], "naive": COLORS[3], "none": BASELINE_COLOR}
+MECHANISM_COLORS = _mechanism_colors()
 
 
 def mechanism_curves_figure(groups: Mapping[str, Sequence[tuple[str, Sequence[Mapping[str, Any]]]]],
@@ -301,6 +309,11 @@ def epsilon_bounds_figure(claimed: float | None, empirical: Mapping[str, Any] | 
     return fig
 
 
+def _claims_falsely(mechanism: Any) -> bool:
+    """Whether a point's mechanism is a recipe without a guarantee (naive), not the honest baseline."""
+    return mechanism is not None and mechanism_of(str(mechanism)).guarantee is Guarantee.NO_GUARANTEE
+
+
 def audit_scatter_figure(points: Sequence[Mapping[str, Any]], key: str, *, title: str, ytitle: str) -> go.Figure:
     """``key`` (mean exposure or AUC) against ε across audited runs; runs without ε as a separate "∞ / none"
     marker at the right of the axis."""
@@ -317,7 +330,7 @@ def audit_scatter_figure(points: Sequence[Mapping[str, Any]], key: str, *, title
     if rest:
         fig.add_trace(go.Scatter(
             x=[right] * len(rest), y=[p[key] for p in rest], mode="markers+text", name="∞ / none (no guarantee)",
-            text=["no privacy guarantee" if p.get("mechanism") == "naive" else "∞ / none" for p in rest],
+            text=["no privacy guarantee" if _claims_falsely(p.get("mechanism")) else "∞ / none" for p in rest],
             textposition="middle left", hovertext=[p["label"] for p in rest], hoverinfo="text+y",
             marker={"size": 12, "color": COLORS[3], "symbol": "x"}))
     fig.update_layout(title={"text": title, "x": 0.0}, height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10},

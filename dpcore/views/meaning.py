@@ -15,30 +15,33 @@ from typing import Any
 
 from dpcore.config import DEFAULT_DELTA_RULE, LEGACY_DEFAULTS, PRIVATE_MECHANISMS
 from dpcore.data.public import BUILTIN_DESCRIPTION, TEXT_DESCRIPTION
+from dpcore.privacy.registry import Guarantee, accountant_of, accountants, mechanism_of, mechanisms
 from dpcore.runs.store import Run
 
-MECHANISM_LABELS = {
-    "gaussian": "Gaussian DP-SGD",
-    "laplace": "Laplace DP-SGD (L1 clipping)",
-    "naive": "no privacy guarantee (naive recipe)",
-    "none": "no privacy (baseline)",
-}
+#: Each mechanism's and accountant's name in words, from the registry (dpcore.privacy.registry), where a
+#: new one brings its own labels.
+MECHANISM_LABELS = {m.name: m.label for m in mechanisms()}
 #: Short names for chart legends.
-MECHANISM_SHORT_LABELS = {
-    "gaussian": "Gaussian",
-    "laplace": "Laplace",
-    "naive": "naive (no privacy guarantee)",
-    "none": "no privacy (baseline)",
-}
-ACCOUNTANT_LABELS = {
-    "rdp": "Rényi-DP (RDP) accountant",
-    "prv": "PRV accountant",
-    "pld": "privacy-loss-distribution (PLD) accountant",
-}
+MECHANISM_SHORT_LABELS = {m.name: m.short_label for m in mechanisms()}
+ACCOUNTANT_LABELS = {a.name: a.label for a in accountants()}
 
 
 def mechanism_label(mechanism: str) -> str:
-    return MECHANISM_LABELS.get(mechanism, mechanism)
+    """The mechanism in words ("Gaussian DP-SGD"); an unknown one raises (ConfigError)."""
+    return mechanism_of(mechanism).label
+
+
+def accountant_choice_label(accountant: str) -> str:
+    """An accountant as a form offers it: "RDP (fast, looser)", "PLD (tight; the only one for Laplace)"."""
+    acct = accountant_of(accountant)
+    only = [m.short_label for m in mechanisms() if m.accountants == (acct.name,)]
+    hint = acct.hint + (f"; the only one for {', '.join(only)}" if only else "")
+    return f"{acct.short_label} ({hint})"
+
+
+def noise_symbol(mechanism: str) -> str:
+    """The letter of a mechanism's noise multiplier: σ (Gaussian), λ (Laplace)."""
+    return mechanism_of(mechanism).noise_symbol or "σ"
 
 
 #: The privacy unit in a few words, and what each protects in one plain sentence (the form, reports).
@@ -60,7 +63,7 @@ def unit_label(unit: str) -> str:
 
 def unit_of(config: Mapping[str, Any]) -> str | None:
     """"user" or "sequence" for a private run's config (configs from before units: "sequence"); else None."""
-    if config.get("mechanism") not in ("gaussian", "laplace"):
+    if config.get("mechanism") not in PRIVATE_MECHANISMS:
         return None
     return str(config.get("unit", "sequence"))
 
@@ -135,8 +138,8 @@ def run_label(run: Run) -> str:
         eps = (run.result or {}).get("target_epsilon") or cfg.get("epsilon")
         head = f"ε={eps:g} {mech.capitalize()}" if eps is not None else f"σ={cfg.get('noise_multiplier')} {mech}"
         head += " per person" if unit_of(cfg) == "user" else " per sequence"
-    elif mech == "naive":
-        head = "naive (no guarantee)"
+    elif mechanism_of(str(mech)).guarantee is Guarantee.NO_GUARANTEE:
+        head = f"{mech} (no guarantee)"
     else:
         head = "no privacy"
     return f"{head} · {corpus_name(cfg)} · {run.id[:6]}"
@@ -157,6 +160,8 @@ NAIVE_WHY = (
     "per-example clipping: one example can move that gradient arbitrarily far, so no ε holds."
 )
 NONE_WHY = "Nothing limits what the model memorises: it can reproduce rare training text word for word."
+#: The sentence every run without a guarantee carries, by what it (does not) promise.
+GUARANTEE_WHY = {Guarantee.NONE: NONE_WHY, Guarantee.NO_GUARANTEE: NAIVE_WHY}
 
 
 # ------------------------------------------------------------------------------- wording

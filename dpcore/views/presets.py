@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from dpcore.config import TrainConfig
 from dpcore.errors import ConfigError
+from dpcore.privacy.registry import LAPLACE
 
 #: The engine used by the Gaussian presets (ghost clipping: the same steps as Opacus, faster).
 PRESET_ENGINE = "fast"
@@ -100,8 +101,8 @@ PRESETS: tuple[Preset, ...] = (
         title="Laplace, ε = 8",
         description="Laplace DP-SGD (L1 clipping, PLD accountant) at ε = 8: far noisier than Gaussian at the "
         "same ε. Fewer, slower steps (per-example gradients); under a minute.",
-        config=WORKSHOP.replace(mechanism="laplace", epsilon=8.0, accountant="pld", engine="opacus",
-                                max_steps=150, eval_every=50),
+        # the mechanism's own rules pick its accountant (PLD) and engine (Opacus): dpcore.privacy.registry
+        config=WORKSHOP.replace(mechanism=LAPLACE.name, epsilon=8.0, max_steps=150, eval_every=50).normalized(),
         group="lesson",
     ),
     Preset(

@@ -19,27 +19,28 @@ from __future__ import annotations
 
 import functools
 import os
-import threading
-from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from dpcore.config import TrainConfig, check_delta, default_delta, field_problem, field_specs
 from dpcore.data import load_corpus, summarize_lm_data
 from dpcore.errors import ConfigError, DPCoreError
 from dpcore.privacy.accounting import EpsilonCurve
-from dpcore.privacy.calcache import CalibrationKey, calibrated_noise, folder_in, persist
+from dpcore.privacy.background import QUICK, SLOW, start_once
+from dpcore.privacy.calcache import calibrated_noise, folder_in, hand_over
 from dpcore.privacy.plan import accounted_units, calibration_key, plan
+from dpcore.privacy.registry import Guarantee, accountant_of, accountants, looser_instant_accountant, mechanism_of
 from dpcore.runs.limits import check_launch
 from dpcore.views.meaning import delta_sentence, epsilon_sentence
 from dpcore.views.uploads import accept_upload as accept_upload  # re-exported: checks live in uploads
 from dpcore.views.uploads import upload_columns as upload_columns
 
-#: Points on the predicted-ε chart; PRV and PLD cost a full computation per point, RDP almost nothing.
-CURVE_POINTS = {"rdp": 40, "prv": 12, "pld": 10}
+#: Points on the predicted-ε chart per accountant (``Accountant.curve_points``): a full computation per
+#: point for PRV and PLD, almost nothing for RDP.
+CURVE_POINTS = {a.name: a.curve_points for a in accountants()}
+
 
 @dataclass(frozen=True)
 class Preview:
@@ -55,7 +56,7 @@ class Preview:
     default_delta: float
     noise_multiplier: float | None
     curve: list[tuple[int, float]] = field(default_factory=list)  # predicted (step, ε); empty if not DP
-    guarantee: str = "dp"  # "dp" | "none" | "no-guarantee"
+    guarantee: Guarantee = Guarantee.DP
     epsilon_sentence: str = ""
     delta_sentence: str = ""
     unit: str = "sequence"  # the privacy unit N counts: "user" or "sequence"
@@ -107,94 +108,73 @@ def _preview_cached(config: TrainConfig, summary_items: tuple[tuple[str, Any], .
     summary = dict(summary_items)
     n = accounted_units(config, summary)  # users (user-level) or sequences
     p = plan(config, n)
-    q, steps = p["sample_rate"], int(p["steps"])
     common = dict(num_train=n, unit="user" if config.user_level else "sequence", data=summary,
-                  sample_rate=q, steps=steps, epochs=steps * q,
-                  expected_batch_size=int(p["expected_batch_size"]), default_delta=default_delta(n),
-                  delta=p["delta"], noise_multiplier=p["noise_multiplier"])
+                  sample_rate=p.sample_rate, steps=p.steps, epochs=p.epochs,
+                  expected_batch_size=p.expected_batch_size, default_delta=default_delta(n),
+                  delta=p.delta, noise_multiplier=p.noise_multiplier)
     if not config.is_private:
-        guarantee = "none" if config.mechanism == "none" else "no-guarantee"
-        return Preview(**common, guarantee=guarantee)
+        return Preview(**common, guarantee=mechanism_of(config.mechanism).guarantee)
     # the monitor draws the same prediction for the launched run (same σ: dpcore.privacy.calcache), so
     # computing it through the shared cache here spares the monitor seconds with PRV and PLD
-    curve = predicted_curve(config.mechanism, p["noise_multiplier"], q, p["delta"], config.accountant, steps)
+    curve = predicted_curve(config.mechanism, p.noise_multiplier, p.sample_rate, p.delta, config.accountant,
+                            p.steps)
     final = curve[-1][1]
     return Preview(
-        **common, curve=curve, guarantee="dp",
+        **common, curve=curve, guarantee=Guarantee.DP,
         epsilon_sentence=epsilon_sentence(final, seq_len=config.seq_len, tokenizer=config.tokenizer,
                                           privacy_unit=config.unit),
-        delta_sentence=delta_sentence(p["delta"], n, is_default=config.delta is None,
+        delta_sentence=delta_sentence(p.delta, n, is_default=config.delta is None,
                                       units="users" if config.user_level else "training sequences"),
     )
 
 
-@functools.lru_cache(maxsize=256)
 def _provisional(config: TrainConfig, summary_items: tuple[tuple[str, Any], ...]) -> Preview:
     """What can be said at once about a PRV or PLD run whose exact preview is still being computed.
 
-    q, steps and δ are exact. σ (Gaussian, calibrated to ε) is RDP's σ, computed in milliseconds:
-    RDP bounds ε more loosely than PRV and PLD, so the exact σ found at launch is at most this one
-    (4–10 % lower, up to ~27 % for a small ε over few steps); ``noise_bound`` says so. Laplace gets
-    no bound (PLD is its only accountant). There is no curve: every point on it would be a bound, not
-    the run's prediction.
+    q, steps and δ are exact. σ (Gaussian, calibrated to ε) is an instant, looser accountant's σ (RDP's),
+    computed in milliseconds: it bounds ε more loosely than PRV and PLD, so the exact σ found at launch is
+    at most this one (4–10 % lower, up to ~27 % for a small ε over few steps); ``noise_bound`` says so.
+    A mechanism that no instant accountant bounds (Laplace: PLD only) gets no bound. There is no curve:
+    every point on it would be a bound, not the run's prediction. σ comes from the process's one store
+    (:mod:`dpcore.privacy.calcache`), so a rerun costs nothing.
     """
     summary = dict(summary_items)
     n = accounted_units(config, summary)
     p = plan(config, n, calibrate=False)
-    noise, bound = p["noise_multiplier"], ""
-    if noise is None and config.mechanism == "gaussian":
-        key = calibration_key(config, p["sample_rate"], int(p["steps"]), p["delta"]).with_accountant("rdp")
+    noise, bound = p.noise_multiplier, ""
+    quick = looser_instant_accountant(config.mechanism, config.accountant)
+    if noise is None and quick is not None:
+        key = calibration_key(config, p.sample_rate, p.steps, p.delta).with_accountant(quick)
         try:
-            noise, bound = calibrated_noise(key, read_files=False, write_files=False), "rdp"
-        except ConfigError:  # out of RDP's reach; the tight accountant may still reach it
+            noise, bound = calibrated_noise(key, read_files=False, write_files=False), quick
+        except ConfigError:  # out of the quick accountant's reach; the tight one may still reach it
             noise = None
-    steps = int(p["steps"])
     calibrated = config.noise_multiplier is None
     return Preview(
         num_train=n, unit="user" if config.user_level else "sequence", data=summary,
-        sample_rate=p["sample_rate"], steps=steps, epochs=steps * p["sample_rate"],
-        expected_batch_size=int(p["expected_batch_size"]), default_delta=default_delta(n), delta=p["delta"],
-        noise_multiplier=noise, guarantee="dp", pending=True, noise_bound=bound,
+        sample_rate=p.sample_rate, steps=p.steps, epochs=p.epochs,
+        expected_batch_size=p.expected_batch_size, default_delta=default_delta(n), delta=p.delta,
+        noise_multiplier=noise, guarantee=Guarantee.DP, pending=True, noise_bound=bound,
         epsilon_sentence=(epsilon_sentence(config.epsilon, seq_len=config.seq_len, tokenizer=config.tokenizer,
                                            privacy_unit=config.unit) if calibrated else ""),
-        delta_sentence=delta_sentence(p["delta"], n, is_default=config.delta is None,
+        delta_sentence=delta_sentence(p.delta, n, is_default=config.delta is None,
                                       units="users" if config.user_level else "training sequences"),
     )
 
 
 def _in_background(config: TrainConfig) -> bool:
-    """PRV and PLD previews cost seconds (calibration and a curve of exact points): compute them aside."""
-    return config.is_private and config.accountant != "rdp"
+    """Previews with an accountant that is not instant (PRV, PLD) cost seconds: computed aside."""
+    return config.is_private and not accountant_of(config.accountant).instant
 
 
-#: Threads for the exact PRV/PLD previews, apart from the quick ones so that these never wait behind them.
-_exact_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dpcore-exact-preview")
-#: Exact PRV/PLD previews computing or computed, oldest first (finished ones are kept for reruns).
-_exact_jobs: OrderedDict[tuple[TrainConfig, tuple[tuple[str, Any], ...]], Future] = OrderedDict()
-_EXACT_KEPT = 128
-#: Exact previews waiting for a thread; past this the oldest waiting ones are dropped (a slider
-#: dragged across many values wants the last one, not all of them).
-_EXACT_QUEUED = 3
+#: Exact PRV/PLD previews computing or computed (dpcore.privacy.background.SLOW's table and its lock).
+_exact_jobs, _pending_lock = SLOW.jobs, SLOW.lock
 
 
 def _exact_job(config: TrainConfig, summary_items: tuple[tuple[str, Any], ...]) -> Future:
     """The background computation of ``config``'s exact preview, started if it is not running or done."""
-    key = (config, summary_items)
-    with _pending_lock:
-        job = _exact_jobs.get(key)
-        if job is not None and not job.cancelled():
-            _exact_jobs.move_to_end(key)
-            return job
-        job = _exact_pool.submit(_preview_cached, config, summary_items)
-        _exact_jobs[key] = job
-        waiting = [k for k, f in _exact_jobs.items() if not f.done() and not f.running() and k != key]
-        for old in waiting[: max(0, len(waiting) - (_EXACT_QUEUED - 1))]:
-            if _exact_jobs[old].cancel():
-                del _exact_jobs[old]
-        finished = [k for k, f in _exact_jobs.items() if f.done()]
-        for old in finished[: max(0, len(_exact_jobs) - _EXACT_KEPT)]:
-            del _exact_jobs[old]
-        return job
+    # _preview_cached is looked up now, not bound at import: a test can slow it down
+    return SLOW.job((config, summary_items), _preview_cached, config, summary_items)
 
 
 def exact_ready(config: TrainConfig) -> bool:
@@ -226,33 +206,13 @@ def prepare_launch(config: TrainConfig, data_dir: str | os.PathLike[str]) -> Non
         p = plan(config, accounted_units(config, summary), calibrate=False)
     except DPCoreError:
         return
-    key = calibration_key(config, p["sample_rate"], int(p["steps"]), p["delta"])
-    folder = folder_in(data_dir)
-    try:
-        if persist(key, folder) or not _in_background(config):
-            return
-    except OSError:  # an unwritable data folder: the worker calibrates itself
-        return
-    with _pending_lock:
-        job = _exact_jobs.get((config, tuple(sorted(summary.items()))))
-    if job is not None:
-        job.add_done_callback(lambda _f: _persist_quietly(key, folder))
-
-
-def _persist_quietly(key: CalibrationKey, folder: Path) -> None:
-    try:
-        persist(key, folder)
-    except OSError:
-        pass
+    key = calibration_key(config, p.sample_rate, p.steps, p.delta)
+    job = SLOW.get((config, tuple(sorted(summary.items())))) if _in_background(config) else None
+    hand_over(key, folder_in(data_dir), when=job)
 
 
 #: The longest the New run page waits for a preview; past it the page says so instead of hanging.
 PREVIEW_TIMEOUT_S = 8.0
-#: Threads computing previews for every session of this server (more requests wait their turn).
-_PREVIEW_THREADS = 2
-_pool = ThreadPoolExecutor(max_workers=_PREVIEW_THREADS, thread_name_prefix="dpcore-preview")
-_pending: dict[tuple[TrainConfig, tuple[tuple[str, Any], ...]], Future] = {}
-_pending_lock = threading.Lock()
 
 
 class PreviewTooSlow(DPCoreError):
@@ -276,15 +236,7 @@ def timed_preview(config: TrainConfig, summary_items: tuple[tuple[str, Any], ...
         if job.done() and not job.cancelled():  # (cancelled: dropped for a newer one; asked again later)
             return job.result()  # raises what the computation raised (ConfigError: check() reports it)
         return _provisional(config, summary_items)
-    key = (config, summary_items)
-    with _pending_lock:
-        future = _pending.get(key)
-        fresh = future is None
-        if fresh:
-            future = _pool.submit(_preview_cached, config, summary_items)
-            _pending[key] = future
-    if fresh:  # outside the lock: a future that is already done runs its callback right here
-        future.add_done_callback(lambda _f: _forget(key))
+    future = QUICK.job((config, summary_items), _preview_cached, config, summary_items)
     try:
         return future.result(timeout=PREVIEW_TIMEOUT_S if timeout is None else timeout)
     except FutureTimeout:
@@ -293,11 +245,6 @@ def timed_preview(config: TrainConfig, summary_items: tuple[tuple[str, Any], ...
             f"with the {config.accountant.upper()} accountant); try the RDP accountant or fewer steps — "
             "the prediction goes on in the background, so it may be ready in a moment"
         ) from None
-
-
-def _forget(key: tuple[TrainConfig, tuple[tuple[str, Any], ...]]) -> None:
-    with _pending_lock:
-        _pending.pop(key, None)
 
 
 def preview(config: TrainConfig) -> Preview:
@@ -315,9 +262,7 @@ def clear_caches() -> None:
     """Forget cached corpora and previews (tests; a data folder that was wiped)."""
     _summary_cached.cache_clear()
     _preview_cached.cache_clear()
-    _provisional.cache_clear()
-    with _pending_lock:
-        _exact_jobs.clear()
+    SLOW.clear()
 
 
 # ------------------------------------------------------------------------------- checking a form
@@ -395,21 +340,11 @@ def _sentence(text: str) -> str:
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
-_warm_lock = threading.Lock()
-_warmed = False
-
-
 def warm(configs: list[TrainConfig]) -> None:
     """Once per process, compute previews in a daemon thread so a preset's first visitor does not wait.
 
     Accounting (calibration) is pure arithmetic, not training; it is safe off the main thread.
     """
-    global _warmed
-    with _warm_lock:
-        if _warmed:
-            return
-        _warmed = True
-
     def work() -> None:
         for config in configs:
             try:
@@ -417,7 +352,7 @@ def warm(configs: list[TrainConfig]) -> None:
             except Exception:  # noqa: BLE001 - a failed warm-up only means a cold first preview
                 pass
 
-    threading.Thread(target=work, name="dpcore-preview-warmup", daemon=True).start()
+    start_once("dpcore-preview-warmup", work)
 
 
 @functools.lru_cache(maxsize=64)
@@ -425,4 +360,4 @@ def predicted_curve(mechanism: str, noise: float, sample_rate: float, delta: flo
                     steps: int) -> list[tuple[int, float]]:
     """The ε a run with these settings spends after each step (cached: runs share settings)."""
     curve = EpsilonCurve(mechanism, noise, sample_rate, delta, accountant, steps)
-    return curve.predicted(CURVE_POINTS.get(accountant, 12))
+    return curve.predicted(accountant_of(accountant).curve_points)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from dpcore.privacy.registry import Guarantee, mechanism_names, mechanism_of
 from dpcore.runs.store import Run, RunStore
 from dpcore.views.disclosure import UNCOVERED_METRICS, may_show_uncovered
 from dpcore.views.meaning import (
@@ -195,9 +196,9 @@ def frontier(runs: Sequence[Run], *, viewer: str | None = None) -> tuple[list[di
         if run.status != "finished" or ppl is None or not may_show_uncovered(run, viewer=viewer):
             continue
         g = guarantee_of(run)
-        if g == "dp":
+        if g == Guarantee.DP:
             points.append({"label": run_label(run), "epsilon": run_epsilon(run), "val_perplexity": ppl})
-        elif g == "none":
+        elif g == Guarantee.NONE:
             baselines.append({"label": run_label(run), "val_perplexity": ppl})
     return points, baselines
 
@@ -206,7 +207,8 @@ def baseline_perplexity(runs: Sequence[Run], config: Mapping[str, Any]) -> float
     """Final perplexity of a finished non-private run with the same data and model, if any."""
     keys = ("corpus", "tokenizer", "seq_len", "hidden_size", "embed_dim", "num_layers", "seed")
     for run in runs:
-        if (run.status == "finished" and run.config.get("mechanism") == "none"
+        if (run.status == "finished"
+                and mechanism_of(str(run.config.get("mechanism"))).guarantee is Guarantee.NONE
                 and all(run.config.get(k) == config.get(k) for k in keys)):
             return (run.result or {}).get("val_perplexity")
     return None
@@ -215,7 +217,6 @@ def baseline_perplexity(runs: Sequence[Run], config: Mapping[str, Any]) -> float
 # ---------------------------------------------------------------------------------- mechanisms
 #: Model sizes of the mechanism comparison (the preset's own size is added).
 MECHANISM_SIZES = (1_000, 10_000, 100_000, 1_000_000)
-MECHANISM_ORDER = ("gaussian", "laplace", "naive", "none")
 
 
 def model_parameters(config: Any, vocab_size: int) -> int:
@@ -238,7 +239,7 @@ def mechanism_inputs(config: Any) -> dict[str, Any]:
 
 
 def curves_by_mechanism(store: RunStore, runs: Sequence[Run]) -> dict[str, list[tuple[str, list[dict[str, Any]]]]]:
-    """Finished runs' validation curves grouped by mechanism (gaussian, laplace, naive, none)."""
+    """Finished runs' validation curves grouped by mechanism, in the registry's order."""
     groups: dict[str, list[tuple[str, list[dict[str, Any]]]]] = {}
     for run in runs:
         if run.status != "finished":
@@ -246,4 +247,5 @@ def curves_by_mechanism(store: RunStore, runs: Sequence[Run]) -> dict[str, list[
         evals = store.evals(run.id)
         if evals:
             groups.setdefault(str(run.config.get("mechanism")), []).append((run_label(run), evals))
-    return {m: groups[m] for m in sorted(groups, key=lambda m: (MECHANISM_ORDER + (m,)).index(m))}
+    order = mechanism_names()
+    return {m: groups[m] for m in sorted(groups, key=lambda m: (order + (m,)).index(m))}

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from dpcore.errors import DPCoreError
+from dpcore.privacy.registry import mechanism_of
 from dpcore.views.charts import predicted_epsilon_figure
 from dpcore.views.meaning import CENSUS_SENTENCE
 from dpcore.views.presets import PRESETS
@@ -92,12 +93,12 @@ with right:
         if pv.epsilon_sentence:
             st.markdown(f"**ε** — {pv.epsilon_sentence}")
         cols = st.columns(3)
-        laplace = config.mechanism == "laplace"
-        cols[0].metric("Noise λ (Laplace scale)" if laplace else "Noise σ",
+        mechanism = mechanism_of(config.mechanism)
+        symbol = mechanism.noise_symbol or "σ"
+        cols[0].metric(f"Noise {symbol}" + (f" ({mechanism.short_label} scale)" if symbol != "σ" else ""),
                        (("≤ " if pv.noise_bound else "") + f"{pv.noise_multiplier:.3g}") if pv.noise_multiplier
                        else "…" if pv.pending else "—",
-                       help=("The Laplace scale λ, in units of the L1 clipping norm C" if laplace else
-                             "The noise multiplier σ: the noise's standard deviation in units of the clipping norm C")
+                       help=(mechanism.noise_name or "The noise multiplier")
                             + ". Calibrated so the run spends at most the target ε."
                             + (f" For now the {pv.noise_bound.upper()} accountant's value, an upper bound: the "
                                f"{config.accountant.upper()} accountant computes the exact, lower σ."
@@ -118,7 +119,7 @@ with right:
             st.plotly_chart(predicted_epsilon_figure(pv.curve, target=config.epsilon), key="nr_predicted_eps",
                             config=CHART_CONFIG)
         elif pv.pending:  # PRV / PLD: the exact σ and curve take seconds; the page reruns when they are ready
-            st.caption(f"Computing the exact {'λ' if laplace else 'σ'} and the predicted ε curve with the "
+            st.caption(f"Computing the exact {symbol} and the predicted ε curve with the "
                        f"{config.accountant.upper()} accountant (a few seconds)… Launching now is fine: the run is "
                        "calibrated with that accountant either way.")
             _await_exact(resolved)

@@ -20,8 +20,9 @@ from typing import Any
 import streamlit as st
 
 from dpcore.config import DEFAULT_DELTA_RULE, TrainConfig, allowed_choices, field_spec, form_range
+from dpcore.privacy.registry import mechanism_of
 from dpcore.runs.store import RunStore, UploadNotFound
-from dpcore.views.meaning import UNIT_SENTENCES, USER_CAP_HELP, mechanism_label, unit_label
+from dpcore.views.meaning import UNIT_SENTENCES, USER_CAP_HELP, accountant_choice_label, mechanism_label, unit_label
 from dpcore.views.presets import INIT_LABELS, MODEL_SIZES, epsilon_choices, get_preset, model_size_name
 from dpcore.views.urlstate import (
     PRESET_PARAM,
@@ -308,15 +309,14 @@ def privacy_widgets() -> dict[str, Any]:
              "clipped, C may be too small.",
     )
     slots["clip"] = st.empty()
-    laplace = s["nr_mechanism"] == "laplace"
-    accountants = list(allowed_choices("accountant", s["nr_mechanism"]))
+    mechanism = mechanism_of(s["nr_mechanism"])
+    accountants = list(allowed_choices("accountant", mechanism.name))
     st.selectbox("Accountant", accountants, key="nr_accountant",
                  disabled=len(accountants) == 1 or locked("nr_accountant"), persist_state=PERSIST,
-                 help=ACCOUNTANT_HELP,
-                 format_func=lambda a: {"rdp": "RDP (fast, looser)", "prv": "PRV (tight)",
-                                        "pld": "PLD (tight; the only one for Laplace)"}[a])
-    if laplace:
-        st.caption("Laplace is accounted with PLD: Opacus's RDP and PRV accountants are Gaussian-only.")
+                 help=ACCOUNTANT_HELP, format_func=accountant_choice_label)
+    if mechanism.accountants:  # the mechanism's own rule (dpcore.privacy.registry), e.g. Laplace: PLD only
+        st.caption(f"{mechanism.short_label} is accounted with {mechanism.accountants_in_words()}: "
+                   f"{mechanism.accountant_why}.")
     return slots
 
 

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 
 import streamlit as st
 
+from dpcore.privacy.registry import Guarantee, mechanism_of
 from dpcore.runs.store import Run
-from dpcore.views.meaning import NAIVE_WHY, NONE_WHY, mechanism_label, run_label
+from dpcore.views.meaning import GUARANTEE_WHY, mechanism_label, run_label
 from dpcore.views.runview import STATUS_LABELS
 from pages.ui import routes
 
@@ -21,22 +22,24 @@ MECHANISMS_PAGE = routes.MECHANISMS.path
 #: Every chart of the dashboard: no floating Plotly toolbar (it covers titles on small screens).
 CHART_CONFIG = {"displayModeBar": False}
 
-_BADGE_COLORS = {"gaussian": "green", "laplace": "green", "naive": "red", "none": "gray"}
+#: A badge's colour and icon by what the mechanism promises (every registered mechanism has a guarantee).
+_BADGES = {Guarantee.DP: ("green", ":material/lock:"), Guarantee.NO_GUARANTEE: ("red", ":material/warning:"),
+           Guarantee.NONE: ("gray", ":material/lock_open:")}
 
 
 def privacy_badge(mechanism: str) -> None:
     """A coloured label that says at a glance whether a run is private."""
-    icon = {"gaussian": ":material/lock:", "laplace": ":material/lock:", "naive": ":material/warning:",
-            "none": ":material/lock_open:"}.get(mechanism)
-    st.badge(mechanism_label(mechanism), icon=icon, color=_BADGE_COLORS.get(mechanism, "gray"))
+    color, icon = _BADGES[mechanism_of(mechanism).guarantee]
+    st.badge(mechanism_label(mechanism), icon=icon, color=color)
 
 
 def not_dp_notice(mechanism: str) -> None:
     """The label every non-DP run carries on screen, with the one sentence why."""
-    if mechanism == "none":
-        st.info(f"**No privacy (baseline).** {NONE_WHY}", icon=":material/lock_open:")
-    elif mechanism == "naive":
-        st.error(f"**No privacy guarantee.** {NAIVE_WHY}", icon=":material/warning:")
+    guarantee = mechanism_of(mechanism).guarantee
+    if guarantee is Guarantee.NONE:
+        st.info(f"**No privacy (baseline).** {GUARANTEE_WHY[guarantee]}", icon=":material/lock_open:")
+    elif guarantee is Guarantee.NO_GUARANTEE:
+        st.error(f"**No privacy guarantee.** {GUARANTEE_WHY[guarantee]}", icon=":material/warning:")
 
 
 def status_text(run: Run) -> str:

@@ -8,8 +8,8 @@ import pytest
 
 from dpcore.config import TrainConfig
 from dpcore.privacy import calcache
-from dpcore.privacy.accounting import clear_calibration_memo, compute_epsilon
-from dpcore.privacy.calcache import CalibrationKey, calibrated_noise
+from dpcore.privacy.accounting import compute_epsilon
+from dpcore.privacy.calcache import CalibrationKey, calibrated_noise, clear_calibration_memo
 from dpcore.privacy.plan import calibration_key, plan
 
 KEY = CalibrationKey("gaussian", 3.0, 1e-5, 0.05, 400, "rdp")
@@ -60,7 +60,7 @@ def test_a_different_key_is_calibrated_again(monkeypatch):
         before = len(calls)
         p = plan(changed, n)
         assert len(calls) == before + 1, changed
-        assert compute_epsilon("gaussian", p["noise_multiplier"], p["sample_rate"], p["steps"], p["delta"],
+        assert compute_epsilon("gaussian", p.noise_multiplier, p.sample_rate, p.steps, p.delta,
                                "rdp") <= changed.epsilon
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from dpcore.privacy import accounting
-from dpcore.privacy.accounting import calibrate_noise, clear_calibration_memo, compute_epsilon
+from dpcore.privacy.accounting import compute_epsilon
+from dpcore.privacy.calcache import calibrate_noise, clear_calibration_memo
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dpcore.privacy import calcache
-from dpcore.privacy.accounting import clear_calibration_memo
+from dpcore.privacy.calcache import clear_calibration_memo
 
 
 @pytest.fixture(autouse=True)

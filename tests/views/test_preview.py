@@ -52,8 +52,8 @@ def test_preview_agrees_with_the_trainers_plan_and_accountant():
     assert FAST.unit == "user" and pv.unit == "user"  # user-level: N counts users
     assert pv.num_train == pv.data["num_train_users"] > 1000
     assert (pv.sample_rate, pv.steps, pv.noise_multiplier, pv.delta) == (
-        p["sample_rate"], p["steps"], p["noise_multiplier"], p["delta"])
-    assert pv.expected_batch_size == p["expected_batch_size"]
+        p.sample_rate, p.steps, p.noise_multiplier, p.delta)
+    assert pv.expected_batch_size == p.expected_batch_size
     assert pv.delta == default_delta(pv.num_train)
     steps, eps = zip(*pv.curve)
     assert steps[0] == 0 and steps[-1] == FAST.max_steps and list(eps) == sorted(eps)

@@ -32,9 +32,9 @@ def test_an_rdp_preview_is_the_runs_exact_sigma_and_curve():
         got = pv.check(config).preview
         assert not got.pending and got.noise_bound == ""
         p = plan(config, got.num_train)  # what the trainer computes at launch
-        assert got.noise_multiplier == p["noise_multiplier"]
-        expected = EpsilonCurve("gaussian", p["noise_multiplier"], p["sample_rate"], p["delta"], "rdp",
-                                p["steps"]).predicted(pv.CURVE_POINTS["rdp"])
+        assert got.noise_multiplier == p.noise_multiplier
+        expected = EpsilonCurve("gaussian", p.noise_multiplier, p.sample_rate, p.delta, "rdp",
+                                p.steps).predicted(pv.CURVE_POINTS["rdp"])
         assert got.curve == expected and got.final_epsilon <= eps
 
 
@@ -98,14 +98,14 @@ def test_the_provisional_sigma_is_an_upper_bound_close_to_the_exact_one(accounta
     config = BASE.replace(accountant=accountant, epsilon=eps, batch_size=b, max_steps=steps, delta=delta)
     early = pv._provisional(config, _summary(n))
     p = plan(config, n)
-    exact = p["noise_multiplier"]
+    exact = p.noise_multiplier
     assert early.noise_bound == "rdp"
     assert exact <= early.noise_multiplier <= 1.3 * exact
-    assert compute_epsilon("gaussian", early.noise_multiplier, p["sample_rate"], steps, delta, accountant) <= eps
-    assert compute_epsilon("gaussian", exact, p["sample_rate"], steps, delta, accountant) <= eps
+    assert compute_epsilon("gaussian", early.noise_multiplier, p.sample_rate, steps, delta, accountant) <= eps
+    assert compute_epsilon("gaussian", exact, p.sample_rate, steps, delta, accountant) <= eps
     for t in (1, steps // 3, steps):  # RDP at a σ bounds the tight accountant at that σ, at every step
-        assert compute_epsilon("gaussian", exact, p["sample_rate"], t, delta, "rdp") >= compute_epsilon(
-            "gaussian", exact, p["sample_rate"], t, delta, accountant)
+        assert compute_epsilon("gaussian", exact, p.sample_rate, t, delta, "rdp") >= compute_epsilon(
+            "gaussian", exact, p.sample_rate, t, delta, accountant)
 
 
 def test_launch_hands_the_sigma_to_the_worker(tmp_path, monkeypatch):
@@ -113,7 +113,7 @@ def test_launch_hands_the_sigma_to_the_worker(tmp_path, monkeypatch):
     shown = pv.check(config).preview
     pv.prepare_launch(config, tmp_path)
     p = plan(config, shown.num_train)
-    key = calibration_key(config, p["sample_rate"], p["steps"], p["delta"])
+    key = calibration_key(config, p.sample_rate, p.steps, p.delta)
     calcache.clear_memory()  # the worker: another process
     calcache.use_folder(calcache.folder_in(tmp_path))
     try:
