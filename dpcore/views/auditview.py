@@ -94,6 +94,60 @@ def one_run(audit: Mapping[str, Any]) -> dict[str, Any] | None:
     return dict(found) if isinstance(found, Mapping) and found.get("epsilon_lower_bound") is not None else None
 
 
+def fdp_bound(audit: Mapping[str, Any]) -> dict[str, Any] | None:
+    """{value, max_certifiable, family, attack, guesses, correct} of the f-DP bound (Mahloujifar et al. 2024), or None.
+
+    Audits before version 3 have none.
+    """
+    one = one_run(audit)
+    if one is None or one.get("epsilon_lower_bound_fdp") is None:
+        return None
+    return {"value": one["epsilon_lower_bound_fdp"], "max_certifiable": one.get("max_certifiable_fdp"),
+            "family": one.get("fdp_family"), "attack": one.get("fdp_attack"), "guesses": one.get("guesses_fdp"),
+            "correct": one.get("correct_fdp"), "confidence": one.get("confidence")}
+
+
+def bound_rows(audit: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Both one-run bounds side by side (a table for the report and the lab); empty without a one-run audit."""
+    one = one_run(audit)
+    if one is None:
+        return []
+    rows = [{"bound": "Steinke, Nasr & Jagielski (2023)", "ε ≥": one["epsilon_lower_bound"],
+             "most it could show": one.get("max_certifiable"), "guesses": one.get("guesses"),
+             "correct": one.get("correct")}]
+    fdp = fdp_bound(audit)
+    if fdp is not None:
+        rows.append({"bound": f"f-DP, Mahloujifar, Melis & Chaudhuri (2024), {fdp['family']} curves",
+                     "ε ≥": fdp["value"], "most it could show": fdp["max_certifiable"], "guesses": fdp["guesses"],
+                     "correct": fdp["correct"]})
+    claimed = audit.get("claimed_epsilon")
+    for row in rows:
+        row["above the claim"] = bool(claimed is not None and row["ε ≥"] > claimed)
+    return rows
+
+
+def bug_alarm(audit: Mapping[str, Any]) -> str | None:
+    """The bug alarm's sentence when a one-run bound exceeds the run's claimed ε, else None.
+
+    Recomputed from the bounds and the claim as well as read, so that an audit.json whose sentence was
+    lost, or an older one, still raises it.
+    """
+    found = audit.get("bug_alarm")
+    if found:
+        return str(found)
+    one = one_run(audit)
+    claimed = audit.get("claimed_epsilon")
+    if one is None or claimed is None:
+        return None
+    above = [row for row in bound_rows(audit) if row["above the claim"]]
+    if not above:
+        return None
+    shown = " and ".join(f"{row['bound']} shows ε ≥ {row['ε ≥']:.2f}" for row in above)
+    level = 1.0 - float(one.get("confidence") or 0.95)
+    return (f"BUG ALARM: the audit proves more leakage than this run claims: {shown}, above the claimed "
+            f"ε = {claimed:.2f}. A correct DP run shows this at most {level:.0%} of the time per bound.")
+
+
 def no_bound_reason(audit: Mapping[str, Any]) -> str | None:
     """Why the audit has no empirical ε (None when it has one)."""
     if empirical_epsilon(audit) is not None:

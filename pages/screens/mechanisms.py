@@ -1,9 +1,10 @@
 """Mechanisms: why Laplace DP-SGD trains so much worse than Gaussian at the same ε, and what ε protects.
 
 The noise-to-signal ratio of both mechanisms, calibrated to the same (ε, δ) over the built-in
-corpus's sampling rate and steps, against model size; group privacy (a per-sequence ε for someone
-with k sequences, next to a per-person ε); then the visitor's own finished runs' curves grouped by
-mechanism.
+corpus's sampling rate and steps, against model size; the risk dial (what an attacker can achieve at
+that ε, from each mechanism's own trade-off curve, and the noise a target attack success needs); group
+privacy (a per-sequence ε for someone with k sequences, next to a per-person ε); then the visitor's
+own finished runs' curves grouped by mechanism.
 """
 
 import streamlit as st
@@ -14,6 +15,7 @@ from dpcore.views import charts
 from dpcore.views.groupprivacy import group_rows, group_summary, group_table
 from dpcore.views.meaning import NAIVE_WHY
 from dpcore.views.presets import get_preset
+from dpcore.views.riskview import risk_sentence_for, target_row
 from dpcore.views.runview import curves_by_mechanism, mechanism_inputs
 from pages.ui import session
 from pages.ui.widgets import CHART_CONFIG, NEW_RUN_PAGE
@@ -44,6 +46,43 @@ st.caption(f"Built-in corpus, workshop setup: sampling rate q = {inputs['sample_
 st.plotly_chart(charts.noise_signal_figure(rows, highlight=inputs["num_parameters"]), key="mech_ratio",
                 config=CHART_CONFIG)
 st.markdown("\n".join(f"- {s}" for s in comparison_sentences(rows, float(epsilon))))
+
+st.subheader("What can an attacker achieve at this ε?")
+st.caption("Each mechanism's own trade-off curve, for these very q, steps and noise: the most members any "
+           "membership attack can catch while wrongly accusing few non-members. Computed from the privacy-loss "
+           "distribution each time (Dong, Roth & Su 2019), never looked up.")
+
+
+@st.cache_data(show_spinner="Computing both trade-off curves…", max_entries=64)
+def _risk(epsilon: float, sigma: float, lam: float, fpr: float) -> dict[str, str | None]:
+    q, steps, delta = inputs["sample_rate"], inputs["steps"], inputs["delta"]
+    return {"gaussian": risk_sentence_for("gaussian", sigma, q, steps, delta, epsilon, fpr),
+            "laplace": risk_sentence_for("laplace", lam, q, steps, delta, epsilon, fpr)}
+
+
+@st.cache_data(show_spinner="Finding the noise for that attack success…", max_entries=64)
+def _reverse(target: float, fpr: float) -> list[dict]:
+    q, steps, delta = inputs["sample_rate"], inputs["steps"], inputs["delta"]
+    return [target_row(m, q, steps, delta, target, fpr) for m in ("gaussian", "laplace")]
+
+
+fpr = st.select_slider("Non-members wrongly accused", options=[0.001, 0.01, 0.05, 0.1], value=0.01,
+                       format_func=lambda a: f"{a * 100:g} in 100", key="mech_fpr")
+if rows:
+    sentences = _risk(float(epsilon), rows[0].gaussian_sigma, rows[0].laplace_lambda, float(fpr))
+    st.markdown("\n".join(f"- **{m.title()}** (noise {n:.3g}): {sentences[m]}" for m, n in
+                          (("gaussian", rows[0].gaussian_sigma), ("laplace", rows[0].laplace_lambda))
+                          if sentences[m]))
+target = st.select_slider("Or set the attack success to stay under (members caught)",
+                          options=[0.02, 0.05, 0.1, 0.2, 0.5], value=0.05,
+                          format_func=lambda t: f"{t * 100:g} in 100", key="mech_target")
+if target > fpr:
+    try:
+        st.dataframe(_reverse(float(target), float(fpr)), hide_index=True, key="mech_reverse")
+    except DPCoreError as err:
+        st.warning(f"No noise found for that target: {err}")
+else:
+    st.caption("An attack success at or below the false accusations is random guessing: any noise gives it.")
 
 st.subheader("Per sequence or per person?")
 st.caption("A run's ε protects its privacy unit. Per sequence, someone who wrote many messages is protected only as "
