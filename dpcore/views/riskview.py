@@ -56,11 +56,15 @@ def result_risk_sentence(result: Mapping[str, Any], fpr: float = DEFAULT_FPR) ->
                              result.get("privacy_unit"))
 
 
-def plan_risk_sentence(mechanism: str, plan: Mapping[str, Any], epsilon: float | None,
+def plan_risk_sentence(mechanism: str, plan: Any, epsilon: float | None,
                        fpr: float = DEFAULT_FPR, unit: str | None = None) -> str | None:
-    """The sentence for a run about to launch, from :func:`dpcore.privacy.plan.plan` (or a Preview's fields)."""
-    return risk_sentence_for(mechanism, plan.get("noise_multiplier"), plan.get("sample_rate"), plan.get("steps"),
-                             plan.get("delta"), epsilon, fpr, unit)
+    """The sentence for a run about to launch, from :func:`dpcore.privacy.plan.plan`'s Plan, a Preview or a dict
+    with ``noise_multiplier``, ``sample_rate``, ``steps`` and ``delta``."""
+    def get(name: str) -> Any:
+        return plan.get(name) if isinstance(plan, Mapping) else getattr(plan, name, None)
+
+    return risk_sentence_for(mechanism, get("noise_multiplier"), get("sample_rate"), get("steps"), get("delta"),
+                             epsilon, fpr, unit)
 
 
 def target_row(mechanism: str, sample_rate: float, steps: int, delta: float, target_tpr: float,

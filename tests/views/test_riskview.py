@@ -20,6 +20,14 @@ def test_result_sentence_uses_the_runs_own_mechanism():
     assert riskview.result_risk_sentence({**result, "noise_multiplier": None}) is None
 
 
+def test_plan_sentence_reads_a_plan_or_a_dict():
+    from types import SimpleNamespace
+
+    fields = {"noise_multiplier": 1.2, "sample_rate": 0.05, "steps": 100, "delta": 1e-5}
+    assert riskview.plan_risk_sentence("gaussian", SimpleNamespace(**fields), 3.0) == \
+        riskview.plan_risk_sentence("gaussian", fields, 3.0) is not None
+
+
 def test_target_row_reverses_the_dial():
     row = riskview.target_row("gaussian", 0.05, 100, 1e-5, 0.1)
     assert row["TPR bound"] <= 0.1 and row["ε"] > 0
