@@ -27,3 +27,7 @@ class CheckpointError(DPCoreError):
 
 class TrainingDiverged(DPCoreError):
     """The loss became NaN or infinite on a non-empty batch (the trainer stops the run at once)."""
+
+
+class TextRefused(DPCoreError):
+    """Text from a model without a guarantee asked for by someone the disclosure rule keeps it from."""

@@ -1,5 +1,10 @@
 """Text from a stored run's model, in the dashboard process: plain samples and private decoding.
 
+Every text goes through :func:`dpcore.runs.access.text_access` first, with the viewer who asks:
+text without a guarantee from a non-private model trained on an upload is for its owner only
+(:class:`~dpcore.errors.TextRefused` for anyone else), and everyone else's private decoding of such
+a model is also capped by its stranger budget, in the same ledger transaction as the charge.
+
 Loading a checkpoint needs torch, so this lives in the runs room, not in the torch-free views.
 Plain sampling is post-processing of the model and takes a visible seed; a private decoder draws
 secret randomness and is charged to the model's inference ledger in the run store before it
@@ -26,6 +31,7 @@ from dpcore.decoding import (
     text_guarantee,
 )
 from dpcore.errors import CheckpointError, DPCoreError
+from dpcore.runs.access import StrangerBudget, TextAccess, text_access
 from dpcore.runs.store import Run, RunStore
 
 #: The longest prompt a visitor may send (characters): generation runs in the dashboard process.
@@ -57,14 +63,27 @@ def load_run_checkpoint(store: RunStore, run: Run) -> Any:
     return _checkpoint(path, (st.st_mtime_ns, st.st_size))
 
 
-def generate_samples(store: RunStore, run: Run, prompt: str, *, n: int = 3, max_tokens: int = 80,
-                     temperature: float = 0.8, seed: int = 0) -> list[str]:
+def check_access(store: RunStore, run: Run, viewer: str | None, spec: Any) -> tuple[Run, TextAccess]:
+    """The run as stored now and how ``viewer`` may read ``spec``'s text from it (or TextRefused).
+
+    The rule reads the stored row, not the caller's copy, so a stale or hand-made ``Run`` cannot
+    move a model out of its owner's hands.
+    """
+    fresh = store.get_run(run.id)
+    return fresh, text_access(fresh, viewer, spec)
+
+
+def generate_samples(store: RunStore, run: Run, prompt: str, *, viewer: str | None, n: int = 3,
+                     max_tokens: int = 80, temperature: float = 0.8, seed: int = 0) -> list[str]:
     """``n`` plain continuations of ``prompt`` from the run's final model, seeded (same seed, same draws).
 
     Plain sampling claims no ε of its own (post-processing of the model), so a visible seed costs
     nothing; private decoders go through :func:`decode_text`, which ignores a seed for them.
+    ``viewer`` (an owner key; None: unknown) is checked first: plain text of an owner-only model is
+    refused to anyone but its owner.
     """
     check_prompt(prompt)
+    run, _ = check_access(store, run, viewer, DecoderSpec("plain"))
     ckpt = load_run_checkpoint(store, run)
     return sample_texts(ckpt.model, ckpt.tokenizer, prompt, n=n, max_tokens=max_tokens,
                         temperature=temperature, seed=seed)
@@ -80,20 +99,24 @@ def unknown_prompt_chars(store: RunStore, run: Run, prompt: str) -> str:
     return "".join(sorted({c for c in prompt if tok.encode(c) == [UNK_ID]}))
 
 
-def decode_text(store: RunStore, run: Run, prompt: str, spec: Any, *, viewer: str | None = None,
+def decode_text(store: RunStore, run: Run, prompt: str, spec: Any, *, viewer: str | None,
                 max_tokens: int = 80, seed: int = 0, delta_prime: float = 1e-6) -> tuple[Any, Any]:
     """(DecodedText, TextGuarantee) of one continuation of ``prompt`` from the run's final model.
 
+    First :func:`dpcore.runs.access.text_access`: plain and naive-logits text of an owner-only model
+    is refused (:class:`~dpcore.errors.TextRefused`) to anyone but its owner, whatever path asks.
     A private decoder (``spec.has_guarantee``) spends the model's inference ledger: before
     decoding, ``viewer`` is charged the most the text may spend (``max_tokens`` × ε per token) in one
     atomic check-and-record (:class:`dpcore.runs.store.InferenceBudgetExceeded` past the budget: nothing
-    is decoded), then the charge is settled down to the tokens actually drawn (an interrupted decode
-    keeps the full charge: conservative). Its randomness is secret; ``seed`` applies to ``plain`` and
-    ``naive-logits`` only.
+    is decoded; :class:`dpcore.runs.store.StrangerBudgetExceeded` past what everyone but the owner
+    may spend on an owner-only model), then the charge is settled down to the tokens actually drawn
+    (an interrupted decode keeps the full charge: conservative). Its randomness is secret; ``seed``
+    applies to ``plain`` and ``naive-logits`` only.
     """
     check_prompt(prompt)
-    ckpt = load_run_checkpoint(store, run)
     spec.validate()
+    run, _ = check_access(store, run, viewer, spec)
+    ckpt = load_run_checkpoint(store, run)
     entry = None
     if spec.has_guarantee:
         if viewer is None:
@@ -142,3 +165,8 @@ def ledger(store: RunStore, run: Run, delta_prime: float | None = None) -> Ledge
     """
     del delta_prime
     return ledger_summary(store.ledger(run.id))
+
+
+def stranger_budget(store: RunStore, run: Run) -> StrangerBudget | None:
+    """What everyone but the owner has spent on and may spend on this model; None if the cap does not apply."""
+    return store.ledger(run.id).strangers

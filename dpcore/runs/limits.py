@@ -49,6 +49,12 @@ BASE_BYTES = 420 * MiB
 ADDRESS_SPACE_SLACK = 1 * GiB
 #: The worker's ``RLIMIT_AS`` is min(budget, SAFETY_FACTOR × estimate) + ADDRESS_SPACE_SLACK.
 SAFETY_FACTOR = 2.0
+#: The ε that everyone but a model's owner may spend together on private decoding of a model without
+#: a DP guarantee trained on an upload (``dpcore.runs.access``), unless the owner raised it. 8 is the
+#: training ε of a default run: strangers learn about the owner's text at most what a default DP run
+#: would let anyone learn. It buys eight texts at the "private" point (ε ≤ 1 each) and no text at the
+#: "readable" one (ε ≤ 128), whose promise is one in name only.
+DEFAULT_STRANGER_BUDGET = 8.0
 #: Vocabulary of a character model: UTF-8 bytes plus the three special tokens (uploads); the
 #: built-in corpus's alphabet is smaller, so this is an upper bound for both.
 CHAR_VOCAB = 259

@@ -10,7 +10,9 @@ row here that any session, CLI call or worker can find again. The store holds
 * ``inference_ledger`` (schema v2) - every text privately decoded from a run's model: who asked
   (owner key), the decoder, tokens, ε per token and the text's ε; ``runs.inference_budget`` caps
   their basic-composition total, and ``runs.share_uncovered`` is the owner's opt-in to show
-  statistics that the DP guarantee does not cover to people who open the run by link.
+  statistics that the DP guarantee does not cover to people who open the run by link;
+  ``runs.stranger_budget`` (schema v4) caps what everyone but the owner spends together on a model
+  whose text is for its owner only (:mod:`dpcore.runs.access`).
 
 Design notes:
 
@@ -50,16 +52,17 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from dpcore.config import PRIVATE_MECHANISMS, TrainConfig
 from dpcore.errors import DPCoreError
 from dpcore.paths import STORE_FILENAME, resolve_data_dir
-from dpcore.runs.limits import ServerLimits
+from dpcore.runs import access
+from dpcore.runs.limits import DEFAULT_STRANGER_BUDGET, ServerLimits
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: The ε budget for private decoding of one model when its owner has not set one, over all texts and
 #: viewers together. It was 20, which cannot buy one readable text: private prediction pays for every
 #: token, and readable text needs ε ≈ 8 per character (measured, ``bench/decoding_points.py``), so the
@@ -175,8 +178,13 @@ _SCHEMA_V3 = [
     "ALTER TABLE runs ADD COLUMN stop_reason TEXT",
 ]
 
+_SCHEMA_V4 = [
+    # the owner's raise (or cut) of what everyone else may spend on private decoding (None: the default)
+    "ALTER TABLE runs ADD COLUMN stranger_budget REAL",
+]
+
 #: version -> statements that bring a file from version-1 to version. Append, never edit.
-_MIGRATIONS: dict[int, list[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+_MIGRATIONS: dict[int, list[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
 #: Below this much free space in the data folder a failed write is blamed on a full disk.
 LOW_DISK_BYTES = 64 * 2**20
 DISK_FULL_HINT = (
@@ -195,6 +203,10 @@ class UploadNotFound(DPCoreError):
 
 class InferenceBudgetExceeded(DPCoreError):
     """A private decoding charge that would take a model's inference ledger past its budget."""
+
+
+class StrangerBudgetExceeded(InferenceBudgetExceeded):
+    """A non-owner's private decoding charge past what everyone but the owner may spend on the model."""
 
 
 class DiskFull(DPCoreError):
@@ -230,11 +242,17 @@ class Run:
     inference_budget: float | None = None  # the owner's ε budget for private decoding (None: the default)
     share_uncovered: bool = False  # the owner's opt-in to show uncovered statistics to link holders
     stop_reason: str | None = None  # set when the server stopped the run (wall-time cap)
+    stranger_budget: float | None = None  # the owner's ε budget for everyone else's private decoding (None: default)
 
     @property
     def effective_inference_budget(self) -> float:
         """The ε budget for private decoding of this run's model (the owner's, or the default)."""
         return DEFAULT_INFERENCE_BUDGET if self.inference_budget is None else float(self.inference_budget)
+
+    @property
+    def effective_stranger_budget(self) -> float:
+        """What everyone but the owner may spend together on private decoding (the owner's, or the default)."""
+        return DEFAULT_STRANGER_BUDGET if self.stranger_budget is None else float(self.stranger_budget)
 
     @property
     def guarantee(self) -> str:
@@ -315,6 +333,10 @@ class LedgerState:
     budget_is_default: bool
     entries: tuple[LedgerEntry, ...]
     charged: LedgerEntry | None = None  # the entry :meth:`RunStore.charge_inference` just wrote
+    owner: str = ""
+    strangers_capped: bool = False  # the model's text is for its owner only: the stranger budget applies
+    stranger_budget: float = DEFAULT_STRANGER_BUDGET
+    stranger_budget_is_default: bool = True
 
     @property
     def spent(self) -> float:
@@ -323,6 +345,23 @@ class LedgerState:
     @property
     def remaining(self) -> float:
         return max(0.0, self.budget - self.spent)
+
+    @property
+    def stranger_spent(self) -> float:
+        """The basic-composition total of every text decoded by someone other than the owner."""
+        return math.fsum(e.epsilon for e in self.entries if e.viewer != self.owner)
+
+    @property
+    def stranger_remaining(self) -> float:
+        return max(0.0, self.stranger_budget - self.stranger_spent)
+
+    @property
+    def strangers(self) -> access.StrangerBudget | None:
+        """The stranger budget and what it has left; None when the model's text is not for its owner only."""
+        if not self.strangers_capped:
+            return None
+        return access.StrangerBudget(self.stranger_budget, self.stranger_budget_is_default, self.stranger_spent,
+                                     DEFAULT_STRANGER_BUDGET)
 
     @property
     def tokens(self) -> int:
@@ -772,8 +811,11 @@ class RunStore:
         The budget check and the insert are ONE write transaction (``BEGIN IMMEDIATE`` serialises
         writers across threads and processes), so concurrent viewers can never overspend. Raises
         :class:`InferenceBudgetExceeded` (and records nothing) when the charge would take the
-        basic-composition total past the run's budget. Charge the most a text may spend *before*
-        decoding it, then :meth:`settle_inference` down to what it used.
+        basic-composition total past the run's budget, and :class:`StrangerBudgetExceeded` when
+        ``viewer`` is not the owner of a model whose text is for its owner only
+        (:func:`dpcore.runs.access.owner_only`) and the charge would take everyone-but-the-owner's
+        total past the stranger budget: the same transaction checks both. Charge the most a text may
+        spend *before* decoding it, then :meth:`settle_inference` down to what it used.
         """
         viewer = _check_owner(viewer)
         eps0, tokens = float(epsilon_per_token), int(tokens)
@@ -785,6 +827,15 @@ class RunStore:
         with self.transaction() as conn:
             run = self.get_run(run_id, conn=conn)
             state = self._ledger(conn, run)
+            if (state.strangers_capped and viewer != run.owner
+                    and state.stranger_spent + cost > state.stranger_budget * (1 + 1e-12)):
+                raise StrangerBudgetExceeded(
+                    f"this text may spend ε = {cost:.3g} ({tokens} tokens × {eps0:.3g}), but everyone other than "
+                    f"the owner may spend ε = {state.stranger_budget:.3g} in total on this model (its stranger "
+                    f"budget, {'the default' if state.stranger_budget_is_default else 'set by its owner'}) and "
+                    f"{state.stranger_remaining:.3g} is left: the model has no privacy guarantee of its own, so "
+                    f"ask for fewer tokens or a smaller ε per token, or ask the run's owner"
+                )
             if state.spent + cost > state.budget * (1 + 1e-12):
                 raise InferenceBudgetExceeded(
                     f"this text may spend ε = {cost:.3g} ({tokens} tokens × {eps0:.3g}), but the model's "
@@ -797,7 +848,7 @@ class RunStore:
                 (run_id, time.time(), viewer, str(decoder), tokens, eps0, cost),
             ).fetchone()
             entry = LedgerEntry(**dict(row))
-            return LedgerState(state.run_id, state.budget, state.budget_is_default, (*state.entries, entry), entry)
+            return replace(state, entries=(*state.entries, entry), charged=entry)
 
     def settle_inference(self, entry_id: int, tokens: int) -> None:
         """Lower a charged entry to the ``tokens`` a text really used (never raises a charge)."""
@@ -816,7 +867,9 @@ class RunStore:
     def _ledger(self, conn: sqlite3.Connection, run: Run) -> LedgerState:
         rows = conn.execute("SELECT * FROM inference_ledger WHERE run_id = ? ORDER BY id", (run.id,)).fetchall()
         return LedgerState(run.id, run.effective_inference_budget, run.inference_budget is None,
-                           tuple(LedgerEntry(**dict(r)) for r in rows))
+                           tuple(LedgerEntry(**dict(r)) for r in rows), owner=run.owner,
+                           strangers_capped=access.owner_only(run), stranger_budget=run.effective_stranger_budget,
+                           stranger_budget_is_default=run.stranger_budget is None)
 
     def set_inference_budget(self, run_id: str, owner: str, epsilon: float | None) -> Run:
         """The owner sets the ε budget for private decoding of their run's model (None: the default)."""
@@ -825,6 +878,19 @@ class RunStore:
             if not (math.isfinite(epsilon) and epsilon >= 0):
                 raise DPCoreError(f"the inference budget must be a number ≥ 0, got {epsilon!r}")
         return self._owner_update(run_id, owner, "inference_budget", epsilon)
+
+    def set_stranger_budget(self, run_id: str, owner: str, epsilon: float | None) -> Run:
+        """The owner raises (or cuts) what everyone else may spend on private decoding of their model.
+
+        A deliberate choice, kept on the run and named in its privacy statement; None goes back to
+        :data:`~dpcore.runs.limits.DEFAULT_STRANGER_BUDGET`. Anyone but the owner is refused with
+        :class:`RunNotFound`, as every owner-only change is.
+        """
+        if epsilon is not None:
+            epsilon = float(epsilon)
+            if not (math.isfinite(epsilon) and epsilon >= 0):
+                raise DPCoreError(f"the stranger budget must be a number ≥ 0, got {epsilon!r}")
+        return self._owner_update(run_id, owner, "stranger_budget", epsilon)
 
     def set_share_uncovered(self, run_id: str, owner: str, value: bool) -> Run:
         """The owner opts in (or out) to show uncovered statistics to people who open the run by link."""

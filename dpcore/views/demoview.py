@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from dpcore.runs.store import Run
 from dpcore.views.auditview import exposure_groups
 from dpcore.views.charts import BASELINE_COLOR, COLORS
+from dpcore.views.disclosure import may_show_samples
 from dpcore.views.meaning import MECHANISM_SHORT_LABELS, guarantee_of, run_epsilon
 from dpcore.views.roomview import frontier_scatter_figure
 
@@ -48,7 +49,7 @@ def final_samples(entries: Sequence[Entry], samples: Mapping[str, Sequence[Mappi
     out = []
     for title, run in entries:
         final = [s for s in samples.get(run.id, ()) if s.get("kind") == "final"]
-        if final:
+        if final and may_show_samples(run, viewer=None):  # every visitor reads the gallery: the one rule decides
             out.append((title, str(final[0].get("prompt") or ""), [str(s["text"]) for s in final[:per_run]]))
     return out
 

@@ -13,8 +13,11 @@ showing them (:func:`may_show_uncovered`, :func:`may_show_samples`, :func:`visib
   "computed without noise"; people who open the run by link, and every exported report or CSV,
   get only covered quantities — unless the owner ticked the explicit "share statistics that ε
   does not cover" box (``Run.share_uncovered``);
-* text sampled from a model with no DP guarantee, trained on an upload, is never shown to anyone
-  but its owner on screen (and exported only with the same box ticked).
+* text sampled from a model with no DP guarantee, trained on an upload, is for its owner only, on
+  screen and in every export, whatever the box says: the rule itself is
+  :func:`dpcore.runs.access.text_access`, below every page, report, export and CLI path; everyone
+  else may decode such a model only privately, within its stranger budget
+  (:func:`stranger_sentence` says what it is and whether the owner raised it).
 
 Pure data, no streamlit and no torch: pages and reports call these.
 """
@@ -26,6 +29,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dpcore.runs.access import STORED_SAMPLES, may_read, owner_only
+from dpcore.runs.limits import DEFAULT_STRANGER_BUDGET
 from dpcore.views.meaning import guarantee_of
 
 #: Step metrics computed from private data without noise (never covered by ε).
@@ -59,17 +64,37 @@ def may_show_uncovered(run: Any, *, viewer: str | None) -> bool:
 
 
 def may_show_samples(run: Any, *, viewer: str | None) -> bool:
-    """May ``viewer`` read text sampled from the run's model? (None: an exported file.)
+    """May ``viewer`` read the samples the worker stored while training? (None: someone unknown.)
 
     Text from a DP-trained model is post-processing and covered. Text from a model without a
-    guarantee can quote its training text: for an upload, only its owner reads it on screen, and an
-    export includes it only when the owner ticked the sharing box.
+    guarantee can quote its training text: for an upload, only its owner reads it, on screen or in
+    an export they download; the sharing box shares statistics, never that text. The rule is
+    :func:`dpcore.runs.access.text_access`, the one every decoder goes through too.
     """
-    if _is_dp(run) or is_builtin(run.config):
-        return True
-    if viewer is None:
-        return bool(getattr(run, "share_uncovered", False))
-    return viewer == run.owner
+    return may_read(run, viewer, STORED_SAMPLES)
+
+
+def stranger_sentence(run: Any) -> str | None:
+    """Who may read the text of an owner-only model, and the stranger budget (with the owner's raise).
+
+    None when the model's text is not for its owner only (DP-trained, or the public built-in corpus).
+    """
+    if not owner_only(run):
+        return None
+    budget = getattr(run, "stranger_budget", None)
+    head = ("Text from this model is for its owner only when it carries no guarantee of its own: it was trained "
+            "without privacy on uploaded text, which plain samples (and the naive-logits decoder) can quote, so "
+            "they are refused to everyone else, on screen, in reports and exports and from the command line. "
+            "Everyone else together may decode it only with a private decoder, charged to a stranger budget of ")
+    if budget is None:
+        return head + f"ε = {DEFAULT_STRANGER_BUDGET:g} in total (the default)."
+    budget = float(budget)
+    if budget > DEFAULT_STRANGER_BUDGET:
+        return head + (f"ε = {budget:.3g} in total: RAISED by the run's owner from the default "
+                       f"ε = {DEFAULT_STRANGER_BUDGET:g}, so what strangers may learn about the uploaded text is "
+                       f"bounded only by ε = {budget:.3g} (basic composition, δ = 0).")
+    return head + (f"ε = {budget:.3g} in total (set by the run's owner; the default is "
+                   f"ε = {DEFAULT_STRANGER_BUDGET:g}).")
 
 
 def visible_metrics(rows: Sequence[Mapping[str, Any]], show_uncovered: bool) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from dpcore.runs.access import StrangerBudget
 from dpcore.runs.store import Run
 
 
@@ -96,6 +97,26 @@ def text_epsilon_caption(epsilon_per_token: float, picks: int, epsilon_text: flo
     return (f"**This text: ε = {_num(epsilon_text)}** (δ = 0, charged to the ledger): {picks} token "
             f"choice{'s' if picks != 1 else ''}{end} × ε {_num(epsilon_per_token)} per token · advanced "
             f"composition: (ε = {_num(advanced)}, δ = {delta_prime:g})")
+
+
+#: In place of plain or naive-logits text that the disclosure rule keeps for the owner (with the refusal).
+OWNER_ONLY_HINT = "A private decoder's texts carry their own ε, within this model's stranger budget."
+
+
+def stranger_caption(budget: StrangerBudget) -> str:
+    """Under a model whose text is for its owner only: what everyone else has spent of their budget.
+
+    An owner's raise is named as such next to the default, on every viewer's screen.
+    """
+    if budget.is_default:
+        who = "the default"
+    elif budget.raised:
+        who = f"RAISED by the run's owner from the default ε = {_num(budget.default)}"
+    else:
+        who = f"set by the run's owner; the default is ε = {_num(budget.default)}"
+    return (f"**Stranger budget ε = {_num(budget.budget)}** ({who}): what everyone but the owner may spend "
+            f"together on private decoding of this model, which has no guarantee of its own. "
+            f"Spent {_num(budget.spent)}, {_num(budget.remaining)} left.")
 
 
 #: The privacy level the Samples page puts next to the non-private baseline by default.

@@ -34,9 +34,9 @@ show_uncovered = may_show_uncovered(run, viewer=session.owner())
 if session.is_owner(run) and not is_builtin(run.config):
     shared = st.toggle(
         "Share statistics that ε does not cover", value=bool(run.share_uncovered), key="rep_share_uncovered",
-        help=f"Training loss, validation perplexity, clipping statistics and (for a run without a guarantee) its "
-             f"samples are {UNCOVERED_LABEL}. By default people with this run's link and every downloaded report "
-             "leave them out; tick this to include them.",
+        help=f"Training loss, validation perplexity and clipping statistics are {UNCOVERED_LABEL}. By default "
+             "people with this run's link and every downloaded report leave them out; tick this to include them. "
+             "Samples of a model without a guarantee stay yours whatever this says: they can quote your text.",
     )
     if shared != bool(run.share_uncovered):
         store.set_share_uncovered(run.id, session.owner(), shared)
@@ -44,12 +44,14 @@ if session.is_owner(run) and not is_builtin(run.config):
 
 downloads = st.columns(3)
 downloads[0].download_button(
-    "Download report (HTML, with charts)", data=lambda: html_report(run, metrics, evals, samples),
+    "Download report (HTML, with charts)",
+    data=lambda: html_report(run, metrics, evals, samples, viewer=session.owner()),
     file_name=f"dp-rnn-lab-{run.id}.html", mime="text/html", icon=":material/download:", on_click="ignore",
     key="rep_html", type="primary",
 )
 downloads[1].download_button(
-    "Download report (Markdown)", data=lambda: markdown_report(run, samples), file_name=f"dp-rnn-lab-{run.id}.md",
+    "Download report (Markdown)", data=lambda: markdown_report(run, samples, viewer=session.owner()),
+    file_name=f"dp-rnn-lab-{run.id}.md",
     mime="text/markdown", icon=":material/download:", on_click="ignore", key="rep_md",
 )
 checkpoint = store.artifacts(run.id).get("checkpoint")

@@ -6,7 +6,10 @@ demand (it is not training). A private decoder (exponential, noisy-max, mix) add
 token, which protects even a non-private model; naive-logits noise protects nothing.
 
 Private decoding compounds: every private text is charged to the model's inference ledger (across
-all viewers) before it is shown, and refused past the budget its owner set. It runs only on a
+all viewers) before it is shown, and refused past the budget its owner set. A model without a
+guarantee trained on an upload gives plain and naive-logits text to its owner only, and everyone else
+together decodes it privately within its stranger budget (``dpcore.runs.access``: the core enforces
+both; this page only says so). It runs only on a
 click, never on a rerun, and its randomness is secret: the seed drives plain sampling only. Two
 named operating points ("readable", "private": :data:`dpcore.decoding.OPERATING_POINTS`) come
 first in the decoder menu; each text shows the ε it spent, which is what its ledger keeps.
@@ -15,20 +18,22 @@ first in the decoder menu; each text shows the ε it spent, which is what its le
 import streamlit as st
 
 from dpcore.decoding import DECODER_CHOICES, OPERATING_POINTS, PRIVATE_DECODERS, DecoderSpec
-from dpcore.errors import DPCoreError
+from dpcore.errors import DPCoreError, TextRefused
 from dpcore.runs.inference import (
     MAX_PROMPT_CHARS,
+    check_access,
     decode_point,
     decode_text,
     epsilon_per_text,
     generate_samples,
     ledger,
     point_spec,
+    stranger_budget,
     unknown_prompt_chars,
 )
 from dpcore.runs.store import InferenceBudgetExceeded
 from dpcore.views import charts, samplesview
-from dpcore.views.disclosure import may_show_samples, may_show_uncovered
+from dpcore.views.disclosure import may_show_uncovered
 from dpcore.views.meaning import guarantee_of, run_epsilon, run_label
 from pages.ui import session
 from pages.ui.widgets import CHART_CONFIG, multi_run_picker, no_runs_yet, privacy_badge, remember_linked_runs
@@ -141,6 +146,13 @@ def set_budget(run_id: str) -> None:
         st.session_state["_smp_budget_error"] = str(err)
 
 
+def set_stranger_budget(run_id: str) -> None:
+    try:
+        store.set_stranger_budget(run_id, viewer, float(st.session_state[f"smp_stranger_{run_id}"]))
+    except DPCoreError as err:
+        st.session_state["_smp_budget_error"] = str(err)
+
+
 def show_decoded(out, guarantee, key: str) -> None:
     """One text from a non-plain decoder, with its ε per token, running totals and statements."""
     st.code(out.text or "(empty)", language=None, wrap_lines=True)
@@ -185,6 +197,16 @@ def ledger_panel(run) -> None:
                         on_change=set_budget, args=(run.id,),
                         help="The most ε that private decoding of this model may spend, over all texts and "
                              "viewers together (basic composition, δ = 0). Past it, private decoding is refused.")
+    strangers = stranger_budget(store, run)
+    if strangers is not None:
+        st.caption(samplesview.stranger_caption(strangers))
+        if session.is_owner(run):
+            st.number_input("Stranger budget ε (yours to raise)", min_value=0.0, max_value=1e6,
+                            value=min(float(strangers.budget), 1e6), step=1.0, key=f"smp_stranger_{run.id}",
+                            on_change=set_stranger_budget, args=(run.id,),
+                            help="What everyone but you may spend together on private decoding of this model, "
+                                 "which has no guarantee of its own. A raise is named in the run's privacy "
+                                 "statement and under this model for every viewer.")
 
 for start in range(0, len(chosen), MAX_COLUMNS):
     row = st.columns(MAX_COLUMNS)
@@ -198,15 +220,15 @@ for start in range(0, len(chosen), MAX_COLUMNS):
             st.caption(" · ".join(
                 ([f"ε = {eps:.2f}"] if eps is not None else ["no ε" if guarantee_of(run) != "dp" else "ε pending"])
                 + ([f"perplexity {ppl:.2f}"] if ppl is not None else [])))
-            if decoder == "plain" and not may_show_samples(run, viewer=viewer):
-                st.info("This model has no privacy guarantee and was trained on its owner's own text, so plain "
-                        "samples of it are for its owner only (they can quote that text). A private decoder's "
-                        "texts carry their own ε.", icon=":material/lock:")
-                continue
-            try:
-                texts = generate_samples(store, run, prompt, n=int(count), max_tokens=int(tokens),
+            try:  # the core's rule, asked before anything is drawn (every decode below asks it again)
+                check_access(store, run, viewer, spec if spec is not None else point_spec(store, run, point))
+                texts = generate_samples(store, run, prompt, viewer=viewer, n=int(count), max_tokens=int(tokens),
                                          temperature=float(temperature), seed=int(seed)) if decoder == "plain" else []
                 unknown = unknown_prompt_chars(store, run, prompt)
+            except TextRefused as err:
+                st.info(f"{str(err)[:1].upper()}{str(err)[1:]}. {samplesview.OWNER_ONLY_HINT}", icon=":material/lock:")
+                ledger_panel(run)
+                continue
             except DPCoreError as err:
                 st.error(str(err))
                 continue
@@ -227,7 +249,7 @@ for start in range(0, len(chosen), MAX_COLUMNS):
             elif not private:  # naive-logits: claims nothing, charges nothing, seeded
                 for i in range(int(count)):
                     try:
-                        show_decoded(*decode_text(store, run, prompt, spec, max_tokens=int(tokens),
+                        show_decoded(*decode_text(store, run, prompt, spec, viewer=viewer, max_tokens=int(tokens),
                                                   seed=int(seed) + i, delta_prime=float(delta_prime)),
                                      key=f"smp_eps_{run_id}_{i}")
                     except DPCoreError as err:

@@ -58,7 +58,7 @@ def test_texts_from_a_stored_byte_model_never_show_u_fffd(store):
     path = store.run_dir(run.id) / "model.pt"
     save_checkpoint(path, model.state_dict(), model.cfg, ByteTokenizer(), TINY.to_dict(), {})
     store.add_artifact(run.id, "checkpoint", path)
-    texts = inference.generate_samples(store, run, "ROMEO:", n=5, max_tokens=40, temperature=1.0, seed=0)
+    texts = inference.generate_samples(store, run, "ROMEO:", viewer="o", n=5, max_tokens=40, temperature=1.0, seed=0)
     assert len(texts) == 5 and all(REPLACEMENT_CHAR not in t for t in texts)
     out, _ = inference.decode_point(store, run, "ROMEO:", READABLE, viewer="v")
     assert REPLACEMENT_CHAR not in out.text
