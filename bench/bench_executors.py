@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from dpcore.config import TrainConfig  # noqa: E402 - after the path set-up above
-from dpcore.runs.executor import LocalExecutor, usable_cpus  # noqa: E402
+from dpcore.runs.executors.local import LocalExecutor, usable_cpus  # noqa: E402
 from dpcore.runs.limits import ServerLimits  # noqa: E402
 from dpcore.runs.store import RunStore  # noqa: E402
 
@@ -80,7 +80,7 @@ def main() -> None:
         import ray
     except ImportError:
         raise SystemExit("this bench needs Ray: pip install -r requirements-ray.txt") from None
-    from dpcore.runs.ray_executor import RayExecutor
+    from dpcore.runs.executors.ray import RayExecutor
 
     config = short_run(args.steps)
     cores = usable_cpus()

@@ -62,7 +62,7 @@ def busy(n: int):
 
 def _stop_all(store) -> None:
     """Cancel every live run of ``store`` and wait until its worker is gone (SIGKILL after 20 s)."""
-    from dpcore.runs.executor import process_alive
+    from dpcore.runs.executors.local import process_alive
 
     deadline = time.monotonic() + 20
     for run in store.list_runs(status=("running", "queued")):
@@ -90,7 +90,7 @@ def _config(name: str):
 def store_launch(data_dir: Path, name: str, stored: bool) -> dict:
     """Submit one run and time it to its first metric row; σ stored by the dashboard or not."""
     from dpcore.privacy import calcache
-    from dpcore.runs.executor import LocalExecutor
+    from dpcore.runs.executors.local import LocalExecutor
     from dpcore.runs.store import RunStore
     from dpcore.views import preview as pv
 

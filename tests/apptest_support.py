@@ -14,6 +14,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from dpcore.config import TrainConfig, unit_phrase
+from dpcore.runs.executors.base import wait_for
 from dpcore.runs.store import Run, RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +34,9 @@ class FakeExecutor:
 
     def __init__(self, store: RunStore) -> None:
         self.store = store
+        self.limits = store.limits
+        self.grace_s = 10.0
+        self.max_concurrent = 1
         self.submitted: list[tuple[str, TrainConfig]] = []
 
     def submit(self, owner: str, config: TrainConfig, *, allow_local_paths: bool = False) -> str:
@@ -51,6 +55,13 @@ class FakeExecutor:
 
     def poll(self) -> None:
         pass
+
+    def wait(self, run_id: str, timeout: float | None = None, *, poll_s: float = 0.5,
+             owner: str | None = None) -> Run:
+        return wait_for(self, run_id, timeout, poll_s=poll_s, owner=owner)
+
+    def describe(self) -> str:
+        return "this server"
 
 
 def router_page(page: str) -> str:

@@ -43,7 +43,8 @@ VIEWS = sorted(
     for p in (ROOT / "dpcore" / "views").glob("*.py")
 )
 TORCH_FREE = [*VIEWS, "dpcore.privacy.plan", "dpcore.privacy.accounting", "dpcore.data", "dpcore.data.dataset",
-              "dpcore.data.prior", "dpcore.runs.store", "dpcore.runs.executor"]
+              "dpcore.data.prior", "dpcore.runs.store", "dpcore.runs.executors.local",
+              "dpcore.runs.executors.registry", "dpcore.runs.lifecycle"]
 
 
 def _run(code: str) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ from typing import Any
 
 from dpcore.config import FieldSpec, TrainConfig, cli_flag, field_default, field_specs, parse_field
 from dpcore.errors import ConfigError, DPCoreError
-from dpcore.runs.executors import ENV_EXECUTOR, EXECUTOR_KINDS
+from dpcore.runs.executors.registry import ENV_EXECUTOR, EXECUTOR_KINDS
 from dpcore.runs.sweeps import parse_epsilons
 
 

@@ -28,8 +28,8 @@ from dpcore.cli.args import add_executor_argument, add_train_arguments, config_f
 from dpcore.errors import DPCoreError
 from dpcore.paths import ENV_DATA_DIR, cli_owner
 from dpcore.privacy.registry import PRIVATE_MECHANISMS
-from dpcore.runs.executor import Executor, wait_for
-from dpcore.runs.executors import make_executor
+from dpcore.runs.executors.base import Executor, wait_for
+from dpcore.runs.executors.registry import make_executor
 from dpcore.runs.store import Run, RunStore
 from dpcore.runs.sweeps import submit_sweep
 from dpcore.views.disclosure import may_show_samples
@@ -125,7 +125,7 @@ def _executor(args: argparse.Namespace) -> Executor:
 
 
 def _at_a_time(ex: Executor) -> str:
-    cap = getattr(ex, "max_concurrent", None)
+    cap = ex.max_concurrent
     return f"{cap} at a time" if cap else "as the Ray cluster's resources allow"
 
 

@@ -53,6 +53,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +76,32 @@ DEFAULT_INFERENCE_BUDGET = 160.0
 #: Owner keys that start with this are the server's own pinned runs (the demo gallery): no browser
 #: or CLI user holds one, and retention never deletes them.
 PINNED_OWNER_PREFIX = "pinned:"
-STATUSES = ("queued", "running", "finished", "failed", "cancelled")
-TERMINAL_STATUSES = ("finished", "failed", "cancelled")
+
+
+class Status(str, Enum):
+    """Where a run is in its life: the ``runs.status`` column, typed.
+
+    A ``str`` enum, so it is stored as (and compares equal to) the plain strings the database and
+    every page already hold; executors and workers pass these, never a literal.
+    """
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:  # logs and sentences say "failed", not "Status.FAILED"
+        return self.value
+
+    @property
+    def is_terminal(self) -> bool:
+        """A final status: the run will not change any more."""
+        return self in (Status.FINISHED, Status.FAILED, Status.CANCELLED)
+
+
+STATUSES = tuple(s.value for s in Status)
+TERMINAL_STATUSES = tuple(s.value for s in Status if s.is_terminal)
 METRIC_COLUMNS = (
     "step", "train_loss", "epsilon", "batch_size", "frac_clipped", "median_grad_norm",
     "step_time_s", "elapsed_s", "noisy_frac_clipped",
@@ -624,19 +649,35 @@ class RunStore:
         )
         return cur.rowcount == 1
 
+    def mark_dispatched(self, conn: sqlite3.Connection, run_id: str, host: str) -> bool:
+        """Mark a queued run as handed to a cluster (``host``), in the caller's write transaction.
+
+        False if it was not queued and undispatched any more: another poller took it a moment ago,
+        so the one transaction that both marks and launches it is what keeps a run from starting twice.
+        """
+        cur = conn.execute(
+            "UPDATE runs SET host = ? WHERE id = ? AND status = 'queued' AND host IS NULL", (host, run_id)
+        )
+        return cur.rowcount == 1
+
     def finish_run(
         self,
         run_id: str,
-        status: str,
+        status: Status,
         *,
         error: str | None = None,
         result: Mapping[str, Any] | None = None,
         only_if_running: bool = True,
         conn: sqlite3.Connection | None = None,
     ) -> bool:
-        """Give a run its final status. By default only a running run: never overwrite a verdict."""
+        """Give a run its final status. By default only a running run: never overwrite a verdict.
+
+        ``status`` is a :class:`Status` (its plain string is accepted too, as stored); a status that is
+        not final raises, so a run can never be "finished" back into the queue.
+        """
         if status not in TERMINAL_STATUSES:
             raise ValueError(f"not a final status: {status!r}")
+        status = Status(status)
         sql = (
             "UPDATE runs SET status = ?, error = ?, finished_at = ?, "
             "result = COALESCE(?, result) WHERE id = ?"

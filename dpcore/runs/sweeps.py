@@ -27,7 +27,7 @@ from typing import Any
 from dpcore.config import PRIVATE_MECHANISMS, TrainConfig
 from dpcore.errors import DPCoreError
 from dpcore.privacy.registry import NONE
-from dpcore.runs.executor import Executor, check_submission
+from dpcore.runs.executors.base import Executor, check_submission
 from dpcore.runs.store import QuotaExceeded, RunStore
 
 MAX_SWEEP_VALUES = 12
@@ -95,7 +95,7 @@ def submit_sweep(
     """Check every run of the sweep, then submit them all and record the sweep; returns it."""
     store = executor.store
     configs = sweep_configs(base, epsilons, with_baseline=with_baseline)
-    limits = getattr(executor, "limits", store.limits)
+    limits = executor.limits
     for config in configs:  # all or nothing: a refused run refuses the sweep before anything is queued
         check_submission(store, owner, config, allow_local_paths=allow_local_paths, limits=limits)
     active = len(store.list_runs(owner, status=("queued", "running")))

@@ -22,7 +22,7 @@ import contextlib
 import streamlit as st
 
 from dpcore.errors import DPCoreError
-from dpcore.runs.executor import Executor
+from dpcore.runs.executors.base import Executor
 from dpcore.runs.store import Run, RunNotFound, RunStore, Upload, UploadNotFound
 from dpcore.views.meaning import run_label
 from pages.ui import session

@@ -34,8 +34,8 @@ from typing import Any
 
 import streamlit as st
 
-from dpcore.runs.executor import Executor
-from dpcore.runs.executors import make_executor
+from dpcore.runs.executors.base import Executor
+from dpcore.runs.executors.registry import make_executor
 from dpcore.runs.store import Run, RunNotFound, RunStore
 
 COOKIE = "dprnn_owner"
@@ -75,8 +75,7 @@ def executor() -> Executor:
 
 def executor_label() -> str:
     """Where runs train, in a few words, for the sidebar (the executor's own ``describe``)."""
-    describe = getattr(executor(), "describe", None)
-    return describe() if callable(describe) else "this server"
+    return executor().describe()
 
 
 # ------------------------------------------------------------------------------ identity

@@ -1,6 +1,6 @@
 """AppTest: "sweep ε" on New run launches the grid on a real local Ray, and Compare draws its frontier.
 
-The runs train through :class:`~dpcore.runs.ray_executor.RayExecutor` on the session's Ray
+The runs train through :class:`~dpcore.runs.executors.ray.RayExecutor` on the session's Ray
 (tests/ray_support.py) with a quick stand-in trainer (tests/sweep_training.py) that reports results
 shaped like the real ones, so the frontier has points.
 """
@@ -36,7 +36,7 @@ def _frontier(at) -> dict:
 @pytest.mark.ray
 def test_a_sweep_launched_from_new_run_opens_compare_on_four_runs_and_draws_the_frontier(app_env, monkeypatch):
     import pages.ui.session as session
-    from dpcore.runs.ray_executor import RayExecutor
+    from dpcore.runs.executors.ray import RayExecutor
 
     monkeypatch.setenv("DPCORE_HEARTBEAT_S", "0.5")
     monkeypatch.setattr(session, "build_executor",

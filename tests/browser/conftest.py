@@ -53,7 +53,7 @@ def _healthy(url: str) -> bool:
 
 def _stop_workers(data_dir: Path) -> None:
     """Kill every worker the server started (they outlive ``streamlit run``)."""
-    from dpcore.runs.executor import process_alive
+    from dpcore.runs.executors.local import process_alive
     from dpcore.runs.store import RunStore
 
     if not (data_dir / "runs.sqlite3").exists():

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.ray, pytest.mark.skipif(not Path(
 
 @pytest.fixture
 def ray_app_url(tmp_path: Path, ray_cluster: str) -> Iterator[str]:  # noqa: F811
-    from dpcore.runs.ray_executor import NAMESPACE, run_actor_name
+    from dpcore.runs.executors.ray import NAMESPACE, run_actor_name
     from dpcore.runs.store import RunStore
 
     data_dir = tmp_path / "data"

@@ -18,7 +18,7 @@ import pytest
 from dpcore.cli import main
 from dpcore.cli import runs as runs_cli
 from dpcore.paths import cli_owner
-from dpcore.runs.executor import LocalExecutor, process_alive
+from dpcore.runs.executors.local import LocalExecutor, process_alive
 from dpcore.runs.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]

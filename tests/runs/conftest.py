@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dpcore.runs.executor import process_alive
+from dpcore.runs.executors.local import process_alive
 from dpcore.runs.store import RunStore
 
 

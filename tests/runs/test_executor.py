@@ -16,13 +16,13 @@ import pytest
 
 from dpcore.config import TrainConfig
 from dpcore.errors import DPCoreError
-from dpcore.runs.executor import (
-    DIED_MESSAGE,
+from dpcore.runs.executors.local import (
     LocalExecutor,
     detect_gpus,
     process_alive,
     resolve_max_concurrent,
 )
+from dpcore.runs.lifecycle import DIED_MESSAGE
 from dpcore.runs.limits import ServerLimits
 from dpcore.runs.store import Run, RunNotFound, RunStore
 

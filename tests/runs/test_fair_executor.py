@@ -14,10 +14,10 @@ import pytest
 
 from dpcore.errors import DPCoreError
 from dpcore.events import RunInfo
-from dpcore.runs.executor import DIED_MESSAGE, DISK_FULL_MESSAGE, LocalExecutor, process_alive
+from dpcore.runs.executors.local import LocalExecutor, process_alive
+from dpcore.runs.lifecycle import DIED_MESSAGE, DISK_FULL_MESSAGE, StoreCallbacks
 from dpcore.runs.limits import ServerLimits
 from dpcore.runs.store import QuotaExceeded, RunNotFound, RunStore
-from dpcore.runs.worker import StoreCallbacks
 from tests.runs.test_executor import FAKE, LONG, config, until, wait_done
 
 

@@ -20,8 +20,9 @@ import pytest
 
 from dpcore.config import TrainConfig
 from dpcore.errors import DPCoreError
-from dpcore.runs.executor import DIED_MESSAGE, LocalExecutor
-from dpcore.runs.executors import executor_kind, make_executor
+from dpcore.runs.executors.local import LocalExecutor
+from dpcore.runs.executors.registry import executor_kind, make_executor
+from dpcore.runs.lifecycle import DIED_MESSAGE
 from dpcore.runs.limits import ServerLimits
 from dpcore.runs.store import QuotaExceeded, Run, RunStore
 from tests.ray_support import FAKE, ray_cluster  # noqa: F401 - the session's Ray
@@ -53,7 +54,7 @@ def done(ex, run_id: str) -> Run:
 
 @pytest.fixture
 def ray_executor(ray_cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: F811
-    from dpcore.runs.ray_executor import RayExecutor
+    from dpcore.runs.executors.ray import RayExecutor
 
     monkeypatch.setenv("DPCORE_HEARTBEAT_S", "0.5")
     made = []
@@ -222,7 +223,7 @@ def test_the_executor_is_chosen_by_env_and_flag(tmp_path: Path, monkeypatch: pyt
 
 
 def test_without_ray_installed_the_message_says_how_to_install_it(tmp_path: Path, monkeypatch) -> None:
-    from dpcore.runs import ray_executor
+    from dpcore.runs.executors import ray as ray_executor
 
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(DPCoreError, match="requirements-ray.txt"):
@@ -230,7 +231,7 @@ def test_without_ray_installed_the_message_says_how_to_install_it(tmp_path: Path
 
 
 def test_an_unreachable_ray_address_is_one_sentence_at_once() -> None:
-    from dpcore.runs.ray_executor import _check_reachable
+    from dpcore.runs.executors.ray import _check_reachable
 
     start = time.monotonic()
     with pytest.raises(DPCoreError, match=r"cannot reach the Ray cluster at RAY_ADDRESS=127\.0\.0\.1:1 .*ray start"):

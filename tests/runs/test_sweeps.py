@@ -15,7 +15,7 @@ from dpcore.cli import main
 from dpcore.cli import runs as runs_cli
 from dpcore.config import TrainConfig
 from dpcore.errors import DPCoreError
-from dpcore.runs.executor import LocalExecutor
+from dpcore.runs.executors.local import LocalExecutor
 from dpcore.runs.limits import ServerLimits
 from dpcore.runs.store import QuotaExceeded, RunStore
 from dpcore.runs.sweeps import list_sweeps, load_sweep, parse_epsilons, submit_sweep, sweep_configs

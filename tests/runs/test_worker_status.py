@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
+from dpcore.runs.lifecycle import StoreCallbacks
 from dpcore.runs.store import RunStore
-from dpcore.runs.worker import StoreCallbacks
 from dpcore.views.runview import progress
 from tests.apptest_support import TINY
 

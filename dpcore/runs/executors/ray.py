@@ -1,7 +1,7 @@
 """RayExecutor: runs as Ray actors on a cluster, with the same store, cancel and crash guarantees.
 
 ``DPCORE_EXECUTOR=ray`` (or ``--executor ray``) swaps the local process executor for this one; pages
-and the CLI see the same :class:`~dpcore.runs.executor.Executor` contract and the same run store.
+and the CLI see the same :class:`~dpcore.runs.executors.base.Executor` contract and the same run store.
 Ray is an optional dependency (``requirements-ray.txt``) and is imported only here, in functions.
 
 What runs where:
@@ -23,11 +23,11 @@ What runs where:
   them, so every page and command reads them as before.
 
 Quotas apply at submit exactly as locally (corpus, steps, memory, disk, runs queued or running per
-owner; :func:`~dpcore.runs.executor.check_submission`); then every queued run goes to Ray at once
+owner; :func:`~dpcore.runs.executors.base.check_submission`); then every queued run goes to Ray at once
 and Ray's resources decide how many train together. ``poll()`` does the supervisor's work:
 
 * a ``running`` row whose actor is gone (SIGKILL, out of memory, node lost) ends ``failed`` with
-  :data:`~dpcore.runs.executor.DIED_MESSAGE` (``cancelled`` if a cancel was asked); its metrics stay;
+  :data:`~dpcore.runs.lifecycle.DIED_MESSAGE` (``cancelled`` if a cancel was asked); its metrics stay;
 * a cancel is seen by the worker's heartbeat within ``DPCORE_HEARTBEAT_S`` (2 s) on any node, and the
   actor is killed (``ray.kill``) if the run has not stopped ``grace_s`` later;
 * a silent worker (no heartbeat for ``stale_after_s``: stopped, hung) is killed and fails; a run past
@@ -35,6 +35,9 @@ and Ray's resources decide how many train together. ``poll()`` does the supervis
 * a queued run is handed to Ray once (its row is marked ``ray:pending`` in the same transaction that
   creates the actor, so two pollers never launch it twice); one whose actor died before it started
   fails with :data:`NOT_STARTED_MESSAGE`.
+
+Every verdict becomes a status and sentence through :func:`dpcore.runs.lifecycle.settle`, the local
+executor's table too, and the worker's final word through :func:`dpcore.runs.lifecycle.conclude`.
 """
 
 from __future__ import annotations
@@ -57,20 +60,21 @@ from typing import Any
 from dpcore.config import TrainConfig
 from dpcore.errors import DPCoreError
 from dpcore.runs import artifacts
-from dpcore.runs.executor import (
-    DEFAULT_GRACE_S,
-    DIED_MESSAGE,
-    OVERTIME_MESSAGE,
-    PURGE_EVERY_S,
-    STUCK_MESSAGE,
-    _duration,
-    check_submission,
+from dpcore.runs.executors.base import DEFAULT_GRACE_S, PURGE_EVERY_S, ExecutorOptions, check_submission, wait_for
+from dpcore.runs.lifecycle import (  # the worker's loop, as the local worker runs it
+    ARTIFACT_FILES,
+    DEFAULT_TRAIN_FN,
+    ENV_HEARTBEAT_S,
+    Heartbeat,
+    Verdict,
+    claim,
+    conclude,
     live_verdict,
-    wait_for,
+    settle,
+    train,
 )
 from dpcore.runs.limits import ServerLimits, estimate_config_memory
-from dpcore.runs.store import LOW_DISK_BYTES, Run, RunNotFound, RunStore
-from dpcore.runs.worker import ARTIFACT_FILES, DEFAULT_TRAIN_FN, _Heartbeat, claim, train  # the local worker's loop
+from dpcore.runs.store import LOW_DISK_BYTES, Run, RunNotFound, RunStore, Status
 
 NAMESPACE = "dpcore"
 RUN_PREFIX = "dpcore-run-"
@@ -78,7 +82,6 @@ WRITER_PREFIX = "dpcore-store-"
 HOST_PREFIX = "ray:"
 PENDING_HOST = "ray:pending"
 ENV_CPUS_PER_RUN = "DPCORE_RAY_CPUS_PER_RUN"
-ENV_HEARTBEAT_S = "DPCORE_HEARTBEAT_S"
 #: Below this many seconds between two polls the cluster is not asked again (30 visitors poll at once).
 MIN_POLL_S = 0.5
 DESCRIBE_EVERY_S = 30.0
@@ -86,6 +89,7 @@ NOT_STARTED_MESSAGE = (
     "the Ray worker for this run ended before it started training (its node was lost, it was killed, "
     "or dp-rnn-lab could not be imported there: see the Ray logs)"
 )
+OUTSIDE_MESSAGE = "stopped from outside dp-rnn-lab before it finished"
 INSTALL_HINT = "install it with: pip install -r requirements-ray.txt"
 
 
@@ -192,7 +196,7 @@ class StoreWriter:
 
     def claim(self, data_dir: str, run_id: str, host: str, pid: int, gpu: str | None) -> Run | None:
         """The run if this worker should train it (it was queued or is already this pid's), else None."""
-        return claim(self._store(data_dir), run_id, pid, host=host, local=False, gpu=gpu)
+        return claim(self._store(data_dir), run_id, pid, host=host, gpu=gpu)  # another machine's pid: no identity
 
     def corpus(self, data_dir: str, run_id: str) -> bytes:
         """The text file a running run trains on (vetted at submit: one of its owner's uploads, or a CLI
@@ -236,7 +240,7 @@ class RemoteStore:
     """The part of :class:`RunStore` a worker uses, forwarded to the :class:`StoreWriter`.
 
     ``run_dir`` is the worker's own folder (on its machine), so the worker's trainer, callbacks and
-    heartbeat (:mod:`dpcore.runs.worker`) run unchanged against it.
+    heartbeat (:mod:`dpcore.runs.lifecycle`) run unchanged against it.
     """
 
     def __init__(self, writer: Any, data_dir: str, limits: ServerLimits, out_dir: Path) -> None:
@@ -272,9 +276,9 @@ class RemoteStore:
     def get_run(self, run_id: str) -> Run:
         return self._call("get_run", run_id)
 
-    def finish_run(self, run_id: str, status: str, *, error: str | None = None,
+    def finish_run(self, run_id: str, status: Status, *, error: str | None = None,
                    result: dict[str, Any] | None = None) -> bool:
-        return bool(self._call("finish_run", run_id, status, error=error, result=result))
+        return bool(self._call("finish_run", run_id, Status(status).value, error=error, result=result))
 
 
 # ---------------------------------------------------------------------------------- the worker side
@@ -302,10 +306,10 @@ class RunWorker:
                 _ray().get_runtime_context().current_actor.shutdown.remote()
 
 
-def train_on_ray(spec: dict[str, Any]) -> str | None:
+def train_on_ray(spec: dict[str, Any]) -> Status | None:
     """The worker's whole life in the actor: claim, train with a heartbeat, deliver files, final status.
 
-    Mirrors ``python -m dpcore.runs.worker`` (same trainer wrapper, callbacks and heartbeat), except
+    Mirrors ``python -m dpcore.runs.worker`` (the same loop of :mod:`dpcore.runs.lifecycle`), except
     that the store is remote and there is no address-space cap: a Ray worker maps the object store,
     so ``RLIMIT_AS`` would fail it at once; Ray's memory monitor and ``memory=`` placement stand in.
     """
@@ -333,28 +337,26 @@ def train_on_ray(spec: dict[str, Any]) -> str | None:
             print(f"ray worker {os.getpid()} on {socket.gethostname()} training run {run_id}", file=sys.stderr)
             run = _local_corpus(run, writer, data_dir, out_dir, in_place)
             stop = threading.Event()
-            beat = _Heartbeat(remote, run_id, stop, float(spec["heartbeat_s"]))
+            beat = Heartbeat(remote, run_id, stop, float(spec["heartbeat_s"]))
             beat.start()
             try:
-                status, error, result = train(remote, run, stop, spec["train_fn"])
+                ending = train(remote, run, stop, spec["train_fn"])
             finally:
                 beat.halt.set()
-            if error and not in_place:
-                error = error.replace(str(out_dir), str(head_dir))
-            now = remote.get_run(run_id)
-            if now.stop_reason and status != "finished":  # the server stopped it (wall-time cap)
-                status, error = "failed", now.stop_reason
-            elif status == "cancelled" and now.cancel_requested_at is None:
-                error = "stopped from outside dp-rnn-lab before it finished"
-            print(f"run {run_id}: {status}" + (f": {error}" if error else ""), file=sys.stderr)
+            if ending.error and not in_place:
+                ending = dataclasses.replace(ending, error=ending.error.replace(str(out_dir), str(head_dir)))
+            ending = conclude(ending, remote.get_run(run_id), outside=OUTSIDE_MESSAGE)
+            print(f"run {run_id}: {ending.status}" + (f": {ending.error}" if ending.error else ""), file=sys.stderr)
             log.flush()
             try:
                 _deliver(spec, writer, out_dir, in_place)
             except Exception as err:  # noqa: BLE001 - a run whose files are lost must not say "finished"
                 traceback.print_exc()
-                if status == "finished":
-                    status, error = "failed", f"the run's files could not be stored on the app's server: {err}"
-            remote.finish_run(run_id, status, error=error, result=result)
+                if ending.status is Status.FINISHED:
+                    ending = dataclasses.replace(ending, status=Status.FAILED, error=(
+                        f"the run's files could not be stored on the app's server: {err}"))
+            remote.finish_run(run_id, ending.status, error=ending.error, result=ending.result)
+            status = ending.status
     finally:
         if not in_place:
             shutil.rmtree(out_dir, ignore_errors=True)
@@ -439,6 +441,11 @@ class RayExecutor:
         self._described = (float("-inf"), "")
         self._lock = threading.Lock()
 
+    @classmethod
+    def from_options(cls, store: RunStore, options: ExecutorOptions) -> RayExecutor:
+        """The registry's way in: ``max_concurrent`` does not apply (the cluster's resources decide)."""
+        return cls(store, train_fn=options.train_fn, start_local=options.start_cluster)
+
     # ------------------------------------------------------------------ contract
     def submit(self, owner: str, config: TrainConfig | dict[str, Any], *, allow_local_paths: bool = False) -> str:
         """Queue a run (refused past the same limits as locally) and hand it to Ray at once."""
@@ -455,7 +462,7 @@ class RayExecutor:
         """Queued (in dp-rnn-lab or waiting in Ray): cancelled at once. Running: its heartbeat sees the
         request on whatever node it is on; after ``grace_s`` the actor is killed."""
         run = self.store.request_cancel(run_id, owner)
-        if run.status == "cancelled":
+        if run.status == Status.CANCELLED:
             self._kill(run_id)  # an actor still waiting for resources in Ray
         self.poll(force=True)
         return self.store.get_run(run_id)
@@ -488,10 +495,10 @@ class RayExecutor:
     def poll(self, force: bool = False) -> None:
         """Settle runs whose actors died, stop overdue or cancelled ones, hand queued runs to Ray."""
         self._purge()
-        active = self.store.list_runs(status=("queued", "running"))
+        active = self.store.list_runs(status=(Status.QUEUED, Status.RUNNING))
         if not active:
             return
-        undispatched = any(r.status == "queued" and r.host is None for r in active)
+        undispatched = any(r.status == Status.QUEUED and r.host is None for r in active)
         with self._lock:
             if not (force or undispatched) and time.monotonic() - self._last_poll < MIN_POLL_S:
                 return
@@ -505,7 +512,7 @@ class RayExecutor:
                       file=sys.stderr)
                 return
             now = time.time()
-            for run in self.store.list_runs(status="running", conn=conn):
+            for run in self.store.list_runs(status=Status.RUNNING, conn=conn):
                 verdict = self._verdict(run, live, now)
                 if verdict:
                     kill += self._settle(conn, run, verdict)
@@ -513,48 +520,37 @@ class RayExecutor:
                 if run.host is None:
                     self._launch(conn, run)
                 elif run.host == PENDING_HOST and run.id not in live:
-                    self.store.finish_run(run.id, "failed", error=NOT_STARTED_MESSAGE, only_if_running=False,
+                    self.store.finish_run(run.id, Status.FAILED, error=NOT_STARTED_MESSAGE, only_if_running=False,
                                           conn=conn)
-            active_ids = {r.id for r in self.store.list_runs(status=("queued", "running"), conn=conn)}
+            active_ids = {r.id for r in self.store.list_runs(status=(Status.QUEUED, Status.RUNNING), conn=conn)}
         kill += [run_id for run_id in live - active_ids if self._ended_here(run_id)]  # stragglers
         for run_id in kill:
             self._kill(run_id)
 
-    def _verdict(self, run: Run, live: set[str], now: float) -> str | None:
+    def _verdict(self, run: Run, live: set[str], now: float) -> Verdict | None:
         silent = run.heartbeat_at is None or now - run.heartbeat_at > self.stale_after_s
         if not (run.host or "").startswith(HOST_PREFIX):
-            return "stale" if silent else None  # a local executor's run: only its heartbeat tells
+            return Verdict.STALE if silent else None  # a local executor's run: only its heartbeat tells
         if run.id not in live:
-            return "dead"
+            return Verdict.DEAD
         return live_verdict(run, now, silent, self.grace_s, self.limits)
 
-    def _settle(self, conn: Any, run: Run, verdict: str) -> list[str]:
-        """Give the run its verdict; returns the runs whose actors must be killed."""
-        if verdict == "overtime":
-            self.store.request_stop(run.id, OVERTIME_MESSAGE.format(limit=_duration(self.limits.max_run_seconds)),
-                                    conn=conn)
+    def _settle(self, conn: Any, run: Run, verdict: Verdict) -> list[str]:
+        """Write the lifecycle's outcome for the run; returns the runs whose actors must be killed.
+
+        A stop request (wall-time cap) reaches the actor through its heartbeat, on whatever node.
+        """
+        outcome = settle(run, verdict, grace_s=self.grace_s, stale_after_s=self.stale_after_s, limits=self.limits)
+        if outcome.status is None:
+            if outcome.stop_reason:
+                self.store.request_stop(run.id, outcome.stop_reason, conn=conn)
             return []
-        if run.stop_reason:
-            status, error = "failed", run.stop_reason
-        elif verdict == "stuck":
-            status, error = "failed", STUCK_MESSAGE.format(seconds=self.stale_after_s)
-        elif run.cancel_requested_at is not None:
-            status = "cancelled"
-            error = (f"did not stop within {self.grace_s:g} s of the cancel request, so it was killed"
-                     if verdict == "kill" else None)
-        elif verdict == "stale":
-            status, error = "failed", (f"the worker on {run.host} stopped sending heartbeats "
-                                       f"(none for over {self.stale_after_s:g} s)")
-        else:
-            status, error = "failed", DIED_MESSAGE
-        self.store.finish_run(run.id, status, error=error, conn=conn)
-        return [run.id] if verdict in ("kill", "stuck") else []
+        self.store.finish_run(run.id, outcome.status, error=outcome.error, conn=conn)
+        return [run.id] if outcome.kill else []
 
     def _launch(self, conn: Any, run: Run) -> None:
         """Mark the row as handed to Ray and create its actor, in the caller's write transaction."""
-        cur = conn.execute("UPDATE runs SET host = ? WHERE id = ? AND status = 'queued' AND host IS NULL",
-                           (PENDING_HOST, run.id))
-        if cur.rowcount != 1:
+        if not self.store.mark_dispatched(conn, run.id, PENDING_HOST):
             return
         try:
             config = run.train_config()
@@ -565,10 +561,10 @@ class RayExecutor:
             ).remote(self._spec(run, options))
         except ValueError as err:  # the name exists: another process launched it a moment ago
             if "already" not in str(err).lower():
-                self.store.finish_run(run.id, "failed", error=f"Ray refused the run: {err}", only_if_running=False,
-                                      conn=conn)
+                self.store.finish_run(run.id, Status.FAILED, error=f"Ray refused the run: {err}",
+                                      only_if_running=False, conn=conn)
         except DPCoreError as err:
-            self.store.finish_run(run.id, "failed", error=str(err), only_if_running=False, conn=conn)
+            self.store.finish_run(run.id, Status.FAILED, error=str(err), only_if_running=False, conn=conn)
 
     def _resources(self, config: TrainConfig) -> dict[str, Any]:
         gpus = 0

@@ -1,22 +1,17 @@
-"""Executors start, watch and stop runs outside the dashboard process.
+"""The local executor: each run in its own process on this server, through a fair queue.
 
-The contract (:class:`Executor`) is ``submit``, ``status``, ``cancel``, ``list``, ``poll`` and ``wait`` over
-runs that live in a :class:`~dpcore.runs.store.RunStore`. Two executors implement it, chosen by
-``DPCORE_EXECUTOR`` (:func:`dpcore.runs.executors.make_executor`): ``local`` (below, the default: needs
-nothing) and ``ray``
-(:class:`dpcore.runs.ray_executor.RayExecutor`: runs as Ray actors on a cluster, same store and guarantees).
-
-:class:`LocalExecutor` (the embedded default) runs each run as ``python -m dpcore.runs.worker`` in its
-own OS process and process group. There is no daemon: the queue is the ``queued`` rows of the
-store, and every ``poll()`` (called by ``submit``, ``status``, ``list``, ``wait`` and by each worker
-as it exits) does the supervisor's work inside one SQLite write transaction:
+It keeps the contract of :class:`~dpcore.runs.executors.base.Executor` (``DPCORE_EXECUTOR=local``, the
+default: it needs nothing; :mod:`dpcore.runs.executors.registry`). :class:`LocalExecutor` runs each run
+as ``python -m dpcore.runs.worker`` in its own OS process and process group. There is no daemon: the
+queue is the ``queued`` rows of the store, and every ``poll()`` (called by ``submit``, ``status``,
+``list``, ``wait`` and by each worker as it exits) does the supervisor's work inside one SQLite write transaction:
 
 * reap - a ``running`` row whose process is gone (kill -9, out of memory, reboot: checked by pid
   plus the process start time, so a reused pid does not count) becomes ``failed`` with
-  :data:`DIED_MESSAGE` (:data:`DISK_FULL_MESSAGE` when its disk is full), or ``cancelled`` if a
-  cancel was requested; its metrics stay;
+  :data:`~dpcore.runs.lifecycle.DIED_MESSAGE` (``DISK_FULL_MESSAGE`` when its disk is full), or
+  ``cancelled`` if a cancel was requested; its metrics stay;
 * unstick - a local run whose process lives but has sent no heartbeat for ``stale_after_s``
-  (SIGSTOP, a hang) is SIGKILLed with its process group and fails with :data:`STUCK_MESSAGE`;
+  (SIGSTOP, a hang) is SIGKILLed with its process group and fails with ``STUCK_MESSAGE``;
 * time out - a run older than ``max_run_seconds`` is asked to stop (SIGTERM) with a reason, and
   ends ``failed`` with a sentence naming the cap;
 * escalate - a run still alive :attr:`LocalExecutor.grace_s` after its stop request gets SIGKILL;
@@ -29,7 +24,8 @@ Limits come from :class:`~dpcore.runs.limits.ServerLimits` (environment variable
 the workers in their environment.
 
 Because the transaction serializes these steps across processes, the dashboard and any number
-of CLI calls may poll at once without launching a run twice or exceeding the cap.
+of CLI calls may poll at once without launching a run twice or exceeding the cap. What each verdict
+means for the run (status and sentence) is :func:`dpcore.runs.lifecycle.settle`, shared with Ray.
 """
 
 from __future__ import annotations
@@ -46,72 +42,18 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from dpcore.config import TrainConfig
 from dpcore.errors import DPCoreError
-from dpcore.runs.limits import ServerLimits, check_launch
-from dpcore.runs.store import DISK_FULL_HINT, Run, RunStore
+from dpcore.runs.executors.base import DEFAULT_GRACE_S, PURGE_EVERY_S, ExecutorOptions, check_submission, wait_for
+from dpcore.runs.lifecycle import DIED_MESSAGE, DISK_FULL_MESSAGE, Verdict, live_verdict, settle
+from dpcore.runs.limits import ServerLimits
+from dpcore.runs.store import Run, RunStore, Status
 
-DIED_MESSAGE = "the worker process exited unexpectedly (killed, out of memory, or machine restart)"
-DISK_FULL_MESSAGE = f"the server's disk is full: the worker could not write its files and stopped; {DISK_FULL_HINT}"
-STUCK_MESSAGE = (
-    "the worker stopped responding (no heartbeat for over {seconds:g} s: stopped or hung), so it was "
-    "killed; the metrics it had written are kept"
-)
-OVERTIME_MESSAGE = (
-    "the run reached this server's limit of {limit} of wall time per run and was stopped; its "
-    "metrics are kept: run fewer steps or a smaller model"
-)
-PURGE_EVERY_S = 60.0
 _DISK_FULL_LOG_MARKERS = (b"No space left on device", b"database or disk is full", b"the server's disk is full")
 ENV_MAX_CONCURRENT = "DPCORE_MAX_CONCURRENT"
-DEFAULT_GRACE_S = 10.0
-DEFAULT_STALE_AFTER_S = 60.0
-_PROJECT_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding dpcore/
-
-
-@runtime_checkable
-class Executor(Protocol):
-    """What the dashboard and CLI need from any executor (local processes, or Ray; see
-    :func:`dpcore.runs.executors.make_executor`)."""
-
-    store: RunStore
-
-    def submit(self, owner: str, config: TrainConfig, *, allow_local_paths: bool = False) -> str:
-        """Queue a run for ``owner``; returns its id."""
-
-    def status(self, run_id: str, owner: str | None = None) -> Run:
-        """The run's current row (after the executor has caught up with reality)."""
-
-    def cancel(self, run_id: str, owner: str | None = None) -> Run:
-        """Cancel a queued run, or ask a running one to stop (it keeps its metrics)."""
-
-    def list(self, owner: str | None = None) -> builtins.list[Run]:
-        """Runs, newest first; only ``owner``'s when given."""
-
-    def poll(self) -> None:
-        """Catch up with reality (reap dead workers, start queued runs); pages call it before reading."""
-
-    def wait(self, run_id: str, timeout: float | None = None, *, poll_s: float = 0.5,
-             owner: str | None = None) -> Run:
-        """Block until the run ends or ``timeout`` seconds pass; the run either way."""
-
-
-def live_verdict(run: Run, now: float, silent: bool, grace_s: float, limits: ServerLimits) -> str | None:
-    """What to do with a run whose worker is alive, whatever executor runs it.
-
-    "kill" (cancelled longer than the grace period ago), "stuck" (no heartbeat), "overtime" (past
-    the server's wall-time cap), or None (leave it be).
-    """
-    if run.cancel_requested_at is not None and now - run.cancel_requested_at > grace_s:
-        return "kill"
-    if silent:
-        return "stuck"
-    cap = limits.max_run_seconds
-    if cap and run.stop_reason is None and run.started_at is not None and now - run.started_at > cap:
-        return "overtime"
-    return None
+_PROJECT_ROOT = str(Path(__file__).resolve().parents[3])  # the folder holding dpcore/
 
 
 class LocalExecutor:
@@ -151,6 +93,11 @@ class LocalExecutor:
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._children_lock = threading.Lock()
 
+    @classmethod
+    def from_options(cls, store: RunStore, options: ExecutorOptions) -> LocalExecutor:
+        """The registry's way in (:func:`dpcore.runs.executors.registry.make_executor`)."""
+        return cls(store, options.max_concurrent, train_fn=options.train_fn)
+
     # ------------------------------------------------------------------ contract
     def submit(
         self, owner: str, config: TrainConfig | dict[str, Any], *, allow_local_paths: bool = False
@@ -180,8 +127,8 @@ class LocalExecutor:
     def cancel(self, run_id: str, owner: str | None = None) -> Run:
         """Queued: cancelled at once. Running: SIGTERM to its group now, SIGKILL after grace_s."""
         run = self.store.request_cancel(run_id, owner)
-        if run.status == "running" and self._is_local(run) and process_alive(run.pid, run.pid_ident):
-            _signal_group(run.pid, signal.SIGTERM)
+        if run.status == Status.RUNNING and self._is_local(run) and process_alive(run.pid, run.pid_ident):
+            signal_group(run.pid, signal.SIGTERM)
         self.poll()
         return self.store.get_run(run_id)
 
@@ -201,19 +148,19 @@ class LocalExecutor:
         self._reap_children()
         self._purge()
         now = time.time()
-        active = self.store.list_runs(status=("queued", "running"))
-        running = [r for r in active if r.status == "running"]
+        active = self.store.list_runs(status=(Status.QUEUED, Status.RUNNING))
+        running = [r for r in active if r.status == Status.RUNNING]
         has_queued = len(running) < len(active)
         needs_sweep = any(self._verdict(r, now) for r in running)
         if not needs_sweep and not (has_queued and len(running) < self.max_concurrent):
             return
         with self.store.transaction() as conn:  # re-read under the write lock: the truth now
-            running = self.store.list_runs(status="running", conn=conn)
+            running = self.store.list_runs(status=Status.RUNNING, conn=conn)
             for run in running:
                 verdict = self._verdict(run, time.time())
                 if verdict:
                     self._settle(conn, run, verdict)
-            running = self.store.list_runs(status="running", conn=conn)
+            running = self.store.list_runs(status=Status.RUNNING, conn=conn)
             free = self.max_concurrent - len(running)
             if free <= 0:
                 return
@@ -237,51 +184,31 @@ class LocalExecutor:
         self._next_purge = time.monotonic() + PURGE_EVERY_S
         self.store.purge_expired(self.limits.retention_days, limit=3)
 
-    def _verdict(self, run: Run, now: float) -> str | None:
-        """None if the run is fine; "dead", "stale" (silent on another host), "stuck" (alive but
-        silent here), "kill" (overdue stop request) or "overtime" (past the wall-time cap)."""
+    def _verdict(self, run: Run, now: float) -> Verdict | None:
+        """None if the run is fine; DEAD, STALE (silent on another host), STUCK (alive but silent
+        here), KILL (overdue stop request) or OVERTIME (past the wall-time cap)."""
         silent = run.heartbeat_at is None or now - run.heartbeat_at > self.stale_after_s
         if not self._is_local(run):
-            return "stale" if silent else None
+            return Verdict.STALE if silent else None
         if not process_alive(run.pid, run.pid_ident):
-            return "dead"
+            return Verdict.DEAD
         # without /proc a reused pid cannot be told apart: fall back on the heartbeat
         if run.pid_ident is None and silent and run.heartbeat_at is not None:
-            return "dead"
+            return Verdict.DEAD
         return live_verdict(run, now, silent, self.grace_s, self.limits)
 
-    def _settle(self, conn: sqlite3.Connection, run: Run, verdict: str) -> None:
-        if verdict == "overtime":
-            reason = OVERTIME_MESSAGE.format(limit=_duration(self.limits.max_run_seconds))
-            if self.store.request_stop(run.id, reason, conn=conn):
-                _signal_group(run.pid, signal.SIGTERM)
+    def _settle(self, conn: sqlite3.Connection, run: Run, verdict: Verdict) -> None:
+        """Carry out the lifecycle's outcome: signal the worker's group, then write the final status."""
+        died = self._death_message(run) if verdict is Verdict.DEAD else DIED_MESSAGE
+        outcome = settle(run, verdict, grace_s=self.grace_s, stale_after_s=self.stale_after_s, limits=self.limits,
+                         died=died)
+        if outcome.status is None:  # a stop request: the worker ends itself, SIGKILL follows after grace_s
+            if outcome.stop_reason and self.store.request_stop(run.id, outcome.stop_reason, conn=conn):
+                signal_group(run.pid, signal.SIGTERM)
             return
-        if verdict == "kill":
-            _signal_group(run.pid, signal.SIGKILL)
-            if run.stop_reason:
-                self.store.finish_run(run.id, "failed", conn=conn, error=run.stop_reason)
-            else:
-                self.store.finish_run(
-                    run.id, "cancelled", conn=conn,
-                    error=f"did not stop within {self.grace_s:g} s of the cancel request, so it was killed",
-                )
-        elif verdict == "stuck":
-            _signal_group(run.pid, signal.SIGKILL)
-            self.store.finish_run(
-                run.id, "failed", conn=conn, error=STUCK_MESSAGE.format(seconds=self.stale_after_s)
-            )
-        elif run.stop_reason:
-            self.store.finish_run(run.id, "failed", conn=conn, error=run.stop_reason)
-        elif run.cancel_requested_at is not None:
-            self.store.finish_run(run.id, "cancelled", conn=conn)
-        elif verdict == "stale":
-            self.store.finish_run(
-                run.id, "failed", conn=conn,
-                error=f"the worker on {run.host} stopped sending heartbeats "
-                f"(none for over {self.stale_after_s:g} s)",
-            )
-        else:
-            self.store.finish_run(run.id, "failed", error=self._death_message(run), conn=conn)
+        if outcome.kill:
+            signal_group(run.pid, signal.SIGKILL)
+        self.store.finish_run(run.id, outcome.status, error=outcome.error, conn=conn)
 
     def _death_message(self, run: Run) -> str:
         """Why a worker vanished, where it can be known: a full disk, else :data:`DIED_MESSAGE`."""
@@ -316,7 +243,7 @@ class LocalExecutor:
                 )
         except OSError as err:
             self.store.finish_run(
-                run.id, "failed", error=f"could not start the worker process: {err}",
+                run.id, Status.FAILED, error=f"could not start the worker process: {err}",
                 only_if_running=False, conn=conn,
             )
             return False
@@ -351,52 +278,9 @@ class LocalExecutor:
                     del self._children[run_id]
 
 
-# -------------------------------------------------------------------------- shared by executors
-def check_submission(
-    store: RunStore, owner: str, config: TrainConfig | dict[str, Any], *, allow_local_paths: bool,
-    limits: ServerLimits,
-) -> TrainConfig:
-    """The validated config of a new run, or one sentence why this server refuses it.
-
-    Every executor calls this before queueing: the corpus (the built-in one or one of ``owner``'s
-    uploads, unless a CLI user passes ``allow_local_paths``), the steps and memory budget, and the
-    owner's disk quota. The count of the owner's queued and running runs is checked when the row is
-    inserted (:meth:`RunStore.create_run`).
-    """
-    if isinstance(config, dict):
-        config = TrainConfig.from_dict(config)
-    config = config.validate()
-    if config.corpus != "builtin" and not allow_local_paths and store.find_upload_by_path(owner, config.corpus) is None:
-        raise DPCoreError("the corpus must be the built-in corpus or one of your uploaded files")
-    check_launch(config, limits=limits)
-    store.check_disk_quota(owner, limits=limits)
-    return config
-
-
-def wait_for(executor: Executor, run_id: str, timeout: float | None = None, *, poll_s: float = 0.5,
-             owner: str | None = None) -> Run:
-    """Poll ``executor`` until the run ends or ``timeout`` seconds pass; returns the run either way."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        run = executor.status(run_id, owner)
-        if run.is_terminal:
-            return run
-        if deadline is not None and time.monotonic() >= deadline:
-            return run
-        pause = poll_s if deadline is None else min(poll_s, max(0.0, deadline - time.monotonic()))
-        time.sleep(pause)
-
-
 # -------------------------------------------------------------------------- helpers
-def _duration(seconds: float) -> str:
-    if seconds >= 3600 and seconds % 3600 == 0:
-        return f"{seconds / 3600:g} h"
-    if seconds >= 60 and seconds % 60 == 0:
-        return f"{seconds / 60:g} min"
-    return f"{seconds:g} s"
-
-
 def usable_cpus() -> int:
+    """The CPU cores this process may use (its affinity), which sizes the default concurrency."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - macOS
@@ -475,7 +359,7 @@ def process_alive(pid: int | None, ident: str | None = None) -> bool:
     return ident is None or process_identity(pid) == ident
 
 
-def _signal_group(pid: int | None, sig: int) -> None:
+def signal_group(pid: int | None, sig: int) -> None:
     """Signal the worker's whole process group (it leads its own session: pgid == pid)."""
     if not pid:
         return
