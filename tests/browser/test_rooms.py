@@ -85,7 +85,10 @@ def test_a_room_with_an_instructor_and_two_participants(browser, app_url, tmp_pa
 
         # close: the class report downloads, for the instructor and for a participant
         teacher.get_by_text("Yes, close it").click()
-        teacher.get_by_role("button", name="Close the room").click()
+        wait_for_app(teacher)  # the rerun that enables the button; until then the old, disabled one is shown too
+        close = teacher.get_by_role("button", name="Close the room", disabled=False)
+        expect(close).to_have_count(1)
+        close.click()
         expect(teacher.get_by_text("Room closed")).to_be_visible()
         for page in (teacher, ben):
             if page is ben:
