@@ -71,11 +71,11 @@ def _build(name: str, size: Size, dev):
     """(engine, batch, groups) for one engine name at one size: the same fixed batch for every engine."""
     import torch
 
-    from dpcore.engines import fast_gaussian, nonprivate, opacus_gaussian
-    from dpcore.engines.base import EngineSetup
+    from dpcore.training.engines import fast_gaussian, nonprivate, opacus_gaussian
+    from dpcore.training.engines.base import EngineSetup
 
     # Import every engine whatever is measured, so each child carries the same libraries.
-    from dpcore.model import ModelConfig
+    from dpcore.training.model import ModelConfig
 
     classes = {"none": nonprivate.NonPrivateEngine, "opacus": opacus_gaussian.OpacusGaussianEngine,
                "fast": fast_gaussian.FastGaussianEngine, "fast-user": fast_gaussian.FastGaussianEngine,

@@ -10,7 +10,7 @@ table shows medians and the before/after ratios from this one invocation.
 
 Scenarios:
 
-* ``preview`` — import ``dpcore.views.preview`` and compute ``preview()`` of the default preset
+* ``preview`` — import ``dpcore.runs.preview`` and compute ``preview()`` of the default preset
   (``get_preset("workshop-eps3").config``).
 * ``New run page`` — the page's first render through Streamlit's AppTest (``app.py``, then
   ``switch_page("pages/screens/new_run.py")``), with a temporary data folder and an executor that starts
@@ -62,8 +62,8 @@ def _peak_rss_mb() -> float:
 
 
 def _preview() -> dict:
-    from dpcore.views.presets import get_preset
-    from dpcore.views.preview import preview
+    from dpcore.config.presets import get_preset
+    from dpcore.runs.preview import preview
 
     pv = preview(get_preset(PRESET).config)
     return {"final_epsilon": pv.final_epsilon, "noise": pv.noise_multiplier, "num_train": pv.num_train}

@@ -81,7 +81,7 @@ def _stop_all(store) -> None:
 
 
 def _config(name: str):
-    from dpcore.views.presets import get_preset
+    from dpcore.config.presets import get_preset
 
     return get_preset(PRESET).config.replace(**CONFIGS[name])
 
@@ -90,9 +90,9 @@ def _config(name: str):
 def store_launch(data_dir: Path, name: str, stored: bool) -> dict:
     """Submit one run and time it to its first metric row; σ stored by the dashboard or not."""
     from dpcore.privacy import calcache
+    from dpcore.runs import preview as pv
     from dpcore.runs.executors.local import LocalExecutor
     from dpcore.runs.store import RunStore
-    from dpcore.views import preview as pv
 
     config = _config(name)
     store = RunStore(data_dir)

@@ -35,6 +35,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from dpcore.config import TrainConfig  # noqa: E402  (after the path fix)
+from dpcore.config.presets import get_preset  # noqa: E402
 from dpcore.privacy.accounting import (  # noqa: E402
     MAX_NOISE,
     MIN_NOISE,
@@ -44,8 +45,7 @@ from dpcore.privacy.accounting import (  # noqa: E402
     rdp_to_epsilon,
 )
 from dpcore.privacy.plan import plan  # noqa: E402
-from dpcore.views import preview as pv  # noqa: E402
-from dpcore.views.presets import get_preset  # noqa: E402
+from dpcore.runs import preview as pv  # noqa: E402
 
 ROWS = {
     "rdp": dict(accountant="rdp"),

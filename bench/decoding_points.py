@@ -9,7 +9,7 @@ really spent (it stops early at the end of a record), and the share of the lette
 belong to real words of three letters or more (wordfreq's 30,000 most frequent English words, or a
 word of the public built-in corpus: names and places count) — plain sampling at the same
 temperature is the ceiling, uniformly random characters the floor. The operating points
-(``dpcore.decoding.OPERATING_POINTS``) are the rows marked ◀. Private decoders draw secret
+(``dpcore.privacy.decoders.OPERATING_POINTS``) are the rows marked ◀. Private decoders draw secret
 randomness, so two invocations differ by a few points.
 """
 
@@ -46,8 +46,9 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from dpcore.checkpoint import load_checkpoint
-    from dpcore.decoding import OPERATING_POINTS, DecoderSpec, decode, mix_weight_for
+    from dpcore.privacy.decoders import OPERATING_POINTS, DecoderSpec, mix_weight_for
+    from dpcore.training.checkpoint import load_checkpoint
+    from dpcore.training.generate import decode
 
     torch.set_num_threads(1)
     ckpt = load_checkpoint(args.checkpoint)

@@ -72,10 +72,10 @@ def run_config(args: argparse.Namespace, init: str, epsilon: float | None):
 
 def public_alone(config, data) -> float:
     """Validation perplexity of the public model itself on the private validation users."""
-    from dpcore.device import resolve_device
-    from dpcore.model import GRULanguageModel, ModelConfig
-    from dpcore.pretrain import load_public_state
-    from dpcore.training import evaluate
+    from dpcore.training.device import resolve_device
+    from dpcore.training.loop import evaluate
+    from dpcore.training.model import GRULanguageModel, ModelConfig
+    from dpcore.training.pretrain import load_public_state
 
     model_cfg = ModelConfig(data.tokenizer.vocab_size, config.embed_dim, config.hidden_size, config.num_layers,
                             config.dropout)
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["DPCORE_DATA_DIR"] = str(Path(args.data_dir).expanduser().resolve())
     import torch
 
-    from dpcore.training import load_data, run_training
+    from dpcore.training.loop import load_data, run_training
 
     torch.set_num_threads(args.threads)
     epsilons: list[float | None] = [None, *sorted(args.epsilons)]

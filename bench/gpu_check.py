@@ -25,10 +25,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dpcore.engines.base import EngineSetup  # noqa: E402
-from dpcore.engines.fast_gaussian import FastGaussianEngine  # noqa: E402
-from dpcore.engines.opacus_gaussian import OpacusGaussianEngine  # noqa: E402
-from dpcore.model import ModelConfig  # noqa: E402
+from dpcore.training.engines.base import EngineSetup  # noqa: E402
+from dpcore.training.engines.fast_gaussian import FastGaussianEngine  # noqa: E402
+from dpcore.training.engines.opacus_gaussian import OpacusGaussianEngine  # noqa: E402
+from dpcore.training.model import ModelConfig  # noqa: E402
 
 # (vocab, embed, hidden, layers, seq_len)
 SIZES = [(50, 8, 16, 2, 12), (2000, 64, 128, 1, 35), (2000, 64, 128, 2, 35)]

@@ -422,9 +422,9 @@ def _one(args, sessions: int) -> dict:
         data_dir = Path(tmp) / "data"
         os.environ["DPCORE_DATA_DIR"] = str(data_dir)  # the executor below and its workers
         os.environ["DPCORE_MAX_CONCURRENT"] = str(max_concurrent)
+        from dpcore.config.presets import get_preset
         from dpcore.runs.executors.local import LocalExecutor
         from dpcore.runs.store import RunStore
-        from dpcore.views.presets import get_preset
 
         store = RunStore(data_dir)
         sampler = None

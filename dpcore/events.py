@@ -7,7 +7,7 @@ writes them to the run store, tests collect them in lists.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
@@ -61,6 +61,14 @@ class EvalMetrics:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+
+
+#: The columns of a step's metrics and of a validation pass, in their dataclasses' order: the store's
+#: tables and ``metrics.csv`` derive from these, so a new metric is one field.
+METRIC_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(StepMetrics))
+EVAL_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(EvalMetrics))
+#: ``metrics.csv``: one row per step, the validation columns filled on evaluation steps.
+CSV_COLUMNS: tuple[str, ...] = METRIC_COLUMNS + EVAL_COLUMNS[1:]
 
 @dataclass(frozen=True)
 class SampleEvent:

@@ -39,3 +39,13 @@ def cli_owner() -> str:
     except (KeyError, OSError):  # no passwd entry (some containers)
         name = f"uid{os.getuid()}" if hasattr(os, "getuid") else "unknown"
     return f"cli:{name}"
+
+
+def file_version(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(mtime in ns, size) of a file, (0, 0) when it cannot be read: the key under which a cached
+    reading of the file stays valid until the file changes."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (0, 0)
+    return (st.st_mtime_ns, st.st_size)

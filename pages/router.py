@@ -10,9 +10,9 @@ from pathlib import Path
 
 import streamlit as st
 
+from dpcore.config.presets import workshop_presets
 from dpcore.errors import DPCoreError
-from dpcore.views.presets import workshop_presets
-from dpcore.views.preview import warm
+from dpcore.runs.preview import warm
 from pages.ui import data_controls, demo_ui, present, room_ui, routes, session
 
 #: The browser tab's icon, from this app (sent inline): a ``:material/…:`` icon here, or a page's icon

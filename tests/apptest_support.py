@@ -158,9 +158,9 @@ def write_run(store: RunStore, owner: str, config: TrainConfig = TINY, *, status
 
 def _checkpoint(folder: Path, config: TrainConfig) -> Path:
     """A real (untrained) checkpoint the samples page can load."""
-    from dpcore.checkpoint import save_checkpoint
     from dpcore.data import make_tokenizer
-    from dpcore.model import GRULanguageModel, ModelConfig
+    from dpcore.training.checkpoint import save_checkpoint
+    from dpcore.training.model import GRULanguageModel, ModelConfig
 
     tok = make_tokenizer("char", ["hello there, good day to you"])
     model_cfg = ModelConfig(tok.vocab_size, config.embed_dim, config.hidden_size, config.num_layers, 0.0)

@@ -1,4 +1,4 @@
-"""A stand-in for ``dpcore.training.run_training`` so executor tests run in a fraction of a second.
+"""A stand-in for ``dpcore.training.loop.run_training`` so executor tests run in a fraction of a second.
 
 The worker loads it with ``--train-fn <this file>:run_training``. It follows the real contract
 (callbacks, ``should_stop``, files in ``out_dir``, the result dict) and is steered per run by

@@ -67,7 +67,7 @@ def test_the_default_preview_is_computed_without_torch():
     code = (
         "import sys\n"
         "from dpcore.config import TrainConfig\n"
-        "from dpcore.views.preview import data_summary, preview\n"
+        "from dpcore.runs.preview import data_summary, preview\n"
         "config = TrainConfig()\n"
         "assert config.accountant == 'rdp' and config.corpus == 'builtin'\n"
         "pv = preview(config)\n"
@@ -84,8 +84,8 @@ def test_a_fast_engine_run_never_loads_opacus():
     """Opacus costs about a second of worker start-up: only the runs that train on it import it."""
     code = (
         "import sys, torch\n"
-        "from dpcore.training import run_training\n"
-        "from dpcore.engines import build_engine, engine_class\n"
+        "from dpcore.training.loop import run_training\n"
+        "from dpcore.training.engines import build_engine, engine_class\n"
         "assert engine_class('gaussian', 'fast').__name__ == 'FastGaussianEngine'\n"
         "assert engine_class('none', 'fast').__name__ == 'NonPrivateEngine'\n"
         "assert 'opacus' not in sys.modules, sorted(m for m in sys.modules if m.startswith('opacus'))[:3]\n"

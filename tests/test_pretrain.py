@@ -9,18 +9,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from dpcore import pretrain
 from dpcore.cli.main import main
 from dpcore.config import TrainConfig
 from dpcore.data import Corpus, Record, build_lm_data
 from dpcore.data.prior import public_log_prior
 from dpcore.data.tokenizer import PAD_ID
-from dpcore.engines import EngineSetup, build_engine
 from dpcore.errors import CheckpointError
 from dpcore.events import RecordingCallbacks
-from dpcore.model import ModelConfig
 from dpcore.paths import ENV_DATA_DIR
-from dpcore.training import evaluate, run_training
+from dpcore.training import pretrain
+from dpcore.training.engines import EngineSetup, build_engine
+from dpcore.training.loop import evaluate, run_training
+from dpcore.training.model import ModelConfig
 from dpcore.views.disclosure import released_quantities
 from dpcore.views.meaning import public_start_sentence
 

@@ -42,7 +42,7 @@ from scipy import stats
 from dpcore.data.corpus import Canary
 from dpcore.data.tokenizer import EOS_ID, PAD_ID, Tokenizer
 from dpcore.errors import DPCoreError
-from dpcore.model import GRULanguageModel
+from dpcore.training.model import GRULanguageModel
 
 #: Candidate spaces up to this size are ranked exactly (10^5 = five digits).
 MAX_ENUMERATE = 100_000

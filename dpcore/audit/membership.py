@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from dpcore.data.tokenizer import PAD_ID
-from dpcore.model import GRULanguageModel, sequence_losses
+from dpcore.training.model import GRULanguageModel, sequence_losses
 
 #: False-positive rates at which the attack's true-positive rate is reported.
 LOW_FPRS = (0.001, 0.01)

@@ -1,6 +1,6 @@
 """Train, then audit: the one entry point for a run, used by the worker and ``python -m dpcore train``.
 
-The trainer (:mod:`dpcore.training`) knows nothing of audits. A run that asks for one
+The trainer (:mod:`dpcore.training.loop`) knows nothing of audits. A run that asks for one
 (``TrainConfig.audit``) needs the one-run audit's canaries *inside* training, each included by a
 secret fair coin (Steinke, Nasr and Jagielski 2023), so they are made here, handed to the trainer as
 extra rows, and scored after training together with canary exposure and membership inference
@@ -20,7 +20,7 @@ from dpcore.audit.run import run_audit
 from dpcore.config import TrainConfig
 from dpcore.data import LMData
 from dpcore.events import TrainCallbacks
-from dpcore.training import load_data, run_training, write_result
+from dpcore.training.loop import load_data, run_training, write_result
 
 #: What result.json keeps of the audit (the whole report is audit.json).
 RESULT_KEYS = ("auc", "empirical_epsilon", "one_run", "exposure_by_insertions", "plain")
@@ -28,7 +28,7 @@ RESULT_KEYS = ("auc", "empirical_epsilon", "one_run", "exposure_by_insertions", 
 
 def train_and_audit(config: TrainConfig, out_dir: str | Path, *, callbacks: TrainCallbacks | None = None,
                     should_stop: Callable[[], bool] | None = None, data: LMData | None = None) -> dict[str, Any]:
-    """:func:`~dpcore.training.run_training`, and the audit around it when ``config.audit`` is set."""
+    """:func:`~dpcore.training.loop.run_training`, and the audit around it when ``config.audit`` is set."""
     config = config.validate()
     if not config.audit:
         return run_training(config, out_dir, callbacks=callbacks, should_stop=should_stop, data=data)

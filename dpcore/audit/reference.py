@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dpcore.checkpoint import load_checkpoint
 from dpcore.config import TrainConfig
 from dpcore.data import LMData
-from dpcore.model import GRULanguageModel
+from dpcore.training.checkpoint import load_checkpoint
+from dpcore.training.model import GRULanguageModel
 
 
 def reference_data(data: LMData, exclude_rows: Sequence[int]) -> LMData:
@@ -75,7 +75,7 @@ def train_reference(config: TrainConfig, data: LMData, exclude_rows: Sequence[in
     """
     ref_config = reference_config(config, steps, device)
     ref_data = reference_data(data, exclude_rows)
-    from dpcore.training import run_training  # imported here: training pulls in the engines
+    from dpcore.training.loop import run_training  # imported here: training pulls in the engines
 
     with _caller_rng_kept():
         if work_dir is not None:

@@ -42,10 +42,11 @@ from dpcore.audit.exposure import NO_CANARIES_MESSAGE, canary_exposures, exposur
 from dpcore.audit.membership import LOW_FPRS, attack_report, auc_plain, per_sequence_losses
 from dpcore.audit.one_run import ATTACK_NAME, AuditCanaries, one_run_audit
 from dpcore.audit.reference import train_reference
-from dpcore.checkpoint import Checkpoint, load_checkpoint
-from dpcore.config import DEFAULT_DELTA_RULE, TrainConfig, default_delta
+from dpcore.config import DEFAULT_DELTA_RULE, TrainConfig
 from dpcore.data import LMData, build_lm_data, load_corpus
 from dpcore.errors import CheckpointError, ConfigError, DPCoreError
+from dpcore.privacy.delta import default_delta
+from dpcore.training.checkpoint import Checkpoint, load_checkpoint
 
 FORMAT = "dpcore-audit"
 VERSION = 3  # 3: the f-DP bound beside Steinke et al.'s, and the bug alarm
@@ -79,7 +80,7 @@ def config_of(ckpt: Checkpoint, path: str | Path) -> TrainConfig:
 
 
 def rebuild_data(config: TrainConfig) -> LMData:
-    """The run's LMData, rebuilt exactly as :func:`dpcore.training.run_training` builds it."""
+    """The run's LMData, rebuilt exactly as :func:`dpcore.training.loop.run_training` builds it."""
     try:
         corpus = load_corpus(config.corpus, text_column=config.text_column, user_column=config.user_column,
                              builtin_users=config.builtin_users)

@@ -24,7 +24,7 @@ from dpcore.config import DEVICES
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from dpcore.audit.run import AUDIT_FILE, run_audit  # slow imports (scipy, torch): only when auditing
-    from dpcore.device import resolve_device
+    from dpcore.training.device import resolve_device
 
     device = str(resolve_device(args.device))
     audit = run_audit(args.checkpoint, args.out, seed=args.seed, max_examples=args.max_examples,

@@ -1,4 +1,4 @@
-"""``python -m dpcore demo ...``: the instant demo's gallery (see :mod:`dpcore.demo`).
+"""``python -m dpcore demo ...``: the instant demo's gallery (see :mod:`dpcore.runs.gallery`).
 
 ``prepare`` trains the missing gallery runs one after the other (a few minutes on a laptop CPU) and
 prints one line per run; ``status`` says what the gallery holds. Exit codes: 0 complete (or another
@@ -11,9 +11,9 @@ import argparse
 import sys
 from typing import Any
 
-from dpcore import demo
 from dpcore.cli.args import positive_int
 from dpcore.paths import ENV_DATA_DIR
+from dpcore.runs import gallery as demo
 from dpcore.runs.store import RunStore
 
 

@@ -13,7 +13,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dpcore.checkpoint import load_checkpoint
 from dpcore.cli import audit as audit_cli
 from dpcore.cli import demo as demo_cli
 from dpcore.cli import pretrain as pretrain_cli
@@ -33,11 +32,14 @@ from dpcore.cli.args import (
 )
 from dpcore.cli.progress import ProgressBar
 from dpcore.config import ACCOUNTANTS, PRIVATE_MECHANISMS
-from dpcore.decoding import DECODERS, DecoderSpec, decode, text_guarantee
 from dpcore.errors import DPCoreError
 from dpcore.paths import ENV_DATA_DIR, cli_owner
 from dpcore.privacy.accounting import calibrate_noise, epsilon_spent
+from dpcore.privacy.composition import text_guarantee
+from dpcore.privacy.decoders import DECODERS, DecoderSpec
 from dpcore.privacy.registry import accountant_for
+from dpcore.training.checkpoint import load_checkpoint
+from dpcore.training.generate import decode
 
 
 # ---------------------------------------------------------------------------------- commands

@@ -18,7 +18,7 @@ from dpcore.paths import ENV_DATA_DIR
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from dpcore.pretrain import ensure_public_model  # torch: only when the command runs
+    from dpcore.training.pretrain import ensure_public_model  # torch: only when the command runs
 
     config = config_from_args(args)
     status = (lambda _text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))

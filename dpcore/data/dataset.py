@@ -13,7 +13,7 @@ cut from a user's concatenated stream are not: editing one record shifts every l
 that user. Here every record is tokenised on its own as ``[EOS] + tokens + [EOS]`` and cut into
 non-overlapping windows of ``seq_len + 1`` tokens, the last one PAD-padded, so changing a record
 changes that record's windows and no other row. The leading EOS marks the start of a record, as
-generation (``[EOS] + prompt`` in :mod:`dpcore.sampling` and :mod:`dpcore.decoding`) and canary
+generation (``[EOS] + prompt`` in :mod:`dpcore.sampling` and :mod:`dpcore.privacy.decoders`) and canary
 scoring (``[EOS] + prefix``) start. A record longer than one window becomes several windows
 (each from a zero hidden state), i.e. several privacy units: a guarantee per sequence covers
 such a record only per window (``num_multiwindow_records`` in :meth:`LMData.summary` counts them).

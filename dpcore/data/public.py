@@ -1,4 +1,4 @@
-"""Public text a model may be pre-trained on before private fine-tuning (:mod:`dpcore.pretrain`).
+"""Public text a model may be pre-trained on before private fine-tuning (:mod:`dpcore.training.pretrain`).
 
 Why: DP-SGD pays for every private step with noise, and a model that starts from random weights
 spends most of its private steps learning what any public text teaches (spelling, spaces, common

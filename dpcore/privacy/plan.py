@@ -8,11 +8,32 @@ Torch-free: it needs only the configuration, the number of training sequences N 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
-from dpcore.config import TrainConfig, check_delta, default_delta
 from dpcore.privacy.accounting import sample_rate_for, steps_for_epochs
 from dpcore.privacy.calcache import CalibrationKey, calibrated_noise
+from dpcore.privacy.delta import check_delta, default_delta
+
+
+class ConfigLike(Protocol):
+    """What a plan reads of a :class:`dpcore.config.TrainConfig` (which sits above privacy and imports its registry)."""
+
+    epsilon: float | None
+    delta: float | None
+    noise_multiplier: float | None
+    mechanism: str
+    accountant: str
+    batch_size: int
+    max_steps: int | None
+    epochs: float | None
+
+    @property
+    def user_level(self) -> bool: ...
+
+    @property
+    def is_private(self) -> bool: ...
+
+    def validate(self) -> object: ...
 
 
 @dataclass(frozen=True)
@@ -35,7 +56,7 @@ class Plan:
         return self.steps * self.sample_rate
 
 
-def plan(config: TrainConfig, num_train: int, *, calibrate: bool = True) -> Plan:
+def plan(config: ConfigLike, num_train: int, *, calibrate: bool = True) -> Plan:
     """Sample rate q = 1/ceil(N/B), steps, δ and noise multiplier for ``config`` on N sequences.
 
     δ defaults to min(1e-5, 1/(10·N)) and δ ≥ 1/N is refused; σ is calibrated with the run's own
@@ -59,13 +80,13 @@ def plan(config: TrainConfig, num_train: int, *, calibrate: bool = True) -> Plan
     return out
 
 
-def calibration_key(config: TrainConfig, sample_rate: float, steps: int, delta: float) -> CalibrationKey:
+def calibration_key(config: ConfigLike, sample_rate: float, steps: int, delta: float) -> CalibrationKey:
     """What the calibrated σ of ``config`` depends on, once q, steps and δ are known."""
     return CalibrationKey(config.mechanism, float(config.epsilon), float(delta), float(sample_rate), int(steps),
                           config.accountant)
 
 
-def accounted_units(config: TrainConfig, summary: dict[str, Any]) -> int:
+def accounted_units(config: ConfigLike, summary: dict[str, Any]) -> int:
     """N for the accountant from a data summary: training users (user-level) or training sequences.
 
     ``summary`` is :meth:`dpcore.data.LMData.summary` (or ``summarize_lm_data``). The trainer counts

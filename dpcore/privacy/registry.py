@@ -8,7 +8,7 @@ concept is an object; config choices, CLI flags, URL keys, form options and labe
 these tables, and an unknown name raises :class:`~dpcore.errors.ConfigError` everywhere.
 
 Adding a mechanism: a :class:`PrivateMechanism` (or :class:`Mechanism`) subclass here and a
-:func:`register_mechanism` line, plus its engine class in ``dpcore/engines/``. Adding an accountant: a
+:func:`register_mechanism` line, plus its engine class in ``dpcore/training/engines/``. Adding an accountant: a
 class in :mod:`dpcore.privacy.accounting` and an :class:`Accountant` line here.
 
 This module is light on purpose (``dpcore.config`` imports it): dp-accounting is imported inside the
@@ -356,13 +356,13 @@ ENGINES: Live[str] = Live(engine_names)
 # ------------------------------------------------------------------------------- the built-in ones
 GAUSSIAN = register_mechanism(GaussianMechanism(
     "gaussian", "Gaussian DP-SGD", "Gaussian", Guarantee.DP,
-    engines={"fast": "dpcore.engines.fast_gaussian:FastGaussianEngine",
-             "opacus": "dpcore.engines.opacus_gaussian:OpacusGaussianEngine"},
+    engines={"fast": "dpcore.training.engines.fast_gaussian:FastGaussianEngine",
+             "opacus": "dpcore.training.engines.opacus_gaussian:OpacusGaussianEngine"},
     clip_norm=ClipNorm.L2, noise_symbol="σ",
     noise_name="The noise multiplier σ: the noise's standard deviation in units of the clipping norm C"))
 LAPLACE = register_mechanism(LaplaceMechanism(
     "laplace", "Laplace DP-SGD (L1 clipping)", "Laplace", Guarantee.DP,
-    engines={"opacus": "dpcore.engines.opacus_laplace:OpacusLaplaceEngine"},
+    engines={"opacus": "dpcore.training.engines.opacus_laplace:OpacusLaplaceEngine"},
     engine_reason="the Laplace mechanism needs per-example gradients (the Opacus engine)",
     accountants=("pld",),
     accountant_why="Opacus's RDP and PRV accountants are Gaussian-only",
@@ -370,11 +370,11 @@ LAPLACE = register_mechanism(LaplaceMechanism(
     noise_name="The Laplace scale λ, in units of the L1 clipping norm C"))
 NAIVE = register_mechanism(Mechanism(
     "naive", "no privacy guarantee (naive recipe)", "naive (no privacy guarantee)", Guarantee.NO_GUARANTEE,
-    engines={"opacus": "dpcore.engines.nonprivate:NaiveNoiseEngine"},
+    engines={"opacus": "dpcore.training.engines.nonprivate:NaiveNoiseEngine"},
     engine_reason="only Gaussian DP-SGD has a choice of engine"))
 NONE = register_mechanism(Mechanism(
     "none", "no privacy (baseline)", "no privacy (baseline)", Guarantee.NONE,
-    engines={"opacus": "dpcore.engines.nonprivate:NonPrivateEngine"},
+    engines={"opacus": "dpcore.training.engines.nonprivate:NonPrivateEngine"},
     engine_reason="only Gaussian DP-SGD has a choice of engine"))
 
 RDP = register_accountant(Accountant(

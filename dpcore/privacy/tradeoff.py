@@ -47,8 +47,8 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from dpcore.config import PRIVATE_MECHANISMS
 from dpcore.errors import ConfigError
+from dpcore.privacy.registry import PRIVATE_MECHANISMS
 
 #: dp-accounting's PLD discretisation for the risk dial. Coarser than the accountant's 1e-4 (ten times
 #: faster to build), still pessimistic: the δ(ε) it gives is an upper bound at any interval.

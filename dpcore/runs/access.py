@@ -48,7 +48,7 @@ class RunLike(Protocol):
 
 
 class DecoderLike(Protocol):
-    """What the rule reads of a decoder (a :class:`dpcore.decoding.DecoderSpec` is one)."""
+    """What the rule reads of a decoder (a :class:`dpcore.privacy.decoders.DecoderSpec` is one)."""
 
     name: str
 

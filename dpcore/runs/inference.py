@@ -9,8 +9,8 @@ Loading a checkpoint needs torch, so this lives in the runs room, not in the tor
 Plain sampling is post-processing of the model and takes a visible seed; a private decoder draws
 secret randomness and is charged to the model's inference ledger in the run store before it
 decodes (:meth:`dpcore.runs.store.RunStore.charge_inference`). An operating point
-(:data:`dpcore.decoding.OPERATING_POINTS`) becomes a decoder per model (:func:`decode_point`). Every
-decoder here keeps U+FFFD out of the text (:class:`dpcore.decoding.TokenFilter`).
+(:data:`dpcore.privacy.decoders.OPERATING_POINTS`) becomes a decoder per model (:func:`decode_point`). Every
+decoder here keeps U+FFFD out of the text (:class:`dpcore.training.tokenfilter.TokenFilter`).
 """
 
 from __future__ import annotations
@@ -19,20 +19,14 @@ import functools
 import os
 from typing import Any
 
-from dpcore.checkpoint import load_checkpoint
 from dpcore.data.tokenizer import UNK_ID
-from dpcore.decoding import (
-    DecoderSpec,
-    LedgerSummary,
-    OperatingPoint,
-    decode,
-    ledger_summary,
-    sample_texts,
-    text_guarantee,
-)
 from dpcore.errors import CheckpointError, DPCoreError
+from dpcore.privacy.composition import LedgerSummary, ledger_summary, text_guarantee
+from dpcore.privacy.decoders import DecoderSpec, OperatingPoint
 from dpcore.runs.access import StrangerBudget, TextAccess, text_access
 from dpcore.runs.store import Run, RunStore
+from dpcore.training.checkpoint import load_checkpoint
+from dpcore.training.generate import decode, sample_texts
 
 #: The longest prompt a visitor may send (characters): generation runs in the dashboard process.
 MAX_PROMPT_CHARS = 500
@@ -161,7 +155,7 @@ def ledger(store: RunStore, run: Run, delta_prime: float | None = None) -> Ledge
     """The model's inference ledger as its basic-composition statement (δ = 0) and totals.
 
     ``delta_prime`` is no longer used: the ledger shows no advanced-composition figure, which does not
-    hold for texts chosen adaptively (see :mod:`dpcore.decoding`); callers may stop passing it.
+    hold for texts chosen adaptively (see :mod:`dpcore.privacy.composition`); callers may stop passing it.
     """
     del delta_prime
     return ledger_summary(store.ledger(run.id))

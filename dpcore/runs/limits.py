@@ -42,7 +42,7 @@ from dpcore.errors import DPCoreError
 MiB = 2**20
 GiB = 2**30
 #: Resident memory of a worker before its run allocates anything: Python, torch, dpcore and a
-#: corpus. Measured: 336 MiB after ``import torch, dpcore.training`` (torch 2.x CPU, one thread).
+#: corpus. Measured: 336 MiB after ``import torch, dpcore.training.loop`` (torch 2.x CPU, one thread).
 BASE_BYTES = 420 * MiB
 #: Address space that torch maps but never touches (shared libraries, reserved arenas): measured
 #: VmPeak - VmHWM = 450-540 MiB on short real runs. Added on top of the memory cap in ``RLIMIT_AS``.

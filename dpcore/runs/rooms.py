@@ -306,7 +306,7 @@ class RoomStore:
     """Rooms, participants and room runs in ``<data folder>/rooms.sqlite3``, beside ``runs``'s store.
 
     ``presets`` (name -> config) are the configurations a room may allow; the dashboard passes
-    :data:`dpcore.views.presets.PRESETS` (the runs layer does not import the views).
+    :data:`dpcore.config.presets.PRESETS` (the runs layer does not import the views).
     """
 
     def __init__(self, runs: RunStore, presets: Mapping[str, TrainConfig]) -> None:

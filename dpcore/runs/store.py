@@ -57,9 +57,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from dpcore.config import PRIVATE_MECHANISMS, TrainConfig
+from dpcore.config import TrainConfig
 from dpcore.errors import DPCoreError
+from dpcore.events import EVAL_COLUMNS, METRIC_COLUMNS
 from dpcore.paths import STORE_FILENAME, resolve_data_dir
+from dpcore.privacy.registry import Guarantee, mechanism_of
 from dpcore.runs import access
 from dpcore.runs.limits import DEFAULT_STRANGER_BUDGET, ServerLimits
 
@@ -67,7 +69,7 @@ SCHEMA_VERSION = 4
 #: The ε budget for private decoding of one model when its owner has not set one, over all texts and
 #: viewers together. It was 20, which cannot buy one readable text: private prediction pays for every
 #: token, and readable text needs ε ≈ 8 per character (measured, ``bench/decoding_points.py``), so the
-#: Samples page's "readable" point (``dpcore.decoding.READABLE``: 16 characters) costs up to 128 for
+#: Samples page's "readable" point (``dpcore.privacy.decoders.READABLE``: 16 characters) costs up to 128 for
 #: ONE text. 160 affords exactly one such text (a newcomer sees the trade-off at its true price, and
 #: that ε = 128 is a promise in name only), then 32 texts at the "private" point (ε ≤ 1 each), and
 #: never a second readable one: more is a choice the owner makes and sees (``set_inference_budget``);
@@ -102,11 +104,6 @@ class Status(str, Enum):
 
 STATUSES = tuple(s.value for s in Status)
 TERMINAL_STATUSES = tuple(s.value for s in Status if s.is_terminal)
-METRIC_COLUMNS = (
-    "step", "train_loss", "epsilon", "batch_size", "frac_clipped", "median_grad_norm",
-    "step_time_s", "elapsed_s", "noisy_frac_clipped",
-)
-EVAL_COLUMNS = ("step", "val_loss", "val_perplexity")
 BUSY_TIMEOUT_S = 30.0
 _POOL_SIZE = 8
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -280,13 +277,14 @@ class Run:
         return DEFAULT_STRANGER_BUDGET if self.stranger_budget is None else float(self.stranger_budget)
 
     @property
-    def guarantee(self) -> str:
-        """"dp", "none" or "no-guarantee": what the run reported, else what its mechanism implies."""
+    def guarantee(self) -> Guarantee:
+        """What the run reported (dp, none, no-guarantee), else what its registered mechanism implies.
+
+        The one place a stored run's guarantee is worked out; an unknown mechanism raises."""
         for source in (self.result, self.info):
             if source and source.get("guarantee"):
-                return str(source["guarantee"])
-        mech = self.config.get("mechanism")
-        return "dp" if mech in PRIVATE_MECHANISMS else "none" if mech == "none" else "no-guarantee"
+                return Guarantee(str(source["guarantee"]))
+        return mechanism_of(str(self.config.get("mechanism", "gaussian"))).guarantee
 
     @property
     def is_terminal(self) -> bool:

@@ -1,6 +1,6 @@
 """The instant demo's pictures: the gallery's frontier, its samples side by side, its canary exposures.
 
-Takes the gallery as (title, run) pairs (:func:`dpcore.demo.gallery_state`) and plain audit dicts;
+Takes the gallery as (title, run) pairs (:func:`dpcore.runs.gallery.gallery_state`) and plain audit dicts;
 returns points, rows and Plotly figures. The gallery trains on the built-in corpus (synthetic and
 public), so everything may be shown; runs without privacy or without a guarantee are labelled as such.
 No streamlit, no torch.

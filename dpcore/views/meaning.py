@@ -68,13 +68,8 @@ def unit_of(config: Mapping[str, Any]) -> str | None:
     return str(config.get("unit", "sequence"))
 
 
-def unit_sentence(config: Mapping[str, Any]) -> str:
-    """What ε protects for a stored run's config, in one sentence ("" without a guarantee)."""
-    return UNIT_SENTENCES.get(unit_of(config) or "", "")
-
-
 def guarantee_of(run: Run) -> str:
-    """"dp", "none" or "no-guarantee", from what the run reported, else from its mechanism."""
+    """The run's :class:`~dpcore.privacy.registry.Guarantee` (a ``str`` enum): :attr:`Run.guarantee`."""
     return run.guarantee
 
 
@@ -90,7 +85,7 @@ def corpus_label(config: Mapping[str, Any]) -> str:
 def public_start_sentence(config: Mapping[str, Any], result: Mapping[str, Any] | None = None) -> str:
     """What a run that started from the public model took from public text ("" for a random start).
 
-    The public model is trained without privacy on public text only (dpcore.pretrain), so it costs
+    The public model is trained without privacy on public text only (dpcore.training.pretrain), so it costs
     no ε; the sentence says which text, from the run's result when it has one.
     """
     if config.get("init") != "public":
@@ -143,7 +138,6 @@ def run_label(run: Run) -> str:
     else:
         head = "no privacy"
     return f"{head} · {corpus_name(cfg)} · {run.id[:6]}"
-
 
 
 #: Real-world reference points for ε (from users.md).

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from dpcore.privacy.registry import Guarantee, mechanism_names, mechanism_of
+from dpcore.runs.preview import preview
 from dpcore.runs.store import Run, RunStore
 from dpcore.views.disclosure import UNCOVERED_METRICS, may_show_uncovered
 from dpcore.views.meaning import (
@@ -30,7 +31,6 @@ from dpcore.views.meaning import (
     total_seconds,
     unit_of,
 )
-from dpcore.views.preview import preview
 
 STATUS_LABELS = {
     "queued": "Queued",

@@ -1,7 +1,7 @@
 """The Samples page's words: what each decoder choice is, why private prediction is expensive, and
 the ε of each text stated where the text is.
 
-The operating points themselves (decoder, ε per token, length) live in :mod:`dpcore.decoding`
+The operating points themselves (decoder, ε per token, length) live in :mod:`dpcore.privacy.decoders`
 (``OPERATING_POINTS``); this module only words them, so it takes them as duck-typed objects and
 stays free of torch (``tests/test_guard.py``).
 """
@@ -16,7 +16,7 @@ from dpcore.runs.store import Run
 
 
 class PointLike(Protocol):
-    """What these sentences read of a :class:`dpcore.decoding.OperatingPoint`."""
+    """What these sentences read of a :class:`dpcore.privacy.decoders.OperatingPoint`."""
 
     name: str
     epsilon_per_token: float

@@ -27,8 +27,8 @@ from typing import Any
 
 from dpcore.config import TrainConfig, field_specs, parse_field, url_key
 from dpcore.config import field_problem as _config_field_problem
+from dpcore.config.presets import get_preset
 from dpcore.errors import ConfigError
-from dpcore.views.presets import get_preset
 
 PRESET_PARAM = "preset"
 UPLOAD_PREFIX = "upload:"

@@ -2,12 +2,12 @@
 
 import streamlit as st
 
-from dpcore import demo
+from dpcore.config.presets import PRESETS, per_sequence_presets, workshop_presets
 from dpcore.errors import DPCoreError
+from dpcore.runs import gallery as demo
 from dpcore.views import demoview
 from dpcore.views.auditview import load_audit
 from dpcore.views.meaning import CENSUS_SENTENCE, odds_multiplier, run_epsilon, run_label
-from dpcore.views.presets import PRESETS, per_sequence_presets, workshop_presets
 from pages.ui import data_controls, demo_ui, present, routes, session
 from pages.ui.widgets import CHART_CONFIG, COMPARE_PAGE, MONITOR_PAGE, NEW_RUN_PAGE, status_text
 

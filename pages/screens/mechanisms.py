@@ -9,12 +9,12 @@ own finished runs' curves grouped by mechanism.
 
 import streamlit as st
 
+from dpcore.config.presets import get_preset
 from dpcore.errors import DPCoreError
 from dpcore.privacy.mechanisms import comparison_sentences, noise_to_signal
 from dpcore.views import charts
 from dpcore.views.groupprivacy import group_rows, group_summary, group_table
 from dpcore.views.meaning import NAIVE_WHY
-from dpcore.views.presets import get_preset
 from dpcore.views.riskview import risk_sentence_for, target_row
 from dpcore.views.runview import curves_by_mechanism, mechanism_inputs
 from pages.ui import session

@@ -8,6 +8,7 @@ polling. Nothing is trained here: the worker process writes, this page reads.
 
 import streamlit as st
 
+from dpcore.runs.preview import predicted_curve
 from dpcore.runs.store import Run, RunSnapshot
 from dpcore.views import charts
 from dpcore.views.disclosure import (
@@ -18,7 +19,6 @@ from dpcore.views.disclosure import (
     visible_metrics,
 )
 from dpcore.views.meaning import epsilon_sentence, guarantee_of, run_epsilon, run_label, unit_of
-from dpcore.views.preview import predicted_curve
 from dpcore.views.runview import baseline_perplexity, progress
 from pages.ui import session
 from pages.ui.widgets import (

@@ -2,12 +2,12 @@
 
 import streamlit as st
 
+from dpcore.config.presets import PRESETS
 from dpcore.errors import DPCoreError
 from dpcore.privacy.registry import mechanism_of
+from dpcore.runs.preview import check, exact_ready, prepare_launch
 from dpcore.views.charts import predicted_epsilon_figure
 from dpcore.views.meaning import CENSUS_SENTENCE
-from dpcore.views.presets import PRESETS
-from dpcore.views.preview import check, exact_ready, prepare_launch
 from dpcore.views.urlstate import upload_id_of
 from pages.ui import corpus_form, room_ui, run_form, session, sweep_form
 from pages.ui.widgets import CHART_CONFIG, MONITOR_PAGE, not_dp_notice

@@ -11,6 +11,7 @@ import io
 import segno
 import streamlit as st
 
+from dpcore.config.presets import PRESETS, get_preset, workshop_presets
 from dpcore.errors import DPCoreError
 from dpcore.runs.rooms import (
     CHALLENGES,
@@ -25,7 +26,6 @@ from dpcore.runs.rooms import (
 )
 from dpcore.views import roomview
 from dpcore.views.auditview import load_audit
-from dpcore.views.presets import PRESETS, get_preset, workshop_presets
 from dpcore.views.report import privacy_statement
 from pages.ui import present, room_ui, routes, session
 from pages.ui.widgets import CHART_CONFIG, NEW_RUN_PAGE

@@ -11,14 +11,14 @@ guarantee trained on an upload gives plain and naive-logits text to its owner on
 together decodes it privately within its stranger budget (``dpcore.runs.access``: the core enforces
 both; this page only says so). It runs only on a
 click, never on a rerun, and its randomness is secret: the seed drives plain sampling only. Two
-named operating points ("readable", "private": :data:`dpcore.decoding.OPERATING_POINTS`) come
+named operating points ("readable", "private": :data:`dpcore.privacy.decoders.OPERATING_POINTS`) come
 first in the decoder menu; each text shows the ε it spent, which is what its ledger keeps.
 """
 
 import streamlit as st
 
-from dpcore.decoding import DECODER_CHOICES, OPERATING_POINTS, PRIVATE_DECODERS, DecoderSpec
 from dpcore.errors import DPCoreError, TextRefused
+from dpcore.privacy.decoders import DECODER_CHOICES, OPERATING_POINTS, PRIVATE_DECODERS, DecoderSpec
 from dpcore.runs.inference import (
     MAX_PROMPT_CHARS,
     check_access,

@@ -8,10 +8,10 @@ said in words next to the uploader (Streamlit itself refuses larger files in the
 the server sees them, and says so only on hover).
 
 A CSV gets pickers for its text and user columns, pre-set from its first rows
-(:func:`dpcore.views.uploads.upload_sample`), and a preview of those rows with the chosen columns
+(:func:`dpcore.runs.uploads.upload_sample`), and a preview of those rows with the chosen columns
 marked: the only place an upload's content is shown, to the browser that uploaded it. It is never
 logged. Under the file, a few sentences say how its "users" were formed and what that means for
-the privacy unit (:func:`dpcore.views.uploads.upload_notes`). The selected file can be deleted,
+the privacy unit (:func:`dpcore.runs.uploads.upload_notes`). The selected file can be deleted,
 with the runs trained on it if asked (:func:`pages.ui.data_controls.upload_delete`).
 """
 
@@ -22,10 +22,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from dpcore.config.presets import crowd_choices, crowd_label
 from dpcore.errors import DPCoreError
 from dpcore.runs.store import DiskFull, QuotaExceeded, RunStore
-from dpcore.views.presets import crowd_choices, crowd_label
-from dpcore.views.uploads import (
+from dpcore.runs.uploads import (
     accept_upload,
     preview_header,
     upload_columns,

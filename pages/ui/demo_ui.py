@@ -19,8 +19,8 @@ import threading
 
 import streamlit as st
 
-from dpcore import demo
 from dpcore.errors import DPCoreError
+from dpcore.runs import gallery as demo
 from pages.ui import session
 
 

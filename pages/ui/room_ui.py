@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dpcore.config.presets import PRESETS, Preset
 from dpcore.errors import DPCoreError
 from dpcore.runs.rooms import CONTROLS, Room, RoomNotFound, RoomStore
-from dpcore.views.presets import PRESETS, Preset
 from pages.ui import routes, session
 
 ROOM_COOKIE_PREFIX = "dprnn_room_"

@@ -20,10 +20,10 @@ from typing import Any
 import streamlit as st
 
 from dpcore.config import DEFAULT_DELTA_RULE, TrainConfig, allowed_choices, field_spec, form_range
+from dpcore.config.presets import INIT_LABELS, MODEL_SIZES, epsilon_choices, get_preset, model_size_name
 from dpcore.privacy.registry import mechanism_of
 from dpcore.runs.store import RunStore, UploadNotFound
 from dpcore.views.meaning import UNIT_SENTENCES, USER_CAP_HELP, accountant_choice_label, mechanism_label, unit_label
-from dpcore.views.presets import INIT_LABELS, MODEL_SIZES, epsilon_choices, get_preset, model_size_name
 from dpcore.views.urlstate import (
     PRESET_PARAM,
     RESERVED,

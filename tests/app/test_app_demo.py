@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from dpcore import demo
+from dpcore.runs import gallery as demo
 from tests.apptest_support import SECRET_A, app_env_for, texts, write_run
 
 

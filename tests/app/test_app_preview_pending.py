@@ -7,7 +7,7 @@ import json
 import pytest
 
 from dpcore.privacy import calcache
-from dpcore.views import preview as pv
+from dpcore.runs import preview as pv
 from tests.apptest_support import app_env_for, texts
 
 PAGE = "pages/screens/new_run.py"

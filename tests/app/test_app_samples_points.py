@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from dpcore.decoding import PRIVATE, READABLE, REPLACEMENT_CHAR
+from dpcore.privacy.decoders import PRIVATE, READABLE
+from dpcore.training.tokenfilter import REPLACEMENT_CHAR
 from dpcore.views.samplesview import PER_TOKEN_WHY
 from tests.apptest_support import app_env_for, texts, write_run
 

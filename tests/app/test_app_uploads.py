@@ -15,7 +15,7 @@ import pytest
 
 from dpcore.data import upload as upload_mod
 from dpcore.data.upload import MAX_UPLOAD_BYTES
-from dpcore.views.uploads import grouping_sentences, upload_limit
+from dpcore.runs.uploads import grouping_sentences, upload_limit
 from tests.apptest_support import ROOT, app_env_for, executor_of, texts
 
 

@@ -35,7 +35,7 @@ from dpcore.config import TrainConfig
 from dpcore.data import Canary, CharTokenizer, WordTokenizer, build_lm_data, builtin_corpus
 from dpcore.data.tokenizer import EOS_ID, PAD_ID
 from dpcore.errors import CheckpointError, DPCoreError
-from dpcore.model import ModelConfig, build_model, sequence_losses
+from dpcore.training.model import ModelConfig, build_model, sequence_losses
 
 SECRET_PREFIX = "Zed Quorum's PIN is "
 UNSEEN_PREFIX = "Yara Blix's PIN is "
@@ -294,7 +294,7 @@ def test_one_run_audit_of_a_model_that_saw_no_canary_is_near_zero(one_run_setup,
 def tiny_run(tmp_path_factory):
     """(run folder, the real data, the audit canaries): trained on the real windows + the included canaries,
     as the trainer does when the audit is ticked."""
-    from dpcore.training import run_training
+    from dpcore.training.loop import run_training
 
     out = tmp_path_factory.mktemp("run")
     config = TrainConfig(seq_len=16, embed_dim=8, hidden_size=16, batch_size=64, max_steps=4, eval_every=4,
@@ -381,7 +381,7 @@ def test_reference_model_sees_no_attacked_user(tiny_run):
 
 
 def test_dp_run_bound_stays_below_its_claimed_epsilon(tmp_path):
-    from dpcore.training import run_training
+    from dpcore.training.loop import run_training
 
     data = build_lm_data(builtin_corpus(seed=0, num_users=40), seq_len=16)
     canaries = make_audit_canaries(data.tokenizer.vocab_size, 16, 200, rng=np.random.default_rng(9))
@@ -409,7 +409,7 @@ def test_run_audit_refuses_a_changed_corpus(tiny_run, tmp_path):
 
 def test_corpus_without_canaries_still_gets_membership_inference(tmp_path):
     from dpcore.data import load_corpus
-    from dpcore.training import run_training
+    from dpcore.training.loop import run_training
 
     rng = np.random.default_rng(0)
     words = ["tea", "bus", "rain", "code", "park", "milk", "call", "mail", "desk", "song"]
@@ -445,7 +445,7 @@ def cli_main():
 
 def test_cli_audit_rebuilds_the_run_data(cli_main, tmp_path, capsys):
     """Without ``data=`` the audit rebuilds the built-in corpus from the checkpoint's config."""
-    from dpcore.training import run_training
+    from dpcore.training.loop import run_training
 
     config = TrainConfig(seq_len=64, embed_dim=4, hidden_size=8, batch_size=256, max_steps=1, eval_every=1,
                          num_samples=0, mechanism="none")

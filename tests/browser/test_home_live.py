@@ -23,7 +23,7 @@ QUIET_MS = 6000  # three polling intervals: a view still polling would send a re
 
 
 def test_home_shows_the_gallery_filling_in_and_stops_polling_once_it_is_complete(context, fresh_app_url, tmp_path):
-    from dpcore import demo
+    from dpcore.runs import gallery as demo
     from dpcore.runs.store import RunStore
     from tests.apptest_support import write_run
 

@@ -103,7 +103,7 @@ def test_python_m_dpcore_contract(tmp_path: Path) -> None:
 
 def test_end_to_end_real_training(tmp_path: Path) -> None:
     """A real (tiny) run through ``python -m dpcore``: submit, wait, show."""
-    pytest.importorskip("dpcore.training")
+    pytest.importorskip("dpcore.training.loop")
     data = str(tmp_path / "data")
     start = time.monotonic()
     proc = _dpcore("runs", "submit", *TINY, "--max-steps", "20", "--data-dir", data)

@@ -9,7 +9,7 @@ from dpcore.data import Corpus, Record, build_lm_data, load_corpus
 from dpcore.data.builtin import DEFAULT_USERS, MAX_USERS, MIN_USERS, builtin_corpus, generate_people
 from dpcore.data.public import PUBLIC_SEED, public_builtin_corpus, public_corpus, public_text_corpus
 from dpcore.errors import ConfigError, CorpusError
-from dpcore.views.preview import data_summary
+from dpcore.runs.preview import data_summary
 
 
 def _people_records(corpus):
@@ -116,7 +116,7 @@ def test_the_crowd_size_and_the_start_reach_the_cli_and_links_from_the_config() 
 
 
 def test_the_lesson_presets_change_only_the_crowd_or_the_start() -> None:
-    from dpcore.views.presets import CROWD_SIZES, crowd_choices, get_preset
+    from dpcore.config.presets import CROWD_SIZES, crowd_choices, get_preset
 
     base = get_preset("workshop-eps8-person").config
     assert base.builtin_users == DEFAULT_USERS and base.init == "public"

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from dpcore.data.tokenizer import PAD_ID
-from dpcore.engines import EngineSetup, build_engine
-from dpcore.engines.fast_gaussian import FastGaussianEngine, clipped_gradient_sum
-from dpcore.engines.opacus_gaussian import OpacusGaussianEngine
-from dpcore.model import ModelConfig, sequence_losses
 from dpcore.privacy.accounting import sample_rate_for
+from dpcore.training.engines import EngineSetup, build_engine
+from dpcore.training.engines.fast_gaussian import FastGaussianEngine, clipped_gradient_sum
+from dpcore.training.engines.opacus_gaussian import OpacusGaussianEngine
+from dpcore.training.model import ModelConfig, sequence_losses
 
 # (vocab, embed, hidden, layers, seq_len): 1 and 2 layers, embed < and > hidden, short and long
 SIZES = [(17, 5, 7, 1, 6), (40, 12, 8, 1, 11), (23, 6, 9, 2, 8), (60, 4, 16, 2, 13)]

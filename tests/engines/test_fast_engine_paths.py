@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from dpcore.data.tokenizer import PAD_ID
-from dpcore.engines.fast_gaussian import Workspace, clipped_gradient_sum
-from dpcore.model import ModelConfig, build_model
+from dpcore.training.engines.fast_gaussian import Workspace, clipped_gradient_sum
+from dpcore.training.model import ModelConfig, build_model
 
 ROUTES = ["gram", "materialize", "auto"]
 

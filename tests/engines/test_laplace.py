@@ -8,11 +8,11 @@ import torch
 from dp_accounting import pld
 
 from dpcore.data.tokenizer import PAD_ID
-from dpcore.engines import EngineSetup, build_engine
-from dpcore.model import ModelConfig, sequence_losses
 from dpcore.privacy.accounting import calibrate_noise, compute_epsilon
 from dpcore.privacy.noise import laplace_noise
-from dpcore.training import run_training
+from dpcore.training.engines import EngineSetup, build_engine
+from dpcore.training.loop import run_training
+from dpcore.training.model import ModelConfig, sequence_losses
 
 
 def _setup(data, noise: float, clip: float) -> EngineSetup:

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from dpcore.data.tokenizer import PAD_ID
-from dpcore.engines import EngineSetup, build_engine
-from dpcore.model import ModelConfig, sequence_losses
 from dpcore.privacy.accounting import sample_rate_for
+from dpcore.training.engines import EngineSetup, build_engine
+from dpcore.training.model import ModelConfig, sequence_losses
 
 
 def _setup(data, *, noise: float, clip: float = 0.5, batch: int = 8, layers: int = 1, seed: int = 0,

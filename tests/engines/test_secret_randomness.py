@@ -16,15 +16,15 @@ import pytest
 import torch
 from dp_accounting import pld
 
-from dpcore.checkpoint import load_checkpoint
 from dpcore.config import TrainConfig
 from dpcore.data.tokenizer import PAD_ID
-from dpcore.engines import EngineSetup, build_engine
-from dpcore.engines import base as engine_base
-from dpcore.engines.base import split_noise
-from dpcore.model import ModelConfig
 from dpcore.privacy import accounting
-from dpcore.training import run_training
+from dpcore.training.checkpoint import load_checkpoint
+from dpcore.training.engines import EngineSetup, build_engine
+from dpcore.training.engines import base as engine_base
+from dpcore.training.engines.base import split_noise
+from dpcore.training.loop import run_training
+from dpcore.training.model import ModelConfig
 
 
 def _weights(out: Path) -> dict[str, torch.Tensor]:

@@ -16,10 +16,6 @@ from scipy import stats
 
 from dpcore.config import TrainConfig
 from dpcore.data.tokenizer import PAD_ID
-from dpcore.engines import EngineSetup, build_engine
-from dpcore.engines.base import secure_poisson_loader
-from dpcore.engines.user_sampling import UserPoissonSampler
-from dpcore.model import ModelConfig
 from dpcore.privacy import accounting
 from dpcore.privacy.noise import (
     SecureNoise,
@@ -28,7 +24,11 @@ from dpcore.privacy.noise import (
     secure_standard_normal,
     secure_uniform,
 )
-from dpcore.training import run_training
+from dpcore.training.engines import EngineSetup, build_engine
+from dpcore.training.engines.base import secure_poisson_loader
+from dpcore.training.engines.user_sampling import UserPoissonSampler
+from dpcore.training.loop import run_training
+from dpcore.training.model import ModelConfig
 
 KS_P_MIN = 1e-6  # a correct sampler fails a KS test with this probability
 
@@ -185,7 +185,7 @@ def test_secure_user_sampling_samples_users_at_rate_q():
 
 
 def test_two_secure_runs_differ_and_say_where_their_noise_came_from(tiny_data, tiny_config, tmp_path):
-    from dpcore.checkpoint import load_checkpoint
+    from dpcore.training.checkpoint import load_checkpoint
 
     cfg = tiny_config.replace(secure_noise=True, num_samples=0, max_steps=3)
     run_training(cfg, tmp_path / "a", data=tiny_data)

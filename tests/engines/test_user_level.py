@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from dpcore.data.tokenizer import PAD_ID
-from dpcore.engines import EngineSetup
-from dpcore.engines.fast_gaussian import FastGaussianEngine, clipped_gradient_sum
-from dpcore.engines.opacus_gaussian import OpacusGaussianEngine
-from dpcore.engines.opacus_laplace import OpacusLaplaceEngine
-from dpcore.engines.user_sampling import UserPoissonSampler
-from dpcore.model import ModelConfig, sequence_losses
 from dpcore.privacy.accounting import sample_rate_for
+from dpcore.training.engines import EngineSetup
+from dpcore.training.engines.fast_gaussian import FastGaussianEngine, clipped_gradient_sum
+from dpcore.training.engines.opacus_gaussian import OpacusGaussianEngine
+from dpcore.training.engines.opacus_laplace import OpacusLaplaceEngine
+from dpcore.training.engines.user_sampling import UserPoissonSampler
+from dpcore.training.model import ModelConfig, sequence_losses
 
 # (vocab, embed, hidden, layers, seq_len)
 SIZES = [(17, 5, 7, 1, 6), (23, 6, 9, 2, 8)]

@@ -20,7 +20,7 @@ def _isolated():
 
 def test_the_trainer_uses_the_stored_sigma_and_recalibrates_other_keys(tiny_data, tiny_config, tmp_path,
                                                                        monkeypatch):
-    from dpcore.training import run_training
+    from dpcore.training.loop import run_training
 
     config = tiny_config.replace(mechanism="gaussian", accountant="rdp", epsilon=4.0, max_steps=2, eval_every=2,
                                  num_samples=0)

@@ -14,11 +14,11 @@ import pytest
 
 from dpcore.cli.main import build_parser, main
 from dpcore.config import ACCOUNTANTS, MECHANISMS, PRIVATE_MECHANISMS, TrainConfig, allowed_choices, field_problem
-from dpcore.engines.registry import engine_class
 from dpcore.errors import ConfigError
 from dpcore.privacy import registry
 from dpcore.privacy.accounting import EpsilonCurve, compute_epsilon, epsilon_spent
 from dpcore.privacy.registry import Accountant, GaussianMechanism, Guarantee, Mechanism
+from dpcore.training.engines.registry import engine_class
 
 Q, STEPS, DELTA = 0.05, 200, 1e-5
 
@@ -38,12 +38,12 @@ class DoubledGaussian(GaussianMechanism):
 def throwaway():
     doubled = registry.register_mechanism(DoubledGaussian(
         "doubled", "Doubled Gaussian", "Doubled", Guarantee.DP,
-        engines={"opacus": "dpcore.engines.opacus_gaussian:OpacusGaussianEngine"},
+        engines={"opacus": "dpcore.training.engines.opacus_gaussian:OpacusGaussianEngine"},
         engine_reason="the doubled mechanism runs on Opacus", accountants=("pld",),
         accountant_why="a test mechanism", noise_symbol="σ"))
     eventless = registry.register_mechanism(Mechanism(
         "eventless", "No event", "No event", Guarantee.DP,
-        engines={"opacus": "dpcore.engines.opacus_gaussian:OpacusGaussianEngine"}, accountants=("pld",)))
+        engines={"opacus": "dpcore.training.engines.opacus_gaussian:OpacusGaussianEngine"}, accountants=("pld",)))
     quick = registry.register_accountant(Accountant(
         "rdp-copy", "RDP again", "RDP2", "a copy", "dpcore.privacy.accounting:RdpMath",
         tight=False, instant=True, curve_points=5))

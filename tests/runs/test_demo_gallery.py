@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from dpcore import demo
+from dpcore.runs import gallery as demo
 from dpcore.runs.store import RunStore
 from tests.conftest import ROOT
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dpcore.decoding import DecoderSpec
 from dpcore.errors import DPCoreError
+from dpcore.privacy.decoders import DecoderSpec
 from dpcore.runs import inference
 from dpcore.runs.store import InferenceBudgetExceeded, RunStore
 from tests.apptest_support import TINY, write_run
@@ -45,7 +45,7 @@ def test_prompts_are_bounded_and_encoded_once(store, monkeypatch):
         inference.generate_samples(store, run, "x" * (inference.MAX_PROMPT_CHARS + 1), viewer="o", n=2, max_tokens=3)
     with pytest.raises(DPCoreError, match="the limit is 500"):
         inference.decode_text(store, run, "x" * 10_000, DecoderSpec("plain"), viewer="o", max_tokens=3)
-    import dpcore.model as model_mod
+    import dpcore.training.model as model_mod
 
     primes = []
     original = model_mod.prime

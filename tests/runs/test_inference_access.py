@@ -10,8 +10,8 @@ import threading
 import pytest
 
 from dpcore.cli.main import main as cli_main
-from dpcore.decoding import PRIVATE, READABLE, DecoderSpec
 from dpcore.errors import DPCoreError, TextRefused
+from dpcore.privacy.decoders import PRIVATE, READABLE, DecoderSpec
 from dpcore.runs import access, inference
 from dpcore.runs import store as store_mod
 from dpcore.runs.limits import DEFAULT_STRANGER_BUDGET

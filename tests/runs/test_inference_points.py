@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from dpcore.checkpoint import save_checkpoint
 from dpcore.data.tokenizer import ByteTokenizer
-from dpcore.decoding import PRIVATE, READABLE, REPLACEMENT_CHAR, DecoderSpec
+from dpcore.privacy.decoders import PRIVATE, READABLE, DecoderSpec
 from dpcore.runs import inference
 from dpcore.runs.store import DEFAULT_INFERENCE_BUDGET, InferenceBudgetExceeded, RunStore
+from dpcore.training.checkpoint import save_checkpoint
+from dpcore.training.tokenfilter import REPLACEMENT_CHAR
 from tests.apptest_support import TINY, write_run
 from tests.training.test_decoding_points import _invalid_byte_model
 

@@ -6,9 +6,9 @@ import sqlite3
 
 import pytest
 
+from dpcore.config.presets import PRESETS, get_preset
 from dpcore.runs.rooms import Challenge, RoomAccessDenied, RoomError, RoomNotFound, RoomSettings, RoomStore
 from dpcore.runs.store import RunStore
-from dpcore.views.presets import PRESETS, get_preset
 from tests.apptest_support import FakeExecutor
 
 EPS3 = get_preset("workshop-eps3-person").config

@@ -10,16 +10,11 @@ import pytest
 import torch
 
 from dpcore.data.tokenizer import EOS_ID
-from dpcore.decoding import (
-    DecoderSpec,
-    advanced_composition,
-    decode,
-    ledger_statements,
-    ledger_summary,
-    text_guarantee,
-)
 from dpcore.errors import DPCoreError
-from dpcore.model import ModelConfig, build_model
+from dpcore.privacy.composition import advanced_composition, ledger_statements, ledger_summary, text_guarantee
+from dpcore.privacy.decoders import DecoderSpec
+from dpcore.training.generate import decode
+from dpcore.training.model import ModelConfig, build_model
 
 
 def _max_log_ratio(p: np.ndarray, q: np.ndarray) -> float:
@@ -163,7 +158,7 @@ def test_private_decoders_ignore_the_seed_and_draw_secret_randomness(tiny_data, 
     texts = {decode(model, tiny_data.tokenizer, "my ", spec, max_tokens=40, seed=7).text for _ in range(3)}
     assert len(texts) >= 2
     # the secret seed comes from the OS's CSPRNG, once per text, and is not kept on the output
-    import dpcore.decoding as decoding
+    import dpcore.privacy.decoders as decoding
 
     drawn = []
     real = decoding.secrets.randbits

@@ -7,23 +7,14 @@ import math
 import pytest
 import torch
 
-from dpcore import model as gru
 from dpcore.data.tokenizer import EOS_ID, PAD_ID, UNK_ID, ByteTokenizer, CharTokenizer
-from dpcore.decoding import (
-    DECODER_CHOICES,
-    OPERATING_POINTS,
-    PRIVATE,
-    READABLE,
-    REPLACEMENT_CHAR,
-    DecoderSpec,
-    TokenFilter,
-    decode,
-    mix_weight_for,
-    sample_texts,
-)
 from dpcore.errors import DPCoreError
-from dpcore.model import GRULanguageModel, ModelConfig
+from dpcore.privacy.decoders import DECODER_CHOICES, OPERATING_POINTS, PRIVATE, READABLE, DecoderSpec, mix_weight_for
 from dpcore.runs.store import DEFAULT_INFERENCE_BUDGET
+from dpcore.training import model as gru
+from dpcore.training.generate import decode, sample_texts
+from dpcore.training.model import GRULanguageModel, ModelConfig
+from dpcore.training.tokenfilter import REPLACEMENT_CHAR, TokenFilter
 
 BYTE = 3  # ByteTokenizer: id = byte + 3
 
@@ -164,6 +155,6 @@ def test_the_filter_keeps_the_mix_floor_on_allowed_ids_and_the_epsilon_bound():
 
 def test_the_monitors_training_samples_use_the_same_filtered_sampler():
     """The trainer's per-evaluation samples (shown on the monitor and in reports) cannot show "�" either."""
-    import dpcore.training
+    import dpcore.training.loop
 
-    assert dpcore.training.sample_texts is sample_texts
+    assert dpcore.training.loop.sample_texts is sample_texts

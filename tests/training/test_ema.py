@@ -10,14 +10,14 @@ import math
 import pytest
 import torch
 
-import dpcore.training as training
-from dpcore.checkpoint import load_checkpoint
+import dpcore.training.loop as training
 from dpcore.config import TrainConfig, parse_field
-from dpcore.decoding import sample_texts
 from dpcore.errors import ConfigError
 from dpcore.events import RecordingCallbacks
-from dpcore.model import GRULanguageModel, ModelConfig, plain_state_dict
-from dpcore.training import evaluate, run_training
+from dpcore.training.checkpoint import load_checkpoint
+from dpcore.training.generate import sample_texts
+from dpcore.training.loop import evaluate, run_training
+from dpcore.training.model import GRULanguageModel, ModelConfig, plain_state_dict
 
 DECAY = 0.9
 

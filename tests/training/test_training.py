@@ -9,12 +9,13 @@ import math
 import pytest
 import torch
 
-from dpcore.checkpoint import load_checkpoint
-from dpcore.config import TrainConfig, default_delta
+from dpcore.config import TrainConfig
 from dpcore.errors import CheckpointError, ConfigError
 from dpcore.events import RecordingCallbacks
-from dpcore.model import GRULanguageModel, ModelConfig, build_model, to_dp_layers
-from dpcore.training import run_training
+from dpcore.privacy.delta import default_delta
+from dpcore.training.checkpoint import load_checkpoint
+from dpcore.training.loop import run_training
+from dpcore.training.model import GRULanguageModel, ModelConfig, build_model, to_dp_layers
 
 RESULT_KEYS = {"mechanism", "epsilon", "target_epsilon", "delta", "accountant", "noise_multiplier", "sample_rate",
                "steps", "clip", "num_train_examples", "train_loss", "val_perplexity", "step_time_median_s",

@@ -7,7 +7,7 @@ import pytest
 from dpcore.config import TrainConfig
 from dpcore.data import build_lm_data
 from dpcore.data.upload import load_corpus_bytes
-from dpcore.training import run_training
+from dpcore.training.loop import run_training
 
 
 @pytest.mark.parametrize("mechanism,engine,accountant", [

@@ -99,7 +99,7 @@ def test_curves_by_mechanism_groups_finished_runs_in_order(store):
 
 
 def test_mechanism_inputs_of_a_preset():
-    from dpcore.views.presets import get_preset
+    from dpcore.config.presets import get_preset
 
     inputs = runview.mechanism_inputs(get_preset("workshop-eps3").config)
     assert 0 < inputs["sample_rate"] < 1 and inputs["steps"] > 0 and inputs["delta"] > 0
@@ -115,7 +115,7 @@ def test_audit_flag_in_the_url():
 
 def test_model_parameters_are_counted_without_torch_and_match_the_model():
     from dpcore.config import TrainConfig
-    from dpcore.model import GRULanguageModel, ModelConfig
+    from dpcore.training.model import GRULanguageModel, ModelConfig
 
     for embed, hidden, layers, vocab in ((16, 64, 1, 78), (32, 128, 2, 259), (8, 12, 1, 2000)):
         cfg = TrainConfig(embed_dim=embed, hidden_size=hidden, num_layers=layers)

@@ -6,13 +6,8 @@ import math
 
 import pytest
 
-from dpcore.config import TrainConfig, default_delta
-from dpcore.errors import ConfigError
-from dpcore.privacy.accounting import compute_epsilon
-from dpcore.privacy.plan import plan
-from dpcore.runs.store import RunStore
-from dpcore.views.meaning import delta_sentence, epsilon_sentence, odds_multiplier
-from dpcore.views.presets import (
+from dpcore.config import TrainConfig
+from dpcore.config.presets import (
     EPSILON_CHOICES,
     PRESETS,
     WORKSHOP,
@@ -22,7 +17,13 @@ from dpcore.views.presets import (
     per_sequence_presets,
     workshop_presets,
 )
-from dpcore.views.preview import accept_upload, check, predicted_curve, preview, upload_columns
+from dpcore.errors import ConfigError
+from dpcore.privacy.accounting import compute_epsilon
+from dpcore.privacy.delta import default_delta
+from dpcore.privacy.plan import plan
+from dpcore.runs.preview import accept_upload, check, predicted_curve, preview, upload_columns
+from dpcore.runs.store import RunStore
+from dpcore.views.meaning import delta_sentence, epsilon_sentence, odds_multiplier
 
 FAST = WORKSHOP.replace(max_steps=40)  # small enough for RDP calibration in well under a second
 
@@ -114,7 +115,7 @@ def test_torch_free_summary_refuses_what_the_build_refuses():
 
 def test_preview_data_summary_is_the_built_data_summary():
     from dpcore.data import build_lm_data, load_corpus
-    from dpcore.views.preview import data_summary
+    from dpcore.runs.preview import data_summary
 
     built = build_lm_data(load_corpus("builtin"), tokenizer=FAST.tokenizer, seq_len=FAST.seq_len,
                           val_fraction=FAST.val_fraction, max_vocab=FAST.max_vocab)
@@ -210,7 +211,7 @@ def test_a_slow_preview_answers_too_long_instead_of_hanging(monkeypatch):
     import threading
     import time
 
-    from dpcore.views import preview as pv
+    from dpcore.runs import preview as pv
 
     release = threading.Event()
 
@@ -228,7 +229,7 @@ def test_a_slow_preview_answers_too_long_instead_of_hanging(monkeypatch):
 
 
 def test_links_past_the_server_budget_are_refused_before_any_accounting(monkeypatch):
-    from dpcore.views import preview as pv
+    from dpcore.runs import preview as pv
 
     def never(*_a, **_k):
         raise AssertionError("no accounting should run")

@@ -10,7 +10,7 @@ from dpcore.config import TrainConfig
 from dpcore.privacy import calcache
 from dpcore.privacy.accounting import EpsilonCurve, compute_epsilon
 from dpcore.privacy.plan import calibration_key, plan
-from dpcore.views import preview as pv
+from dpcore.runs import preview as pv
 
 BASE = TrainConfig(mechanism="gaussian", epsilon=3.0, max_steps=60, batch_size=256, seq_len=32)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from dpcore.config.presets import PRESETS
 from dpcore.runs.rooms import Challenge, RoomRun, RoomSettings, RoomStore
 from dpcore.runs.store import RunStore
 from dpcore.views import roomview
-from dpcore.views.presets import PRESETS
 from tests.apptest_support import TINY, write_run
 
 A, B = "browser:a", "browser:b"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dpcore.config import TrainConfig
-from dpcore.views.presets import PRESETS, get_preset
+from dpcore.config.presets import PRESETS, get_preset
 from dpcore.views.urlstate import (
     config_to_params,
     corpus_ref_is_valid,

@@ -1,6 +1,6 @@
 """Which executor runs the runs: ``DPCORE_EXECUTOR`` (or ``--executor``) picks one by name.
 
-One table of :class:`ExecutorKind` objects, as :mod:`dpcore.engines.registry` does for engines: each
+One table of :class:`ExecutorKind` objects, as :mod:`dpcore.training.engines.registry` does for engines: each
 names its class as ``"module:Class"``, loaded on first use, so the dashboard never imports Ray (optional
 and slow) unless it is chosen, and no executor module imports another. An unknown name raises a
 sentence listing the known ones. Adding an executor is its module and one line here.

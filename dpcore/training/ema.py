@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dpcore.model import GRULanguageModel, ModelConfig
+from dpcore.training.model import GRULanguageModel, ModelConfig
 
 #: The first steps average over fewer iterates (decay_t = min(decay, (1 + t)/(10 + t))), so that the
 #: random or public start does not linger in the average of a short run.
@@ -36,7 +36,7 @@ class WeightAverage:
 
     Works for every engine's module: Opacus's wrapper prefixes ``_module.`` and its DPGRU carries
     cell aliases besides nn.GRU's names; only the plain model's names are kept (as
-    :meth:`dpcore.engines.base.Engine.plain_model` does).
+    :meth:`dpcore.training.engines.base.Engine.plain_model` does).
     """
 
     def __init__(self, decay: float, module: nn.Module, model_config: ModelConfig) -> None:

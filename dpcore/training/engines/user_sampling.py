@@ -8,7 +8,7 @@ other user. Each sampled user then contributes at most ``cap`` (k) of their sequ
 uniformly at random without replacement each time; the engine averages them and clips that
 average as a whole, so one user moves the update by at most C however many sequences they wrote.
 
-Both draws use the engine's sampling source (see :mod:`dpcore.engines.base`): a secret-seeded torch
+Both draws use the engine's sampling source (see :mod:`dpcore.training.engines.base`): a secret-seeded torch
 generator, or the OS's CSPRNG with secure noise.
 """
 
@@ -84,8 +84,3 @@ class UserPoissonSampler:
     def __iter__(self) -> Iterator[UserBatch]:
         while True:
             yield self.sample()
-
-
-def expected_rows_per_step(counts: torch.Tensor, sample_rate: float, cap: int) -> float:
-    """q · Σ_u min(k, n_u): the expected number of sequences in a user-level step."""
-    return float(sample_rate * counts.clamp(max=cap).sum())

@@ -3,7 +3,7 @@
 The pieces are assembled by hand (as PrivacyEngine.make_private would) so that accounting stays
 ours (RDP, PRV or PLD from the run's history) and the optimizer can report clipping
 diagnostics. Order matters and is kept: DPGRU swapped in *before* the optimizer is built; a plain
-Poisson loader at q = 1/ceil(N/B) (:meth:`~dpcore.engines.base.Engine.poisson_loader`).
+Poisson loader at q = 1/ceil(N/B) (:meth:`~dpcore.training.engines.base.Engine.poisson_loader`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from opacus import GradSampleModule
 from opacus.optimizers import DPOptimizer
 from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
 
-from dpcore.engines.base import Engine, EngineSetup, StepStats, split_noise
-from dpcore.model import to_dp_layers
 from dpcore.privacy.noise import NoiseSource
+from dpcore.training.engines.base import Engine, EngineSetup, StepStats, split_noise
+from dpcore.training.model import to_dp_layers
 
 # Opacus's full backward hooks fire on the first layer, whose input (token ids) needs no gradient;
 # torch warns about it on every step. The per-sample gradients are unaffected.

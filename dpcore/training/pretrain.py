@@ -39,17 +39,17 @@ from typing import Any
 
 import torch
 
-from dpcore.checkpoint import load_checkpoint, save_checkpoint
 from dpcore.config import TrainConfig
 from dpcore.data import LMData, build_lm_data
 from dpcore.data.prior import public_log_prior
 from dpcore.data.public import BUILTIN_DESCRIPTION, TEXT_DESCRIPTION, corpus_digest, public_corpus, public_kind
 from dpcore.data.tokenizer import PAD_ID
-from dpcore.device import resolve_device
-from dpcore.engines import EngineSetup, build_engine
 from dpcore.errors import CheckpointError, DPCoreError
-from dpcore.model import GRULanguageModel, ModelConfig, sequence_losses
 from dpcore.paths import resolve_data_dir
+from dpcore.training.checkpoint import load_checkpoint, save_checkpoint
+from dpcore.training.device import resolve_device
+from dpcore.training.engines import EngineSetup, build_engine
+from dpcore.training.model import GRULanguageModel, ModelConfig, sequence_losses
 
 #: The pre-training recipe (non-private Adam on shuffled batches). Changing any of these makes a new
 #: key, so old public models are simply not used any more.
@@ -152,12 +152,6 @@ def public_spec(config: TrainConfig) -> PublicSpec:
 
 def public_model_dir(spec: PublicSpec, data_dir: str | os.PathLike[str] | None = None) -> Path:
     return resolve_data_dir(data_dir) / FOLDER / spec.key()
-
-
-def find_public_model(config: TrainConfig, data_dir: str | os.PathLike[str] | None = None) -> PublicModel | None:
-    """The cached public model for ``config``'s shape, or None if it was never built."""
-    spec = public_spec(config)
-    return _read(public_model_dir(spec, data_dir), spec)
 
 
 def _read(path: Path, spec: PublicSpec) -> PublicModel | None:

@@ -1,6 +1,6 @@
 """Which engine trains a run: each registered mechanism's table from engine choice to an engine class.
 
-A registry rather than a factory inside :mod:`dpcore.engines.base`, so that the base class never
+A registry rather than a factory inside :mod:`dpcore.training.engines.base`, so that the base class never
 imports its own subclasses (they import it). Classes are named, not imported, in the table and
 loaded on first use: Opacus (about a second of start-up) is imported only by the runs that train
 on it, not by every fast-engine or baseline worker.
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import importlib
 
-from dpcore.engines.base import Engine, EngineSetup
 from dpcore.privacy.registry import mechanism_of
+from dpcore.training.engines.base import Engine, EngineSetup
 
 
 def engine_class(mechanism: str, engine: str) -> type[Engine]:

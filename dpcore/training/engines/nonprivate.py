@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from dpcore.engines.base import Engine, EngineSetup, StepStats
 from dpcore.privacy.noise import laplace_noise
+from dpcore.training.engines.base import Engine, EngineSetup, StepStats
 
 
 class NonPrivateEngine(Engine):

@@ -5,12 +5,13 @@ worker and the tests. It knows nothing of storage or UI: every step is reported 
 :class:`~dpcore.events.TrainCallbacks`, and the caller decides what to do with it.
 
 Order of decisions (each one a place where DP trainers silently go wrong):
-1. data split by user, fixed-length windows; N = number of training windows (the privacy unit);
+1. data split by user (each user by a keyed hash of their own id), fixed-length windows; N = the number
+   of training units: users (user-level, the default) or windows (sequence-level);
 2. q = 1/ceil(N/B) — what Opacus's Poisson loader really uses; steps from epochs or max steps;
 3. δ defaults to min(1e-5, 1/(10·N)) and δ ≥ 1/N is refused;
 4. σ calibrated with the run's own accountant for the planned steps; ε reported from the
    steps actually run, never the target;
-5. with ``ema`` set, the average of the iterates (:mod:`dpcore.ema`, post-processing) is what is
+5. with ``ema`` set, the average of the iterates (:mod:`dpcore.training.ema`, post-processing) is what is
    evaluated, sampled and saved; the engine trains its own weights.
 """
 
@@ -30,27 +31,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from dpcore.checkpoint import save_checkpoint
 from dpcore.config import TrainConfig, unit_phrase
 from dpcore.data import LMData, build_lm_data, load_corpus
 from dpcore.data.prior import public_log_prior
 from dpcore.data.tokenizer import PAD_ID
-from dpcore.decoding import sample_texts  # filtered: no PAD, UNK or broken UTF-8 in a shown sample
-from dpcore.device import resolve_device
-from dpcore.ema import WeightAverage
-from dpcore.engines import EngineSetup, build_engine
 from dpcore.errors import TrainingDiverged
-from dpcore.events import EvalMetrics, RunInfo, SampleEvent, StepMetrics, TrainCallbacks
-from dpcore.model import GRULanguageModel, ModelConfig, sequence_losses
-from dpcore.pretrain import load_public_state
+from dpcore.events import CSV_COLUMNS, EvalMetrics, RunInfo, SampleEvent, StepMetrics, TrainCallbacks
 from dpcore.privacy.accounting import (
     EpsilonCurve,
     epsilon_replace_one,
 )
 from dpcore.privacy.plan import plan
-
-METRIC_COLUMNS = ["step", "train_loss", "epsilon", "batch_size", "frac_clipped", "median_grad_norm",
-                  "noisy_frac_clipped", "step_time_s", "elapsed_s", "val_loss", "val_perplexity"]
+from dpcore.training.checkpoint import save_checkpoint
+from dpcore.training.device import resolve_device
+from dpcore.training.ema import WeightAverage
+from dpcore.training.engines import EngineSetup, build_engine
+from dpcore.training.generate import sample_texts
+from dpcore.training.model import GRULanguageModel, ModelConfig, sequence_losses
+from dpcore.training.pretrain import load_public_state
 
 
 def seed_everything(seed: int) -> None:
@@ -309,7 +307,7 @@ def write_result(out_dir: str | Path, result: dict[str, Any]) -> None:
 
 def write_metrics_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in METRIC_COLUMNS})
+            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_COLUMNS})

@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import IO
 
 from dpcore.config import TrainConfig
+from dpcore.config.presets import WORKSHOP, get_preset
 from dpcore.privacy.registry import GAUSSIAN, Guarantee, mechanism_of
 from dpcore.runs.store import PINNED_OWNER_PREFIX, Run, RunStore
-from dpcore.views.presets import WORKSHOP, get_preset
 
 GALLERY_OWNER = PINNED_OWNER_PREFIX + "gallery"
 GALLERY_EPSILONS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)

@@ -53,7 +53,7 @@ through σ; a Gram that two maps share is computed once; per-user sums come out 
 The model's own dropout modules are called in the order of its forward, on tensors with nn.GRU's
 memory layout, so from one RNG state both draw the same dropout masks.
 
-Everything else follows :class:`~dpcore.engines.opacus_gaussian.OpacusGaussianEngine`, the
+Everything else follows :class:`~dpcore.training.engines.opacus_gaussian.OpacusGaussianEngine`, the
 reference: the same Poisson sampler and rate, the loss (each sequence's mean token loss, so
 per-example gradients are B × those of the batch mean, like Opacus's ``loss_reduction="mean"``),
 flat L2 clipping over all parameters with factor min(1, C/(‖g‖+1e-6)), N(0, (σC)²) noise on the
@@ -74,8 +74,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from dpcore.engines.base import Engine, EngineSetup, StepStats, split_noise
-from dpcore.model import GRULanguageModel, sequence_losses
+from dpcore.training.engines.base import Engine, EngineSetup, StepStats, split_noise
+from dpcore.training.model import GRULanguageModel, sequence_losses
 
 #: The most bytes one unit's materialised gradient of one map may take (else that map takes the Gram route).
 MATERIALIZE_BUDGET = 8 * 2**20

@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
 
-from dpcore.engines.opacus_gaussian import DiagnosticDPOptimizer, OpacusGaussianEngine, group_grad_samples
 from dpcore.privacy.noise import TorchNoise
+from dpcore.training.engines.opacus_gaussian import DiagnosticDPOptimizer, OpacusGaussianEngine, group_grad_samples
 
 
 def per_sample_l1_norms(grad_samples: list[torch.Tensor]) -> torch.Tensor:

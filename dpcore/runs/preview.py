@@ -24,18 +24,20 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
-from dpcore.config import TrainConfig, check_delta, default_delta, field_problem, field_specs
+from dpcore.config import TrainConfig, field_problem, field_specs
 from dpcore.data import load_corpus, summarize_lm_data
 from dpcore.errors import ConfigError, DPCoreError
+from dpcore.paths import file_version
 from dpcore.privacy.accounting import EpsilonCurve
 from dpcore.privacy.background import QUICK, SLOW, start_once
 from dpcore.privacy.calcache import calibrated_noise, folder_in, hand_over
+from dpcore.privacy.delta import check_delta, default_delta
 from dpcore.privacy.plan import accounted_units, calibration_key, plan
 from dpcore.privacy.registry import Guarantee, accountant_of, accountants, looser_instant_accountant, mechanism_of
 from dpcore.runs.limits import check_launch
+from dpcore.runs.uploads import accept_upload as accept_upload  # re-exported: checks live in uploads
+from dpcore.runs.uploads import upload_columns as upload_columns
 from dpcore.views.meaning import delta_sentence, epsilon_sentence
-from dpcore.views.uploads import accept_upload as accept_upload  # re-exported: checks live in uploads
-from dpcore.views.uploads import upload_columns as upload_columns
 
 #: Points on the predicted-ε chart per accountant (``Accountant.curve_points``): a full computation per
 #: point for PRV and PLD, almost nothing for RDP.
@@ -72,12 +74,6 @@ class Preview:
 
 
 # ------------------------------------------------------------------------------- corpus size
-def _file_version(path: str) -> tuple[int, int]:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return (0, 0)
-    return (st.st_mtime_ns, st.st_size)
 
 
 @functools.lru_cache(maxsize=32)
@@ -96,7 +92,7 @@ def data_summary(config: TrainConfig) -> dict[str, Any]:
 
     Raises :class:`~dpcore.errors.CorpusError` for a corpus that cannot be used.
     """
-    version = (0, 0) if config.corpus == "builtin" else _file_version(config.corpus)
+    version = (0, 0) if config.corpus == "builtin" else file_version(config.corpus)
     return dict(_summary_cached(config.corpus, version, config.text_column, config.user_column,
                                 config.tokenizer, config.seq_len, config.val_fraction, config.max_vocab,
                                 config.builtin_users))
@@ -301,7 +297,7 @@ def check(config: TrainConfig) -> Checked:
     except ConfigError as err:
         return Checked(None, {"config": _sentence(str(err))})
     if config.device not in ("auto", "cpu"):  # a GPU asked for: check it is there (loads torch, rarely)
-        from dpcore.device import resolve_device
+        from dpcore.training.device import resolve_device
 
         try:
             resolve_device(config.device)

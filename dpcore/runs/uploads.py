@@ -15,14 +15,7 @@ from typing import Any
 from dpcore.data import csv_columns, load_corpus, load_corpus_bytes
 from dpcore.data.upload import MAX_UPLOAD_BYTES, SAMPLE_BYTES, ColumnSuggestion, suggest_columns
 from dpcore.errors import DPCoreError
-
-
-def _file_version(path: str) -> tuple[int, int]:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return (0, 0)
-    return (st.st_mtime_ns, st.st_size)
+from dpcore.paths import file_version
 
 
 def upload_limit() -> str:
@@ -54,7 +47,7 @@ def _columns_cached(path: str, version: tuple[int, int]) -> tuple[str, ...]:
 
 def upload_columns(path: str) -> list[str]:
     """The header of a stored CSV upload (cached per file version)."""
-    return list(_columns_cached(path, _file_version(path)))
+    return list(_columns_cached(path, file_version(path)))
 
 
 @functools.lru_cache(maxsize=32)
@@ -67,7 +60,7 @@ def _sample_cached(path: str, version: tuple[int, int]) -> ColumnSuggestion:
 
 def upload_sample(path: str) -> ColumnSuggestion:
     """Suggested columns and the first rows of a stored CSV upload, from its first bytes only (cached)."""
-    return _sample_cached(path, _file_version(path))
+    return _sample_cached(path, file_version(path))
 
 
 def preview_header(columns: list[str]) -> list[str]:
@@ -142,7 +135,7 @@ def upload_notes(path: str, text_column: str | None = None, user_column: str | N
     An upload that cannot be read this way gives no notes: the form's check explains the problem.
     """
     try:
-        meta = dict(_meta_cached(path, _file_version(path), text_column, user_column))
+        meta = dict(_meta_cached(path, file_version(path), text_column, user_column))
     except DPCoreError:
         return []
     return grouping_sentences(meta, unit, user_cap)

@@ -29,9 +29,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from dpcore.engines.user_sampling import UserPoissonSampler
-from dpcore.model import GRULanguageModel, ModelConfig, build_model, plain_state_dict, sequence_losses
 from dpcore.privacy.noise import NoiseSource, SecureNoise, TorchNoise
+from dpcore.training.engines.user_sampling import UserPoissonSampler
+from dpcore.training.model import GRULanguageModel, ModelConfig, build_model, plain_state_dict, sequence_losses
 
 
 @dataclass(frozen=True)
@@ -98,13 +98,13 @@ class EngineSetup:
     #: N for the sampling rate q = 1/ceil(N/B): len(train) unless the set holds audit canaries, which
     #: are all counted (included or not) so that q cannot depend on the audit's secret coins.
     accounted_examples: int | None = None
-    #: User-level DP-SGD (see :mod:`dpcore.engines.user_sampling`): each row's user index, the number
+    #: User-level DP-SGD (see :mod:`dpcore.training.engines.user_sampling`): each row's user index, the number
     #: of users the accountant counts (N_users: every training user, and every audit canary as its
     #: own user, included or not) and the per-user cap k. None: the unit is one sequence.
     row_users: torch.Tensor | None = None
     num_users: int | None = None
     user_cap: int = 1
-    #: Weights to start from instead of the seed's initialisation (the public model, see dpcore.pretrain):
+    #: Weights to start from instead of the seed's initialisation (the public model, see dpcore.training.pretrain):
     #: a state dict of the same model shape; it replaces the output bias above too. Public, so free.
     initial_state: dict[str, torch.Tensor] | None = None
     #: Tests only: seed the DP noise and Poisson sampling (to compare two engines draw for draw).
@@ -194,7 +194,7 @@ class Engine(ABC):
         self.model = self.model.to(setup.device)
 
     #: The epoch's batches (a Poisson ``DPDataLoader`` for DP engines, a shuffled one otherwise),
-    #: or, user-level, an endless :class:`~dpcore.engines.user_sampling.UserPoissonSampler`.
+    #: or, user-level, an endless :class:`~dpcore.training.engines.user_sampling.UserPoissonSampler`.
     loader: Iterable
 
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:

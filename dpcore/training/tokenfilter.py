@@ -1,7 +1,7 @@
 """Which tokens a sampler may emit next, so that no shown text ever contains U+FFFD ("�").
 
 Plain sampling (:func:`dpcore.model.generate`, the monitor's and reports' samples) and the private
-decoders (:mod:`dpcore.decoding`) share this filter: PAD and UNK are never emitted, and with a byte
+decoders (:mod:`dpcore.privacy.decoders`) share this filter: PAD and UNK are never emitted, and with a byte
 vocabulary only bytes that keep the text valid UTF-8 are. It depends only on the tokens already
 emitted, never on the model, so it changes no privacy accounting (see :class:`TokenFilter`).
 """

@@ -14,7 +14,7 @@ import torch
 
 from dpcore.data.tokenizer import Tokenizer, tokenizer_from_dict
 from dpcore.errors import CheckpointError
-from dpcore.model import GRULanguageModel, ModelConfig
+from dpcore.training.model import GRULanguageModel, ModelConfig
 
 FORMAT = "dpcore-checkpoint"
 VERSION = 1
