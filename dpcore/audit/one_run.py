@@ -47,7 +47,8 @@ and Chaudhuri (2024), :mod:`dpcore.audit.fdp`, which uses a whole trade-off curv
 (ε, δ) pair and certifies much more from the same count when the curve is Gaussian-shaped (with
 500 of 1000 canaries guessed, all correct: ε ≈ 9.9 against 5.1 at 95 %, δ = 1e-5). Both are
 reported (``epsilon_lower_bound``, ``epsilon_lower_bound_fdp``), each with its own union bound over the
-guess grid. Either one above the run's claimed ε raises the bug alarm (:func:`claim_exceeded`).
+guess grid. The bug alarm (:func:`claim_exceeded`) tests the claimed ε with both at once, each at half
+the failure rate, so a correct run raises it at most 5 % of the time at 95 %.
 
 **What it measures.** A black-box attacker with the final weights only: a lower bound on ε, far
 below the claimed ε for a correct DP-SGD run (the paper reports the same for black-box audits),
@@ -71,7 +72,7 @@ from dpcore.audit.defaults import CONFIDENCE, ONE_RUN_GUESS_FRACTIONS, ONE_RUN_S
 from dpcore.audit.fdp import DEFAULT_FAMILY, epsilon_lower_bound_fdp, fdp_ceiling
 from dpcore.data.tokenizer import EOS_ID
 from dpcore.errors import ConfigError
-from dpcore.model import GRULanguageModel
+from dpcore.training.model import GRULanguageModel
 
 #: Name of the attack in reports.
 ATTACK_NAME = "one-run (Steinke et al. 2023)"
@@ -314,6 +315,16 @@ def one_run_bound(scores: np.ndarray, included: np.ndarray, *, delta: float, con
     r_max = max(t["guesses"] for t in tried)
     ceiling = max(epsilon_lower_bound(m, t["guesses"], t["guesses"], delta=delta, alpha=alpha) for t in tried)
     ceiling_fdp = max(fdp_ceiling(m, t["guesses"], delta=delta, alpha=alpha, family=fdp_family) for t in tried)
+    # the bug alarm tests the claim with both bounds at once: each at α/2 (Bonferroni), so a correct run
+    # raises it with probability at most 1 − confidence, not twice that
+    alarm_alpha = alpha / 2
+    alarm_level = {
+        "alpha_per_test": alarm_alpha,
+        "epsilon_lower_bound": max(epsilon_lower_bound(m, t["guesses"], t["correct"], delta=delta, alpha=alarm_alpha)
+                                   for t in tried),
+        "epsilon_lower_bound_fdp": max(epsilon_lower_bound_fdp(m, t["guesses"], t["correct"], delta=delta,
+                                                               alpha=alarm_alpha, family=fdp_family) for t in tried),
+    }
     return {
         "m": m,
         "num_included": int(np.asarray(included, dtype=bool).sum()),
@@ -332,6 +343,7 @@ def one_run_bound(scores: np.ndarray, included: np.ndarray, *, delta: float, con
         "max_certifiable_fdp": ceiling_fdp,
         "fdp_family": fdp_family,
         "fdp_attack": FDP_ATTACK_NAME,
+        "alarm_level": alarm_level,
         "tried": tried,
         "method": (
             f"{m} random canary windows, each trained on by a secret fair coin; the {len(grid)} guess counts "
@@ -367,16 +379,18 @@ def one_run_audit(model: GRULanguageModel, canaries: AuditCanaries, *, delta: fl
 def claim_exceeded(res: dict[str, Any], claimed: float | None) -> list[str]:
     """The bounds (``"steinke"``, ``"fdp"``) of a one-run result that lie above the run's claimed ε.
 
-    Each bound exceeds the ε of a correctly implemented run with probability at most 1 − confidence
-    (each is a level-α test of the claim; the f-DP one for runs whose curve is at least that of its
-    family), so either one above the claim is evidence of a bug: the bug alarm.
+    The alarm tests the claim with both bounds together: each at half the failure rate (``alarm_level``,
+    Bonferroni), so a correctly implemented run (for the f-DP bound, one whose curve is at least that
+    of its family) raises it with probability at most 1 − confidence in all, not that much per bound.
+    A result without ``alarm_level`` (written before it existed) is read at its reported bounds.
     """
     if claimed is None or not math.isfinite(claimed):
         return []
+    level = res.get("alarm_level") or res
     out = []
-    if res.get("epsilon_lower_bound") is not None and res["epsilon_lower_bound"] > claimed:
+    if level.get("epsilon_lower_bound") is not None and level["epsilon_lower_bound"] > claimed:
         out.append("steinke")
-    if res.get("epsilon_lower_bound_fdp") is not None and res["epsilon_lower_bound_fdp"] > claimed:
+    if level.get("epsilon_lower_bound_fdp") is not None and level["epsilon_lower_bound_fdp"] > claimed:
         out.append("fdp")
     return out
 
@@ -389,10 +403,11 @@ def alarm_sentence(res: dict[str, Any], claimed: float | None) -> str | None:
     shown = {"steinke": f"Steinke et al.'s ε ≥ {res.get('epsilon_lower_bound', 0.0):.2f}",
              "fdp": f"the f-DP bound's ε ≥ {res.get('epsilon_lower_bound_fdp', 0.0):.2f}"}
     conf = float(res.get("confidence", CONFIDENCE))
+    each = 1 - (1 - conf) / 2
     return (f"BUG ALARM: the audit proves more leakage than this run claims: {' and '.join(shown[a] for a in above)} "
-            f"exceed{'s' if len(above) == 1 else ''} the claimed ε = {claimed:.2f}. A correctly implemented DP run "
-            f"shows this for each bound at most {1 - conf:.0%} of the time; do not trust the claimed ε until the "
-            f"noise, clipping, sampling and accounting have been checked.")
+            f"exceed{'s' if len(above) == 1 else ''} the claimed ε = {claimed:.2f}, each tested at {each:.1%}. "
+            f"A correctly implemented DP run raises this alarm at most {1 - conf:.0%} of the time; do not trust the "
+            f"claimed ε until the noise, clipping, sampling and accounting have been checked.")
 
 
 def one_run_plain(res: dict[str, Any], claimed: float | None = None) -> str:

@@ -77,8 +77,11 @@ if audit is None:
     else:
         st.caption("An audit, if this run asked for one, appears here after training.")
 else:
-    from dpcore.views.auditview import no_bound_reason, plain_lines  # this section's helpers
+    from dpcore.views.auditview import bug_alarm, no_bound_reason, plain_lines  # this section's helpers
 
+    alarm = bug_alarm(audit)
+    if alarm:
+        st.error(alarm, icon=":material/report:")
     lines = plain_lines(audit)
     if lines:
         st.markdown("\n".join(f"- {s}" for s in lines))

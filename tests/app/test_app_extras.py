@@ -134,6 +134,22 @@ def test_report_shows_the_audit(app_env):
     assert any("2^11.3 tries" in m for m in texts(at.markdown))
 
 
+def test_report_flags_a_bound_above_the_claim_as_an_error(app_env):
+    """The bug alarm is an st.error at the top of the audit, from the bounds and the claim (issue 25)."""
+    run = write_run(app_env.store, app_env.owner())
+    add_audit(app_env.store, run.id, fake_audit())
+    at = app_env.app(page=REPORT, run=run.id).run()
+    _no_crash(at)
+    assert not any("BUG ALARM" in e for e in texts(at.error))
+    bad = write_run(app_env.store, app_env.owner())
+    audit = fake_audit(claimed=0.1)
+    audit["one_run"]["alarm_level"] = {"alpha_per_test": 0.005, "epsilon_lower_bound": 0.18}
+    add_audit(app_env.store, bad.id, audit)
+    at = app_env.app(page=REPORT, run=bad.id).run()
+    _no_crash(at)
+    assert any(e.startswith("BUG ALARM") and "0.21" in e and "at most 5%" in e for e in texts(at.error))
+
+
 def test_report_without_an_audit_says_how_to_get_one(app_env):
     run = write_run(app_env.store, app_env.owner(), checkpoint=True)
     at = app_env.app(page=REPORT, run=run.id).run()

@@ -140,3 +140,22 @@ def test_alarm_is_the_first_sentence_when_a_bound_exceeds_the_claim():
     assert one_run_plain(res, 1.0).startswith("BUG ALARM")
     assert claim_exceeded(res, 20.0) == [] and "BUG ALARM" not in one_run_plain(res, 20.0)
     assert claim_exceeded(res, None) == []
+
+
+def test_the_alarm_tests_both_bounds_together_each_at_half_the_failure_rate():
+    """Two level-5 % tests side by side would flag a correct run up to 10 % of the time: the alarm reads
+    each bound at α/2 (Bonferroni), below the reported bounds, so the pair holds at the stated level."""
+    rng = np.random.default_rng(3)
+    scores, included = _canaries(rng, 1000, 1.5)
+    res = one_run_bound(scores, included, delta=1e-5)
+    level = res["alarm_level"]
+    assert level["alpha_per_test"] == pytest.approx(res["alpha_per_guess_count"] / 2)
+    assert level["epsilon_lower_bound"] <= res["epsilon_lower_bound"]
+    assert level["epsilon_lower_bound_fdp"] <= res["epsilon_lower_bound_fdp"]
+    assert res["epsilon_lower_bound_fdp"] > 0
+    # a claim between the alarm's bound and the reported one: the reported bound alone is above it,
+    # the joint test is not, so no alarm
+    claim = (level["epsilon_lower_bound_fdp"] + res["epsilon_lower_bound_fdp"]) / 2
+    if level["epsilon_lower_bound_fdp"] < res["epsilon_lower_bound_fdp"]:
+        assert "fdp" not in claim_exceeded(res, claim)
+    assert claim_exceeded(res, level["epsilon_lower_bound_fdp"] / 2 if level["epsilon_lower_bound_fdp"] else -1.0)
