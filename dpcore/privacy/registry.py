@@ -39,6 +39,12 @@ class Guarantee(str, Enum):
     NONE = "none"
     NO_GUARANTEE = "no-guarantee"
 
+    def __str__(self) -> str:  # the stored word, as str() and f-strings of a str read it ("dp", not "Guarantee.DP")
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
 
 class ClipNorm(str, Enum):
     """The norm a mechanism's per-unit gradients are clipped in: its sensitivity's norm."""

@@ -37,7 +37,7 @@ from typing import IO
 from dpcore.config import TrainConfig
 from dpcore.config.presets import WORKSHOP, get_preset
 from dpcore.privacy.registry import GAUSSIAN, Guarantee, mechanism_of
-from dpcore.runs.store import PINNED_OWNER_PREFIX, Run, RunStore
+from dpcore.runs.store import PINNED_OWNER_PREFIX, Run, RunStore, Status
 
 GALLERY_OWNER = PINNED_OWNER_PREFIX + "gallery"
 GALLERY_EPSILONS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
@@ -48,7 +48,7 @@ ENV_AUTOPREPARE = "DPCORE_DEMO_AUTOPREPARE"
 DEMO_FOLDER = "demo"
 LOCK_NAME = "prepare.lock"
 LOG_NAME = "prepare.log"
-_PROJECT_ROOT = str(Path(__file__).resolve().parents[1])
+_PROJECT_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding dpcore/
 
 
 @dataclass(frozen=True)
@@ -237,9 +237,13 @@ def _train_one(store: RunStore, config: TrainConfig, *, train_fn: str | None, py
         cmd += ["--train-fn", train_fn]
     fd = os.open(folder / "worker.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "ab") as log:
-        subprocess.run(cmd, cwd=folder, env=worker_env(store), stdin=subprocess.DEVNULL, stdout=log,
-                       stderr=subprocess.STDOUT, check=False)
+        done = subprocess.run(cmd, cwd=folder, env=worker_env(store), stdin=subprocess.DEVNULL, stdout=log,
+                              stderr=subprocess.STDOUT, check=False)
     run = store.get_run(run_id)
+    if done.returncode != 0 and run.status == Status.QUEUED:  # the worker never started it: fail, never wait
+        store.finish_run(run_id, Status.FAILED, error=f"the gallery worker exited with code {done.returncode} "
+                         "before it took the run (see worker.log)", only_if_running=False)
+        run = store.get_run(run_id)
     while not run.is_terminal:  # the dashboard's executor claimed it first: its worker trains it
         time.sleep(1.0)
         run = store.get_run(run_id)

@@ -55,6 +55,7 @@ from dpcore.views.meaning import (
     unit_label,
     unit_of,
 )
+from dpcore.views.riskview import result_risk_sentence
 
 
 # -------------------------------------------------------------------------- the statement
@@ -123,6 +124,10 @@ def privacy_statement(run: Run, *, latest_epsilon: float | None = None) -> list[
         )
         sentences.append(epsilon_sentence(eps, seq_len=seq_len, tokenizer=tok, privacy_unit=unit)
                          + f" δ = {delta:.2g} is the small chance that this promise fails.")
+        risk = result_risk_sentence(res)
+        if risk:
+            sentences.append(risk + " (from this run's own noise, sampling rate and steps: the most any attacker "
+                                    "can do, not what one attack did)")
         if not user_level:
             sentences.append(group_sentence(eps))
         sentences.append(CENSUS_SENTENCE)

@@ -9,18 +9,20 @@ from here (its ε is ∞; :mod:`dpcore.views.meaning` says so).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
 
-from dpcore.config import PRIVATE_MECHANISMS
 from dpcore.errors import DPCoreError
+from dpcore.privacy.registry import PRIVATE_MECHANISMS
 from dpcore.privacy.tradeoff import DEFAULT_FPR, RiskPoint, noise_for_tpr, risk_at
 
 #: Who the attacker tries to tell apart, per privacy unit.
 UNIT_WORDS = {"user": "people", "sequence": "sequences"}
 
 
+@functools.lru_cache(maxsize=256)
 def risk_point(mechanism: str | None, noise: float | None, sample_rate: float | None, steps: int | None,
                delta: float | None, epsilon: float | None = None, fpr: float = DEFAULT_FPR) -> RiskPoint | None:
     """The dial's reading for these settings, or None when they carry no guarantee or are incomplete."""
