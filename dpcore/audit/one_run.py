@@ -62,17 +62,20 @@ import math
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from scipy import special, stats
 
 from dpcore.audit.defaults import CONFIDENCE, ONE_RUN_GUESS_FRACTIONS, ONE_RUN_SHUFFLES
 from dpcore.audit.fdp import DEFAULT_FAMILY, epsilon_lower_bound_fdp, fdp_ceiling
 from dpcore.data.tokenizer import EOS_ID
 from dpcore.errors import ConfigError
-from dpcore.training.model import GRULanguageModel
+
+if TYPE_CHECKING:  # the bounds below need no torch: the dashboard's attack lab computes them
+    import torch
+
+    from dpcore.training.model import GRULanguageModel
 
 #: Name of the attack in reports.
 ATTACK_NAME = "one-run (Steinke et al. 2023)"
@@ -120,6 +123,8 @@ class AuditCanaries:
 
     def training_rows(self) -> torch.Tensor:
         """The included rows, to append to the training windows (in canary order)."""
+        import torch
+
         return self.rows[torch.from_numpy(np.flatnonzero(self.included))]
 
 
@@ -137,6 +142,8 @@ def make_audit_canaries(vocab_size: int, seq_len: int, m: int, *,
         raise ConfigError(f"the sequence length must be a positive whole number, got {seq_len!r}")
     if vocab_size <= FIRST_TOKEN:
         raise ConfigError(f"a vocabulary of {vocab_size} tokens has no ordinary token for canaries")
+    import torch
+
     gen = rng if rng is not None else np.random.default_rng(secrets.randbits(128))
     tokens = gen.integers(FIRST_TOKEN, vocab_size, size=(m, seq_len))
     rows = np.concatenate([np.full((m, 1), EOS_ID), tokens], axis=1)
@@ -147,6 +154,8 @@ def make_audit_canaries(vocab_size: int, seq_len: int, m: int, *,
 # ------------------------------------------------------------------------------- scoring
 def _shuffled(rows: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """Each row's tokens after the leading EOS in an independent random order."""
+    import torch
+
     out = rows.clone()
     body = out[:, 1:]
     keys = torch.from_numpy(rng.random(tuple(body.shape)))
@@ -358,14 +367,16 @@ def one_run_bound(scores: np.ndarray, included: np.ndarray, *, delta: float, con
 
 def one_run_audit(model: GRULanguageModel, canaries: AuditCanaries, *, delta: float,
                   confidence: float = CONFIDENCE, guesses: Sequence[tuple[int, int]] | None = None,
-                  score: str = "loss", claimed: float | None = None) -> dict[str, Any]:
+                  score: str = "loss", claimed: float | None = None,
+                  scores: np.ndarray | None = None) -> dict[str, Any]:
     """Score the canaries under ``model`` and turn the guesses into the ε lower bound (JSON-ready).
 
     ``guesses``: the (k₊, k₋) pairs to try, fixed in advance (default :func:`guess_grid`); ``score``:
     see :func:`score_canaries`; ``claimed``: the run's ε, for the plain sentence and the bug alarm
-    (``exceeds_claim``: the bounds above it, :func:`claim_exceeded`; ``alarm``: its sentence or None).
+    (``exceeds_claim``: the bounds above it, :func:`claim_exceeded`; ``alarm``: its sentence or None);
+    ``scores``: already computed with ``score`` (the audit keeps them for the attack lab).
     """
-    scores = score_canaries(model, canaries, method=score)
+    scores = scores if scores is not None else score_canaries(model, canaries, method=score)
     out = one_run_bound(scores, canaries.included, delta=delta, confidence=confidence, guesses=guesses)
     out["attack"] = ATTACK_NAME
     out["score"] = score

@@ -39,8 +39,9 @@ import numpy as np
 
 from dpcore.audit.defaults import CONFIDENCE, MAX_EXAMPLES, MAX_REFERENCE_STEPS, MIN_EXAMPLES, REFERENCES
 from dpcore.audit.exposure import NO_CANARIES_MESSAGE, canary_exposures, exposure_by_insertions
+from dpcore.audit.lab import save_lab_canaries
 from dpcore.audit.membership import LOW_FPRS, attack_report, auc_plain, per_sequence_losses
-from dpcore.audit.one_run import ATTACK_NAME, AuditCanaries, one_run_audit
+from dpcore.audit.one_run import ATTACK_NAME, AuditCanaries, one_run_audit, score_canaries
 from dpcore.audit.reference import train_reference
 from dpcore.config import DEFAULT_DELTA_RULE, TrainConfig
 from dpcore.data import LMData, build_lm_data, load_corpus
@@ -225,13 +226,19 @@ def _sentence(text: str) -> str:
 
 
 def _one_run_part(ckpt: Checkpoint, audit_canaries: AuditCanaries | None, *, delta: float, confidence: float,
-                  claimed: float | None) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """(the full one-run result or None, the top-level ``empirical_epsilon``)."""
+                  claimed: float | None, lab_dir: Path | None = None) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """(the full one-run result or None, the top-level ``empirical_epsilon``); with ``lab_dir``, the
+    attack lab's secret file (:mod:`dpcore.audit.lab`) is written there too."""
     if audit_canaries is None:
         return None, {"value": None, "confidence": confidence, "attack": None, "max_certifiable": None,
                       "value_fdp": None, "max_certifiable_fdp": None, "exceeds_claim": [], "alarm": None,
                       "note": _sentence(NO_ONE_RUN)}
-    one = one_run_audit(ckpt.model, audit_canaries, delta=delta, confidence=confidence, claimed=claimed)
+    scores = score_canaries(ckpt.model, audit_canaries)
+    one = one_run_audit(ckpt.model, audit_canaries, delta=delta, confidence=confidence, claimed=claimed,
+                        scores=scores)
+    if lab_dir is not None:  # the attack lab's secret file: texts, these scores and the coins
+        save_lab_canaries(lab_dir, [ckpt.tokenizer.decode(row[1:].tolist()) for row in audit_canaries.rows],
+                          scores, audit_canaries.included)
     return one, {"value": one["epsilon_lower_bound"], "confidence": confidence, "attack": ATTACK_NAME,
                  "max_certifiable": one["max_certifiable"], "value_fdp": one["epsilon_lower_bound_fdp"],
                  "attack_fdp": one["fdp_attack"], "fdp_family": one["fdp_family"],
@@ -300,7 +307,8 @@ def run_audit(checkpoint_path: str | Path, out_dir: str | Path, *, seed: int = 0
     claimed = result.get("epsilon")
     claimed = claimed if claimed is not None and math.isfinite(claimed) else None
 
-    one_run, empirical = _one_run_part(ckpt, audit_canaries, delta=delta, confidence=confidence, claimed=claimed)
+    one_run, empirical = _one_run_part(ckpt, audit_canaries, delta=delta, confidence=confidence, claimed=claimed,
+                                       lab_dir=Path(out_dir))
     exposure = _exposure_part(ckpt, data, seed)
     membership = _membership_part(ckpt, config, data, seed=seed, max_examples=max_examples,
                                   reference=reference, reference_steps=ref_steps, device=device)

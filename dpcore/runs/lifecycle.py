@@ -165,7 +165,7 @@ DEFAULT_TRAIN_FN = "dpcore.audit.pipeline:train_and_audit"
 ENV_HEARTBEAT_S = "DPCORE_HEARTBEAT_S"
 FLUSH_S = 0.5  # buffered metrics reach the store at most this late (plus one step)
 ARTIFACT_FILES = {"checkpoint": "model.pt", "result": "result.json", "metrics_csv": "metrics.csv",
-                  "log": "worker.log", "audit": "audit.json"}
+                  "log": "worker.log", "audit": "audit.json", "lab": "lab_canaries.npz"}
 
 
 #: When this module was imported: the worker's start-up times in its log count from here.

@@ -65,7 +65,7 @@ from dpcore.privacy.registry import Guarantee, mechanism_of
 from dpcore.runs import access
 from dpcore.runs.limits import DEFAULT_STRANGER_BUDGET, ServerLimits
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: The ε budget for private decoding of one model when its owner has not set one, over all texts and
 #: viewers together. It was 20, which cannot buy one readable text: private prediction pays for every
 #: token, and readable text needs ε ≈ 8 per character (measured, ``bench/decoding_points.py``), so the
@@ -205,8 +205,31 @@ _SCHEMA_V4 = [
     "ALTER TABLE runs ADD COLUMN stranger_budget REAL",
 ]
 
+_SCHEMA_V5 = [
+    # the attack lab (dpcore.runs.lab_games): games dealt from a run's audit canaries, and their guesses
+    """CREATE TABLE IF NOT EXISTS lab_games (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        pool TEXT NOT NULL,
+        player TEXT NOT NULL,
+        canaries TEXT NOT NULL,
+        prediction REAL,
+        created_at REAL NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS lab_games_pool ON lab_games (run_id, pool, id)",
+    "CREATE INDEX IF NOT EXISTS lab_games_player ON lab_games (run_id, player, id)",
+    """CREATE TABLE IF NOT EXISTS lab_guesses (
+        game_id INTEGER NOT NULL REFERENCES lab_games (id) ON DELETE CASCADE,
+        canary INTEGER NOT NULL,
+        guess INTEGER CHECK (guess IN (0, 1)),
+        correct INTEGER NOT NULL CHECK (correct IN (0, 1)),
+        ts REAL NOT NULL,
+        PRIMARY KEY (game_id, canary)
+    ) WITHOUT ROWID""",
+]
+
 #: version -> statements that bring a file from version-1 to version. Append, never edit.
-_MIGRATIONS: dict[int, list[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
+_MIGRATIONS: dict[int, list[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4, 5: _SCHEMA_V5}
 #: Below this much free space in the data folder a failed write is blamed on a full disk.
 LOW_DISK_BYTES = 64 * 2**20
 DISK_FULL_HINT = (

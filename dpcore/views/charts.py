@@ -342,3 +342,20 @@ def audit_scatter_figure(points: Sequence[Mapping[str, Any]], key: str, *, title
                      ticktext=[*(f"{t:g}" for t in ticks), "∞ / none"] if rest else [f"{t:g}" for t in ticks])
     fig.update_yaxes(title_text=ytitle)
     return fig
+
+
+LAB_KIND_COLORS = {"game": COLORS[3], "ceiling": BASELINE_COLOR, "audit": COLORS[2], "claim": COLORS[0]}
+
+
+def lab_bounds_figure(points: Sequence[Mapping[str, Any]]) -> go.Figure:
+    """The attack lab's scoreboard: the players' ε lower bounds beside the audit's, the most their guesses
+    could show and the accountant's ε (:func:`dpcore.views.labview.bound_points`)."""
+    fig = go.Figure(go.Bar(
+        y=[p["what"] for p in points], x=[p["epsilon"] for p in points], orientation="h",
+        marker={"color": [LAB_KIND_COLORS.get(p["kind"], COLORS[1]) for p in points]},
+        text=[f"{p['epsilon']:.2f}" for p in points], textposition="auto"))
+    _layout(fig, "What the guesses prove (ε lower bounds, 95 %) against what is promised", "", height=300)
+    fig.update_xaxes(title_text="ε", range=None, rangemode="tozero")
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(hovermode="closest", showlegend=False)
+    return fig

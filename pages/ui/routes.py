@@ -33,8 +33,9 @@ SAMPLES = PageSpec("screens/samples.py", "Samples", ":material/text_snippet:", "
 REPORT = PageSpec("screens/report.py", "Run report", ":material/description:", "Understand")
 ROOM = PageSpec("screens/room.py", "Workshop room", ":material/groups:", "Train")
 MECHANISMS = PageSpec("screens/mechanisms.py", "Mechanisms", ":material/science:", "Understand")
+ATTACK_LAB = PageSpec("screens/attack_lab.py", "Attack lab", ":material/sports_esports:", "Understand")
 
 #: In menu order.
-PAGES = (HOME, NEW_RUN, MONITOR, ROOM, COMPARE, SAMPLES, REPORT, MECHANISMS)
+PAGES = (HOME, NEW_RUN, MONITOR, ROOM, COMPARE, SAMPLES, REPORT, MECHANISMS, ATTACK_LAB)
 #: The last path segment of every page's address (to find the app's root in a page URL).
 URL_PATHS = frozenset(p.url_path for p in PAGES)

@@ -4,7 +4,9 @@ Starts ``streamlit run app.py`` on a free port with a throw-away data folder, la
 workshop presets through the real UI (they queue and train for real, a couple of minutes in all),
 then photographs each page with Debian's Chromium. Needs /usr/bin/chromium and playwright.
 Last, a quick demo gallery and a workshop room with three participants (assets/demo-home.png,
-assets/room.png); ``--rooms`` takes only those two.
+assets/room.png); ``--rooms`` takes only those two. ``--lab DIR`` takes only the Attack lab after a game
+against the gallery's ε = 1 and no-privacy models (assets/lab-eps1.png, assets/lab-none.png), on the data
+folder DIR where ``python -m dpcore demo prepare`` has trained the whole gallery.
 """
 
 from __future__ import annotations
@@ -80,13 +82,43 @@ def rooms_and_demo(browser, url: str, data: str) -> None:
     shoot(home, "demo-home", 1700)
 
 
+def play_lab(page: Page, url: str, run_id: str, name: str) -> None:
+    """One game of the Attack lab, guessing as an attacker who ranks by loss: the lower half "trained on"."""
+    page.goto(f"{url}/attack_lab?run={run_id}")
+    wait(page)
+    page.get_by_role("button", name=re.compile("^Start a game")).click()
+    wait(page)
+    for _ in range(40):
+        caption = page.get_by_text(re.compile(r"^Loss under the model")).first
+        if not caption.is_visible():
+            break
+        found = re.search(r"rank ([\d,]+) of ([\d,]+)", caption.inner_text())
+        rank, m = (int(x.replace(",", "")) for x in found.groups())
+        page.get_by_role("button", name="Trained on it" if rank <= m // 2 else "Not trained on it", exact=True).click()
+        wait(page)
+    shoot(page, name, 1900)
+
+
+def lab_shots(browser, url: str, data: str) -> None:
+    sys.path.insert(0, str(ROOT))
+    from dpcore.runs.gallery import gallery_state
+    from dpcore.runs.store import RunStore
+
+    state = {spec.key: run for spec, run in gallery_state(RunStore(data)).entries if run is not None}
+    for key, name in (("gaussian-1", "lab-eps1"), ("none", "lab-none")):
+        page = browser.new_context(viewport={"width": WIDTH, "height": 1000}).new_page()
+        play_lab(page, url, state[key].id, name)
+
+
 def main() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    data = tempfile.mkdtemp(prefix="dprnn-shots-")
-    only_rooms = "--rooms" in sys.argv[1:]  # only the workshop room and demo gallery shots
+    args = sys.argv[1:]
+    lab_data = args[args.index("--lab") + 1] if "--lab" in args else None
+    data = lab_data or tempfile.mkdtemp(prefix="dprnn-shots-")
+    only_rooms = "--rooms" in args  # only the workshop room and demo gallery shots
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
          "--server.fileWatcherType", "none"],
@@ -102,6 +134,10 @@ def main() -> int:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
             page = browser.new_context(viewport={"width": WIDTH, "height": 1000}).new_page()
+            if lab_data:
+                lab_shots(browser, url, data)
+                browser.close()
+                return 0
             if only_rooms:
                 rooms_and_demo(browser, url, data)
                 browser.close()

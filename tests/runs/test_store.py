@@ -285,13 +285,13 @@ def test_v1_file_migrates_in_place(tmp_path: Path) -> None:
                      "('old1', 'alice', '{}', 'finished', 1.0)")
         conn.execute("INSERT INTO metrics (run_id, step, train_loss, ts) VALUES ('old1', 1, 2.0, 1.0)")
     store = RunStore(path)
-    assert store.schema_version() == 4 == store_mod.SCHEMA_VERSION
+    assert store.schema_version() == 5 == store_mod.SCHEMA_VERSION
     run = store.get_run("old1")
     assert (run.owner, run.inference_budget, run.share_uncovered) == ("alice", None, False)
     assert store.metrics("old1")[0]["train_loss"] == 2.0
     store.charge_inference("old1", "browser:bob", "mix", 1.0, 3)
     assert store.ledger("old1").spent == 3.0
-    assert RunStore(path).schema_version() == 4  # reopening does not migrate twice
+    assert RunStore(path).schema_version() == 5  # reopening does not migrate twice
     with sqlite3.connect(path) as conn:  # the ledger goes with its run
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("DELETE FROM runs WHERE id = 'old1'")
