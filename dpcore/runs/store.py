@@ -98,8 +98,6 @@ class Status(str, Enum):
 
 STATUSES = tuple(s.value for s in Status)
 TERMINAL_STATUSES = tuple(s.value for s in Status if s.is_terminal)
-
-
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -420,6 +418,7 @@ class RunStore(RunRecords, InferenceLedger, UploadStore, QuotaAndQueue, Database
             if cur.rowcount != 1:  # another owner's run looks exactly like an unknown one
                 raise RunNotFound(f"no run with id {run_id!r} in {self.data_dir}")
             return self.get_run(run_id, conn=conn)
+
     def delete_run(self, run_id: str, owner: str | None) -> None:
         """Delete a run: its row (metrics, evals, samples, artifacts and ledger cascade) and folder.
 
