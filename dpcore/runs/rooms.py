@@ -5,8 +5,9 @@ owner key, as everywhere), and each run launched in a room is also listed under 
 display name, so the room page can draw everyone's runs on one frontier.
 
 Where it lives: its own SQLite file, ``<data folder>/rooms.sqlite3`` (WAL, 0600, its own
-``PRAGMA user_version`` and migrations), beside the run store. A separate file keeps the run store's
-schema untouched; the two are joined by run id (a room row whose run was deleted is skipped).
+``PRAGMA user_version`` and :data:`MIGRATIONS`), beside the run store and opened the same way
+(:class:`dpcore.runs.db.Database`). A separate file keeps the run store's schema untouched; the two
+are joined by run id (a room row whose run was deleted is skipped).
 
 Secrets and rights:
 
@@ -31,23 +32,22 @@ import contextlib
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
 import sqlite3
 import time
 import unicodedata
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from dpcore.config import TrainConfig
 from dpcore.errors import DPCoreError
-from dpcore.runs.store import BUSY_TIMEOUT_S, RunStore, disk_full, is_disk_full
+from dpcore.runs.db import Database, Migration
+from dpcore.runs.store import RunStore
 
 ROOMS_FILENAME = "rooms.sqlite3"
-SCHEMA_VERSION = 1
 MAX_NAME = 60
 MAX_DISPLAY_NAME = 40
 MAX_NUDGE = 300
@@ -88,8 +88,9 @@ _SCHEMA_V1 = [
     "CREATE INDEX IF NOT EXISTS room_runs_owner ON room_runs (room_id, owner)",
     "CREATE INDEX IF NOT EXISTS participants_owner ON participants (owner, joined_at)",
 ]
-#: version -> statements that bring a file from version-1 to version. Append, never edit.
-_MIGRATIONS: dict[int, list[str]] = {1: _SCHEMA_V1}
+#: The rooms file's schema steps (:class:`~dpcore.runs.db.Migration`), version 1 first. Append, never edit.
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, tuple(_SCHEMA_V1)),)
+SCHEMA_VERSION = MIGRATIONS[-1].version
 
 
 # ------------------------------------------------------------------------------ controls
@@ -313,51 +314,12 @@ class RoomStore:
         self.runs = runs
         self.presets = dict(presets)
         self.db_path: Path = runs.data_dir / ROOMS_FILENAME
-        self._init_schema()
+        self._db = Database(self.db_path, label="the rooms file", migrations=MIGRATIONS)
 
     # ------------------------------------------------------------------ connections
-    @contextlib.contextmanager
-    def _conn(self, write: bool = True) -> Iterator[sqlite3.Connection]:
-        try:
-            if not self.db_path.exists():
-                with contextlib.suppress(FileExistsError):
-                    os.close(os.open(self.db_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
-            conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        except (sqlite3.Error, OSError) as err:
-            if is_disk_full(err):
-                raise disk_full(f"cannot open the rooms file {self.db_path}") from err
-            raise DPCoreError(f"cannot open the rooms file {self.db_path}: {err}") from err
-        conn.row_factory = sqlite3.Row
-        try:
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                yield conn
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.execute("COMMIT")
-        except sqlite3.OperationalError as err:
-            if is_disk_full(err):
-                raise disk_full(f"the rooms file {self.db_path} cannot be written") from err
-            raise
-        finally:
-            conn.close()
-
-    def _init_schema(self) -> None:
-        with self._conn(write=False) as conn:  # WAL cannot be switched on inside a transaction
-            conn.execute("COMMIT")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("BEGIN")
-        with self._conn() as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise DPCoreError(f"the rooms file {self.db_path} was written by a newer dp-rnn-lab (schema "
-                                  f"v{version}, this one knows v{SCHEMA_VERSION}); upgrade or use another data folder")
-            for target in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[target]:
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {target}")
+    def _conn(self, write: bool = True) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A write (``BEGIN IMMEDIATE``) or read transaction of the rooms file (:mod:`dpcore.runs.db`)."""
+        return self._db.transaction(write=write)
 
     # ------------------------------------------------------------------ rooms
     def create_room(self, name: str, settings: RoomSettings | None = None,

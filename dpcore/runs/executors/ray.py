@@ -60,6 +60,7 @@ from typing import Any
 from dpcore.config import TrainConfig
 from dpcore.errors import DPCoreError
 from dpcore.runs import artifacts
+from dpcore.runs.db import low_on_disk
 from dpcore.runs.executors.base import DEFAULT_GRACE_S, PURGE_EVERY_S, ExecutorOptions, check_submission, wait_for
 from dpcore.runs.lifecycle import (  # the worker's loop, as the local worker runs it
     ARTIFACT_FILES,
@@ -74,7 +75,7 @@ from dpcore.runs.lifecycle import (  # the worker's loop, as the local worker ru
     train,
 )
 from dpcore.runs.limits import ServerLimits, estimate_config_memory
-from dpcore.runs.store import LOW_DISK_BYTES, Run, RunNotFound, RunStore, Status
+from dpcore.runs.store import Run, RunNotFound, RunStore, Status
 
 NAMESPACE = "dpcore"
 RUN_PREFIX = "dpcore-run-"
@@ -253,10 +254,7 @@ class RemoteStore:
         return self.out_dir
 
     def low_on_disk(self) -> bool:
-        try:
-            return shutil.disk_usage(self.out_dir).free < LOW_DISK_BYTES
-        except OSError:
-            return False
+        return low_on_disk(self.out_dir)
 
     def heartbeat(self, run_id: str) -> bool:
         return bool(self._call("heartbeat", run_id))
