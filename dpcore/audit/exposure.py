@@ -225,6 +225,18 @@ def canary_exposure(model: GRULanguageModel, tokenizer: Tokenizer, canary: Canar
     return ExposureResult(**{**asdict(result), "plain": plain_words(result)})
 
 
+def model_guesses(model: GRULanguageModel, tokenizer: Tokenizer, canary: Canary, k: int,
+                  batch_size: int = BATCH_SIZE) -> list[str] | None:
+    """The model's own first ``k`` guesses of the secret, likeliest first (ties in alphabet order), or None
+    when the space is too large to rank whole. The attack lab's extraction game shows them as the hint."""
+    if canary.candidates_count() > MAX_ENUMERATE:
+        return None
+    cands, _ = _enumerate(canary)
+    prefix_ids, suffixes = encode_candidates(tokenizer, canary, cands)
+    scores = score_candidates(model, prefix_ids, suffixes, batch_size)
+    return [canary.format_secret(cands[i]) for i in np.argsort(scores, kind="stable")[:k]]
+
+
 def canary_exposures(model: GRULanguageModel, tokenizer: Tokenizer, canaries: Sequence[Canary],
                      **kwargs: Any) -> list[ExposureResult]:
     """Exposure of every canary (keyword arguments as for :func:`canary_exposure`).

@@ -26,9 +26,10 @@ M = the most games the canaries allow (:func:`pool_alpha`), which sums to α ove
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,9 @@ from dpcore.errors import DPCoreError
 LAB_FILE = "lab_canaries.npz"
 #: Guesses in one game, fixed before it starts.
 ROUNDS = 20
+#: The extraction game: the model's own first guesses shown as the hint, and the tries a visitor gets.
+HINTS = 20
+MAX_TRIES = 20
 
 
 @dataclass(frozen=True)
@@ -56,12 +60,43 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class ExtractionTarget:
+    """A planted secret of the built-in corpus for the extraction game: its prefix, format and the model's
+    first guesses (the hint a real attacker computes from the weights), the audit's rank and exposure, and the
+    secret itself, which :mod:`dpcore.runs.lab_games` hands out only once a visitor has found it or given up."""
+
+    canary_id: str
+    prefix: str
+    secret: str = field(repr=False)
+    insertions: int
+    alphabet: str
+    length: int
+    separator: str
+    rank: float
+    exposure: float
+    max_exposure: float
+    guesses: tuple[str, ...]
+
+    def normalise(self, attempt: str) -> str | None:
+        """A visitor's attempt in the secret's format ("4917" or "4 9 1 7" → "4 9 1 7"), or None if malformed."""
+        symbols = [ch for ch in attempt if not ch.isspace() and ch not in ",-"]
+        if len(symbols) != self.length or any(ch not in self.alphabet for ch in symbols):
+            return None
+        return self.separator.join(symbols)
+
+    def is_secret(self, attempt: str) -> bool:
+        return self.normalise(attempt) == self.secret
+
+
+@dataclass(frozen=True)
 class LabCanaries:
-    """One run's canaries: texts, scores (higher = more likely trained on) and the secret coins."""
+    """One run's canaries: texts, scores (higher = more likely trained on) and the secret coins; and the
+    extraction game's targets (built-in corpus only)."""
 
     texts: tuple[str, ...]
     scores: np.ndarray
     included: np.ndarray = field(repr=False)
+    extraction: tuple[ExtractionTarget, ...] = ()
 
     def __post_init__(self) -> None:
         if not (len(self.texts) == len(self.scores) == len(self.included)) or not self.texts:
@@ -86,7 +121,7 @@ def _printable(text: str) -> str:
 
 
 def save_lab_canaries(run_dir: str | os.PathLike[str], texts: list[str], scores: np.ndarray,
-                      included: np.ndarray) -> Path:
+                      included: np.ndarray, *, extraction: list[ExtractionTarget] | tuple = ()) -> Path:
     """Write the lab's file (0600, atomically) and return its path."""
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -94,7 +129,8 @@ def save_lab_canaries(run_dir: str | os.PathLike[str], texts: list[str], scores:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
         np.savez(fh, texts=np.array([_printable(t) for t in texts], dtype=np.str_),
-                 scores=np.asarray(scores, dtype=np.float64), included=np.asarray(included, dtype=bool))
+                 scores=np.asarray(scores, dtype=np.float64), included=np.asarray(included, dtype=bool),
+                 extraction=np.array(json.dumps([asdict(t) for t in extraction], ensure_ascii=False)))
     os.replace(tmp, path)
     return path
 
@@ -104,11 +140,14 @@ def load_lab_canaries(run_dir: str | os.PathLike[str]) -> LabCanaries | None:
     path = Path(run_dir) / LAB_FILE
     try:
         with np.load(path, allow_pickle=False) as data:
+            extraction = json.loads(str(data["extraction"])) if "extraction" in data.files else []
             return LabCanaries(texts=tuple(str(t) for t in data["texts"]), scores=data["scores"].copy(),
-                               included=data["included"].astype(bool))
+                               included=data["included"].astype(bool),
+                               extraction=tuple(ExtractionTarget(**{**t, "guesses": tuple(t["guesses"])})
+                                                for t in extraction))
     except FileNotFoundError:
         return None
-    except (OSError, KeyError, ValueError) as err:
+    except (OSError, KeyError, TypeError, ValueError) as err:
         raise DPCoreError(f"the attack lab's canary file {path} cannot be read: {err}") from err
 
 

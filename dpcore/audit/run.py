@@ -38,8 +38,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from dpcore.audit.defaults import CONFIDENCE, MAX_EXAMPLES, MAX_REFERENCE_STEPS, MIN_EXAMPLES, REFERENCES
-from dpcore.audit.exposure import NO_CANARIES_MESSAGE, canary_exposures, exposure_by_insertions
-from dpcore.audit.lab import save_lab_canaries
+from dpcore.audit.exposure import NO_CANARIES_MESSAGE, canary_exposures, exposure_by_insertions, model_guesses
+from dpcore.audit.lab import HINTS, ExtractionTarget, save_lab_canaries
 from dpcore.audit.membership import LOW_FPRS, attack_report, auc_plain, per_sequence_losses
 from dpcore.audit.one_run import ATTACK_NAME, AuditCanaries, one_run_audit, score_canaries
 from dpcore.audit.reference import train_reference
@@ -117,12 +117,23 @@ def check_same_data(ckpt: Checkpoint, data: LMData, audit_canaries: AuditCanarie
         )
 
 
-def _exposure_part(ckpt: Checkpoint, data: LMData, seed: int) -> dict[str, Any]:
+def _exposure_part(ckpt: Checkpoint, data: LMData, seed: int, *,
+                   game: bool = False) -> tuple[dict[str, Any], list[ExtractionTarget]]:
+    """(the report's exposure part, with ``game`` the extraction game's targets too)."""
     if not data.corpus.canaries:
-        return {"exposure": [], "exposure_by_insertions": [], "exposure_note": NO_CANARIES_MESSAGE}
+        return {"exposure": [], "exposure_by_insertions": [], "exposure_note": NO_CANARIES_MESSAGE}, []
     results = canary_exposures(ckpt.model, ckpt.tokenizer, data.corpus.canaries, seed=seed)
-    return {"exposure": [r.to_dict() for r in results], "exposure_by_insertions": exposure_by_insertions(results),
-            "exposure_note": ""}
+    targets = []
+    if game:
+        for canary, res in zip(data.corpus.canaries, results, strict=True):
+            guesses = model_guesses(ckpt.model, ckpt.tokenizer, canary, HINTS)
+            if guesses is not None:
+                targets.append(ExtractionTarget(
+                    canary_id=canary.id, prefix=canary.prefix, secret=canary.secret, insertions=canary.insertions,
+                    alphabet=canary.alphabet, length=canary.length, separator=canary.separator, rank=res.rank,
+                    exposure=res.exposure, max_exposure=res.max_exposure, guesses=tuple(guesses)))
+    return ({"exposure": [r.to_dict() for r in results], "exposure_by_insertions": exposure_by_insertions(results),
+             "exposure_note": ""}, targets)
 
 
 class Targets(NamedTuple):
@@ -226,24 +237,20 @@ def _sentence(text: str) -> str:
 
 
 def _one_run_part(ckpt: Checkpoint, audit_canaries: AuditCanaries | None, *, delta: float, confidence: float,
-                  claimed: float | None, lab_dir: Path | None = None) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """(the full one-run result or None, the top-level ``empirical_epsilon``); with ``lab_dir``, the
-    attack lab's secret file (:mod:`dpcore.audit.lab`) is written there too."""
+                  claimed: float | None) -> tuple[dict[str, Any] | None, dict[str, Any], np.ndarray | None]:
+    """(the full one-run result or None, the top-level ``empirical_epsilon``, the canaries' scores or None)."""
     if audit_canaries is None:
         return None, {"value": None, "confidence": confidence, "attack": None, "max_certifiable": None,
                       "value_fdp": None, "max_certifiable_fdp": None, "exceeds_claim": [], "alarm": None,
-                      "note": _sentence(NO_ONE_RUN)}
+                      "note": _sentence(NO_ONE_RUN)}, None
     scores = score_canaries(ckpt.model, audit_canaries)
     one = one_run_audit(ckpt.model, audit_canaries, delta=delta, confidence=confidence, claimed=claimed,
                         scores=scores)
-    if lab_dir is not None:  # the attack lab's secret file: texts, these scores and the coins
-        save_lab_canaries(lab_dir, [ckpt.tokenizer.decode(row[1:].tolist()) for row in audit_canaries.rows],
-                          scores, audit_canaries.included)
     return one, {"value": one["epsilon_lower_bound"], "confidence": confidence, "attack": ATTACK_NAME,
                  "max_certifiable": one["max_certifiable"], "value_fdp": one["epsilon_lower_bound_fdp"],
                  "attack_fdp": one["fdp_attack"], "fdp_family": one["fdp_family"],
                  "max_certifiable_fdp": one["max_certifiable_fdp"], "exceeds_claim": one["exceeds_claim"],
-                 "alarm": one["alarm"]}
+                 "alarm": one["alarm"]}, scores
 
 
 def _summary(membership: dict[str, Any], exposure: dict[str, Any], one_run: dict[str, Any] | None,
@@ -307,9 +314,13 @@ def run_audit(checkpoint_path: str | Path, out_dir: str | Path, *, seed: int = 0
     claimed = result.get("epsilon")
     claimed = claimed if claimed is not None and math.isfinite(claimed) else None
 
-    one_run, empirical = _one_run_part(ckpt, audit_canaries, delta=delta, confidence=confidence, claimed=claimed,
-                                       lab_dir=Path(out_dir))
-    exposure = _exposure_part(ckpt, data, seed)
+    one_run, empirical, scores = _one_run_part(ckpt, audit_canaries, delta=delta, confidence=confidence,
+                                               claimed=claimed)
+    # the extraction game only on the built-in corpus: an upload's own canary could be someone's real text
+    exposure, targets = _exposure_part(ckpt, data, seed, game=scores is not None and config.corpus == "builtin")
+    if audit_canaries is not None and scores is not None:  # the attack lab's secret file (dpcore.audit.lab)
+        save_lab_canaries(out_dir, [ckpt.tokenizer.decode(row[1:].tolist()) for row in audit_canaries.rows],
+                          scores, audit_canaries.included, extraction=targets)
     membership = _membership_part(ckpt, config, data, seed=seed, max_examples=max_examples,
                                   reference=reference, reference_steps=ref_steps, device=device)
     audit: dict[str, Any] = {

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from dpcore.audit.lab import LAB_FILE, ROUNDS, LabCanaries, canary_order, load_lab_canaries
+from dpcore.audit.lab import LAB_FILE, MAX_TRIES, ROUNDS, ExtractionTarget, LabCanaries, canary_order, load_lab_canaries
 from dpcore.errors import DPCoreError
 from dpcore.runs.store import Run, RunStore
 
@@ -96,6 +96,25 @@ def lab_of(store: RunStore, run: Run) -> LabCanaries | None:
     return lab
 
 
+@dataclass(frozen=True)
+class Extraction:
+    """One visitor's tries at one planted secret; ``secret`` is filled in only once it is theirs to see."""
+
+    target: str
+    attempts: tuple[str, ...]
+    found: bool
+    gave_up: bool
+    secret: str | None
+
+    @property
+    def tries(self) -> int:
+        return len(self.attempts)
+
+    @property
+    def over(self) -> bool:
+        return self.found or self.gave_up or self.tries >= MAX_TRIES
+
+
 def pool_of(player: str, room: str | None) -> str:
     """The pool a visitor's games count in: their room's, or their own."""
     return f"room:{room}" if room else f"solo:{player}"
@@ -171,3 +190,39 @@ class LabGames:
         with self.store.transaction(write=False) as conn:
             keys = conn.execute("SELECT DISTINCT run_id, pool FROM lab_games WHERE player = ?", (player,)).fetchall()
         return [g for k in keys for g in self.pool_games(k["run_id"], k["pool"]) if g.player == player]
+
+    # ------------------------------------------------------------------ the extraction game
+    def extraction(self, run_id: str, player: str, target: ExtractionTarget) -> Extraction:
+        """This visitor's tries at ``target`` so far (the secret only once found, given up or out of tries)."""
+        with self.store.transaction(write=False) as conn:
+            return self._extraction(conn, run_id, player, target)
+
+    def try_secret(self, run_id: str, player: str, target: ExtractionTarget, attempt: str | None) -> Extraction:
+        """Record a try (None: give up) and return the state after it; a malformed try is refused, not counted."""
+        shaped = None
+        if attempt is not None:
+            shaped = target.normalise(attempt)
+            if shaped is None:
+                raise DPCoreError(f"a guess is {target.length} symbols from {target.alphabet!r}, e.g. "
+                                  f"{target.separator.join(target.alphabet[:1] * target.length)!r}")
+        with self.store.transaction() as conn:
+            now = self._extraction(conn, run_id, player, target)
+            if now.over:
+                return now
+            if shaped is not None and shaped in now.attempts:
+                raise DPCoreError(f"you have tried {shaped} already")
+            conn.execute("INSERT INTO lab_tries (run_id, player, target, attempt, correct, ts) "
+                         "VALUES (?, ?, ?, ?, ?, ?)",
+                         (run_id, player, target.canary_id, shaped, int(shaped == target.secret), time.time()))
+            return self._extraction(conn, run_id, player, target)
+
+    @staticmethod
+    def _extraction(conn, run_id: str, player: str, target: ExtractionTarget) -> Extraction:
+        rows = conn.execute("SELECT attempt, correct FROM lab_tries WHERE run_id = ? AND player = ? AND target = ? "
+                            "ORDER BY id", (run_id, player, target.canary_id)).fetchall()
+        attempts = tuple(r["attempt"] for r in rows if r["attempt"] is not None)
+        found = any(r["correct"] for r in rows)
+        gave_up = any(r["attempt"] is None for r in rows)
+        over = found or gave_up or len(attempts) >= MAX_TRIES
+        return Extraction(target=target.canary_id, attempts=attempts, found=found, gave_up=gave_up,
+                          secret=target.secret if over else None)

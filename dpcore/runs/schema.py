@@ -11,7 +11,8 @@ user_version`` records the last one applied). Append a step for a change, never 
 * ``inference_ledger`` (v2) - every text privately decoded from a run's model, with
   ``runs.inference_budget`` and ``runs.share_uncovered``; ``runs.stop_reason`` (v3);
   ``runs.stranger_budget`` (v4);
-* ``lab_games`` and ``lab_guesses`` (v5) - the attack lab's games and guesses (:mod:`dpcore.runs.lab_games`).
+* ``lab_games``, ``lab_guesses`` and ``lab_tries`` (v5) - the attack lab's games, guesses and extraction
+  tries (:mod:`dpcore.runs.lab_games`).
 """
 
 from __future__ import annotations
@@ -136,6 +137,17 @@ _SCHEMA_V5 = [
         ts REAL NOT NULL,
         PRIMARY KEY (game_id, canary)
     ) WITHOUT ROWID""",
+    # the extraction game: a visitor's tries at one planted secret (attempt NULL: they gave up)
+    """CREATE TABLE IF NOT EXISTS lab_tries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        player TEXT NOT NULL,
+        target TEXT NOT NULL,
+        attempt TEXT,
+        correct INTEGER NOT NULL CHECK (correct IN (0, 1)),
+        ts REAL NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS lab_tries_player ON lab_tries (run_id, player, target, id)",
 ]
 
 #: The run store's schema steps, version 1 first. Append, never edit.

@@ -11,8 +11,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dpcore.audit.lab import ROUNDS, Candidate, Score, all_canaries_ceiling, best_success, pooled_score
-from dpcore.runs.lab_games import Game
+from dpcore.audit.lab import (
+    ROUNDS,
+    Candidate,
+    ExtractionTarget,
+    Score,
+    all_canaries_ceiling,
+    best_success,
+    pooled_score,
+)
+from dpcore.runs.lab_games import Extraction, Game
 from dpcore.views.auditview import fdp_bound, one_run
 
 
@@ -106,3 +114,23 @@ def prediction_rows(games: Sequence[Game], models: Mapping[str, tuple[str, float
             "the most any attacker can get": f"{best_success(claimed, delta):.1%}",
         })
     return rows
+
+
+def target_label(target: ExtractionTarget) -> str:
+    return f"“{target.prefix.strip()} …” (planted {target.insertions}×)"
+
+
+def hint_line(target: ExtractionTarget) -> str:
+    """The model's own first guesses, as the hint: what an attacker with the weights computes first."""
+    return " · ".join(f"{i}. `{g}`" for i, g in enumerate(target.guesses, start=1))
+
+
+def extraction_sentence(target: ExtractionTarget, state: Extraction) -> str:
+    """How the visitor did against the audit's measurement (the state must be over: the secret is shown)."""
+    blind = round(2 ** target.max_exposure)
+    audit = (f"The audit ranked the true PIN **{target.rank:,.0f}** of {blind:,} under this model (exposure "
+             f"{target.exposure:.1f} of {target.max_exposure:.1f} bits): an attacker following the model's ranking "
+             f"needs {target.rank:,.0f} tries, one guessing blind about {blind // 2:,}.")
+    if state.found:
+        return f"Extracted in **{state.tries}** tries: the PIN was `{state.secret}`. {audit}"
+    return f"Not found in {state.tries} tries: the PIN was `{state.secret}`. {audit}"

@@ -8,13 +8,23 @@ audit's theorem (:mod:`dpcore.audit.lab`), beside the accountant's ε and the au
 
 import streamlit as st
 
-from dpcore.audit.lab import ROUNDS
+from dpcore.audit.lab import MAX_TRIES, ROUNDS
 from dpcore.errors import DPCoreError
 from dpcore.runs.gallery import gallery_state
 from dpcore.runs.lab_games import LabGames, lab_of, pool_of
 from dpcore.views import charts
 from dpcore.views.auditview import load_audit
-from dpcore.views.labview import bound_points, candidate_caption, game_line, pool_score, prediction_rows, verdict
+from dpcore.views.labview import (
+    bound_points,
+    candidate_caption,
+    extraction_sentence,
+    game_line,
+    hint_line,
+    pool_score,
+    prediction_rows,
+    target_label,
+    verdict,
+)
 from dpcore.views.meaning import run_label
 from pages.ui import room_ui, session
 from pages.ui.widgets import CHART_CONFIG, NEW_RUN_PAGE, privacy_badge, run_picker, share_caption
@@ -112,6 +122,35 @@ if score is not None:
                "on cannot fish for a bigger number).")
 points = bound_points(score, audit, claimed, m=lab.m, delta=delta)
 st.plotly_chart(charts.lab_bounds_figure(points), key="lab_bounds", config=CHART_CONFIG)
+
+if lab.extraction:
+    st.subheader("Extraction game: find a planted PIN")
+    st.caption("The built-in corpus hides 4-digit PINs after known prefixes, each planted a few times. Given the "
+               "prefix, find the PIN. The hint is the model's own ranking of all 10,000 PINs, as an attacker with "
+               "the weights computes it; the audit measured how far down the true one sits.")
+    targets = {t.canary_id: t for t in lab.extraction}
+    target = targets[st.selectbox("Secret to extract", list(targets), format_func=lambda i: target_label(targets[i]),
+                                  key="lab_target")]
+    state = games.extraction(run.id, player, target)
+    st.markdown(f"**The model's first {len(target.guesses)} guesses:** {hint_line(target)}")
+    if not state.over:
+        with st.form("lab_try", clear_on_submit=True):
+            attempt = st.text_input(f"Your try ({state.tries} of {MAX_TRIES} used)", placeholder="e.g. 4 9 1 7",
+                                    key="lab_attempt")
+            cols = st.columns(2)
+            tried = cols[0].form_submit_button("Try", type="primary")
+            gave_up = cols[1].form_submit_button("Give up and show the PIN")
+        if tried or gave_up:
+            try:
+                games.try_secret(run.id, player, target, None if gave_up else attempt)
+            except DPCoreError as err:
+                st.error(str(err))
+            else:
+                st.rerun()
+    if state.attempts:
+        st.caption("Tried: " + ", ".join(f"`{a}`" for a in state.attempts))
+    if state.over:
+        (st.success if state.found else st.info)(extraction_sentence(target, state))
 
 mine = games.player_games(player)
 models = {}

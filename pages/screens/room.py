@@ -229,6 +229,8 @@ if room.is_open and not big:
         if active is not None and active.id == room.id:
             cols[0].page_link(NEW_RUN_PAGE, label="Launch a run in this room", icon=":material/rocket_launch:",
                               query_params={"preset": room.settings.presets[0]})
+            cols[0].page_link(routes.ATTACK_LAB.path, label="Play the attacker with the room (Attack lab)",
+                              icon=":material/sports_esports:")
         else:
             cols[1].button("Launch in this room again", on_click=room_ui.launch_inside, key="room_inside")
 

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from dpcore.audit.lab import save_lab_canaries
+from dpcore.audit.lab import ExtractionTarget, save_lab_canaries
 from dpcore.audit.one_run import one_run_bound
 from tests.apptest_support import TINY, app_env_for, texts, write_run
 
@@ -88,3 +88,24 @@ def test_a_model_without_a_lab_is_not_offered_and_a_newcomer_is_told_why(app_env
     at = app_env.app(page=PAGE).run()
     assert not at.exception
     assert any("No model here has an audit to attack yet" in t for t in texts(at.info))
+
+
+def test_the_extraction_game_keeps_its_pin_until_found_or_given_up(app_env):
+    coins = np.array([True, False] * 100)
+    run = _lab_run(app_env, coins)
+    target = ExtractionTarget(canary_id="canary-00", prefix="Dana Whitfield's PIN is ", secret="7 3 0 5",
+                              insertions=10, alphabet="0123456789", length=4, separator=" ", rank=4321.0,
+                              exposure=1.2, max_exposure=13.29, guesses=("1 1 1 1", "2 2 2 2"))
+    save_lab_canaries(app_env.store.run_dir(run.id), [f"canary text {i:04d}" for i in range(200)],
+                      np.linspace(-3.0, -2.0, 200), coins, extraction=[target])
+    at = app_env.app(page=PAGE, run=run.id).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Extraction game: find a planted PIN" in texts(at.subheader)
+    assert not any("7 3 0 5" in t or "7305" in t for t in _everything(at))
+    at.text_input(key="lab_attempt").input("2 2 2 2")
+    at.button(key="FormSubmitter:lab_try-Try").click().run()
+    assert any("Tried: `2 2 2 2`" in c for c in texts(at.caption))
+    assert not any("7 3 0 5" in t for t in _everything(at))
+    at.button(key="FormSubmitter:lab_try-Give up and show the PIN").click().run()
+    shown = " ".join(texts(at.info))
+    assert "the PIN was `7 3 0 5`" in shown and "4,321" in shown

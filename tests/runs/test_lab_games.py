@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from dpcore.audit.lab import ROUNDS, LabCanaries, max_games, save_lab_canaries
+from dpcore.audit.lab import MAX_TRIES, ROUNDS, ExtractionTarget, LabCanaries, max_games, save_lab_canaries
 from dpcore.runs.lab_games import LabExhausted, LabGames, NotYourGame, lab_of, pool_of
 from dpcore.runs.store import RunStore
 from tests.apptest_support import TINY, write_run
@@ -109,3 +109,36 @@ def test_only_finished_runs_with_a_lab_file_have_a_lab(setup, tmp_path):
     running = write_run(store, "browser:owner", TINY, status="running")
     assert lab_of(store, plain) is None and lab_of(store, running) is None
     assert isinstance(lab_of(store, run), LabCanaries)
+
+
+def _target(secret: str = "4 9 1 7") -> ExtractionTarget:
+    return ExtractionTarget(canary_id="canary-00", prefix="Dana's PIN is ", secret=secret, insertions=10,
+                            alphabet="0123456789", length=4, separator=" ", rank=3.0, exposure=11.7,
+                            max_exposure=13.3, guesses=("1 1 1 1", "2 2 2 2", secret))
+
+
+def test_the_extraction_game_shows_the_secret_only_once_it_is_found_or_given_up(setup):
+    store, run, _ = setup
+    games = LabGames(store)
+    target = _target()
+    assert games.extraction(run.id, "browser:a", target).secret is None
+    with pytest.raises(Exception, match="4 symbols"):
+        games.try_secret(run.id, "browser:a", target, "12")  # malformed: refused, not counted
+    state = games.try_secret(run.id, "browser:a", target, "1111")
+    assert state.attempts == ("1 1 1 1",) and state.secret is None and not state.over
+    with pytest.raises(Exception, match="tried 1 1 1 1 already"):
+        games.try_secret(run.id, "browser:a", target, "1 1 1 1")
+    found = games.try_secret(run.id, "browser:a", target, "4-9-1-7")
+    assert found.found and found.tries == 2 and found.secret == "4 9 1 7"
+    assert games.try_secret(run.id, "browser:a", target, "0000").tries == 2  # over: nothing more is counted
+    other = games.try_secret(run.id, "browser:b", target, None)  # someone else gives up: their own state
+    assert other.gave_up and other.secret == "4 9 1 7" and other.tries == 0
+
+
+def test_the_extraction_game_ends_after_the_last_try(setup):
+    store, run, _ = setup
+    games = LabGames(store)
+    target = _target("9 9 9 9")
+    for i in range(MAX_TRIES):
+        state = games.try_secret(run.id, "browser:a", target, f"{i:04d}")
+    assert state.over and not state.found and state.secret == "9 9 9 9" and state.tries == MAX_TRIES
