@@ -171,3 +171,19 @@ def test_the_snapshot_folder_is_set_by_the_environment(tmp_path):
     assert snap.snapshot_folder({snap.ENV_SNAPSHOT: str(tmp_path)}) == tmp_path
     with pytest.raises(snap.SnapshotError):
         snap.read_snapshot(tmp_path)
+
+
+def test_the_commands_import_write_and_refuse(tmp_path, capsys):
+    from dpcore.cli.main import main
+
+    data = str(tmp_path / "data")
+    assert main(["demo", "snapshot", "--data-dir", data, "--out", str(tmp_path / "none")]) == 1  # nothing prepared
+    assert "not complete" in capsys.readouterr().err
+    assert main(["demo", "import", "--data-dir", data]) == 0
+    assert "9 runs imported, 0 already there, 0 out of date" in capsys.readouterr().out
+    assert main(["demo", "status", "--data-dir", data]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("complete")
+    assert main(["demo", "snapshot", "--data-dir", data, "--out", str(tmp_path / "out")]) == 0
+    assert "gallery snapshot: 9 runs in" in capsys.readouterr().out
+    assert [r.key for r in snap.read_snapshot(tmp_path / "out")] == [s.key for s in demo.gallery_specs()]
+    assert main(["demo", "import", "--data-dir", data, "--from", str(tmp_path / "missing")]) == 1
