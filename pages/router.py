@@ -32,7 +32,7 @@ except DPCoreError as err:  # e.g. DPCORE_EXECUTOR=ray with an unreachable RAY_A
     st.error(f"Runs cannot be started: {err}.")
     st.stop()
 warm([p.config for p in workshop_presets()])  # once per process: the presets' previews are ready on arrival
-demo_ui.autoprepare()  # once per process, with DPCORE_DEMO_AUTOPREPARE=1 (make app): the gallery, if missing
+demo_ui.first_start()  # once per process: the shipped gallery; with DPCORE_DEMO_AUTOPREPARE=1 (make app), what it lacks
 
 sections: dict[str, list] = {}
 for spec in routes.PAGES:

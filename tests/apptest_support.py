@@ -103,6 +103,7 @@ def app_env_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[App
     import pages.ui.session as session
 
     monkeypatch.setenv("DPCORE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DPCORE_DEMO_SNAPSHOT", "off")  # no shipped gallery in the store unless a test asks for it
     monkeypatch.chdir(ROOT)
     monkeypatch.setattr(session, "build_executor", FakeExecutor)
     st.cache_resource.clear()

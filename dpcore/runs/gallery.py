@@ -48,7 +48,7 @@ ENV_AUTOPREPARE = "DPCORE_DEMO_AUTOPREPARE"
 DEMO_FOLDER = "demo"
 LOCK_NAME = "prepare.lock"
 LOG_NAME = "prepare.log"
-_PROJECT_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding dpcore/
+PROJECT_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding dpcore/
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def _demo_dir(data_dir: Path) -> Path:
 
 
 @contextlib.contextmanager
-def _locked(data_dir: Path, *, note_pid: bool = True) -> Iterator[bool]:
+def preparation_lock(data_dir: Path, *, note_pid: bool = True) -> Iterator[bool]:
     """Hold the preparation lock for the block; yields False (holding nothing) when another process has it."""
     fd = os.open(_demo_dir(data_dir) / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -167,7 +167,7 @@ def is_preparing(data_dir: Path) -> bool:
     path = Path(data_dir) / DEMO_FOLDER / LOCK_NAME
     if not path.exists():
         return False
-    with _locked(Path(data_dir), note_pid=False) as mine:
+    with preparation_lock(Path(data_dir), note_pid=False) as mine:
         return not mine
 
 
@@ -196,7 +196,7 @@ def prepare(store: RunStore, *, steps: int | None = None, train_fn: str | None =
     """
     say = report or (lambda _line: None)
     start = time.monotonic()
-    with _locked(store.data_dir) as mine:
+    with preparation_lock(store.data_dir) as mine:
         if not mine:
             say("the demo gallery is already being prepared by another process")
             return Prepared((), (), 0.0, busy=True)
@@ -204,7 +204,7 @@ def prepare(store: RunStore, *, steps: int | None = None, train_fn: str | None =
         trained: list[str] = []
         runs: list[Run] = []
         for i, spec in enumerate(specs, 1):
-            done = _finished_run(store, spec.config)
+            done = finished_run(store, spec.config)
             if done is not None:
                 say(f"[{i}/{len(specs)}] {spec.title}: already in the gallery ({done.id})")
                 runs.append(done)
@@ -218,7 +218,8 @@ def prepare(store: RunStore, *, steps: int | None = None, train_fn: str | None =
         return Prepared(tuple(runs), tuple(trained), time.monotonic() - start)
 
 
-def _finished_run(store: RunStore, config: TrainConfig) -> Run | None:
+def finished_run(store: RunStore, config: TrainConfig) -> Run | None:
+    """The gallery's finished run of exactly ``config`` (trained here or loaded from the snapshot), if any."""
     wanted = config.to_dict()
     for run in store.list_runs(GALLERY_OWNER, status="finished"):
         if run.config == wanted:
@@ -253,7 +254,7 @@ def _train_one(store: RunStore, config: TrainConfig, *, train_fn: str | None, py
 def worker_env(store: RunStore) -> dict[str, str]:
     """The environment of a gallery worker: the project on the path, the server's limits, one math thread."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PROJECT_ROOT, env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (PROJECT_ROOT, env.get("PYTHONPATH")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     env.update(store.limits.to_env())
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -276,7 +277,7 @@ def start_background(store: RunStore, *, steps: int | None = None,
     The caller should wait() on the process (a thread) so it leaves no zombie.
     """
     state = gallery_state(store, steps)
-    if state.preparing or all(_finished_run(store, spec.config) for spec, _ in state.entries):
+    if state.preparing or all(finished_run(store, spec.config) for spec, _ in state.entries):
         return None
     cmd = [python or sys.executable, "-m", "dpcore", "demo", "prepare", "--data-dir", str(store.data_dir)]
     if steps is not None:
@@ -284,6 +285,6 @@ def start_background(store: RunStore, *, steps: int | None = None,
     log: IO[bytes]
     fd = os.open(_demo_dir(store.data_dir) / LOG_NAME, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "ab") as log:
-        return subprocess.Popen(cmd, cwd=_PROJECT_ROOT, env=worker_env(store), stdin=subprocess.DEVNULL,
+        return subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=worker_env(store), stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 

@@ -25,23 +25,38 @@ def _gallery() -> demo.GalleryState | None:
 
 #: Seconds between Home's looks at the gallery while it is prepared (longer when many people watch).
 GALLERY_POLL_S = 2.0
+#: ... and while it is incomplete with nothing preparing it: a preparation started elsewhere (another
+#: visitor's button, ``python -m dpcore demo prepare``, an import) shows up here without a reload.
+GALLERY_IDLE_POLL_S = 5.0
+
+
+def _phase(state: demo.GalleryState | None) -> str:
+    """"complete" (nothing to poll for), "preparing" or "incomplete" (nothing under way yet)."""
+    if state is None or state.complete:
+        return "complete"
+    return "preparing" if demo_ui.preparing(state) else "incomplete"
+
+
 _state = _gallery()
-_live = _state is not None and demo_ui.preparing(_state)
+_start_phase = _phase(_state)
+_poll_s = {"preparing": GALLERY_POLL_S, "incomplete": GALLERY_IDLE_POLL_S}.get(_start_phase)
 
 
-@st.fragment(run_every=session.live_interval(GALLERY_POLL_S) if _live else None)
+@st.fragment(run_every=session.live_interval(_poll_s) if _poll_s else None)
 def gallery() -> None:
-    """The instant demo: the pinned gallery's whole story on one screen, updating itself while it trains.
+    """The instant demo: the pinned gallery's whole story on one screen, updating itself until it is complete.
 
-    While a preparation is under way the fragment reruns on its own; once it is over (complete, or
-    stopped) one full rerun draws the finished gallery and, with nothing under way, stops the polling.
+    While the gallery is incomplete the fragment reruns on its own (faster while a preparation is under
+    way); when the phase changes (a preparation starts, ends, or the gallery is complete) one full rerun
+    draws the page for the new phase and sets the polling for it, none once the gallery is complete.
     """
     state = _gallery()
     if state is None:
         return
-    live = demo_ui.preparing(state)
-    if _live and not live:
+    phase = _phase(state)
+    if phase != _start_phase:
         st.rerun()
+    live = phase == "preparing"
     if live:
         done = sum(1 for r in state.runs if r.is_terminal)
         st.progress(state.progress, text=f"Preparing the demo gallery: {done} of {len(state.entries)} runs trained. "

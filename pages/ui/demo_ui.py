@@ -1,5 +1,11 @@
-"""The instant demo in the dashboard: start the gallery's preparation in the background, once, and say
-whether it is under way.
+"""The instant demo in the dashboard: load the shipped gallery, start the preparation of what it lacks
+in the background, once, and say whether it is under way.
+
+A fresh server's first script run loads the gallery snapshot shipped in ``assets/gallery``
+(:mod:`dpcore.runs.gallery_snapshot`, well under a second), so Home shows the whole gallery on the
+first visit without training anything; ``DPCORE_DEMO_SNAPSHOT`` names another snapshot folder, or
+``off``. What the snapshot does not hold (a run whose preset changed since ``make gallery``) is left
+to the preparation below.
 
 ``make app`` sets ``DPCORE_DEMO_AUTOPREPARE=1``: the first script run of a fresh server then starts
 ``python -m dpcore demo prepare`` as a detached process when the gallery is missing (the command's own
@@ -15,12 +21,14 @@ look again (a live view polls only while something is under way).
 from __future__ import annotations
 
 import subprocess
+import sys
 import threading
 
 import streamlit as st
 
 from dpcore.errors import DPCoreError
 from dpcore.runs import gallery as demo
+from dpcore.runs import gallery_snapshot
 from pages.ui import session
 
 
@@ -64,6 +72,26 @@ def preparing(state: demo.GalleryState) -> bool:
 @st.cache_resource(show_spinner=False)
 def _autoprepared() -> bool:
     return start()
+
+
+@st.cache_resource(show_spinner=False)
+def _snapshot_loaded() -> gallery_snapshot.Imported | None:
+    """Load the gallery snapshot into the store, once per server process (None: off, or it failed)."""
+    folder = gallery_snapshot.snapshot_folder()
+    if folder is None:
+        return None
+    try:
+        return gallery_snapshot.import_snapshot(session.store(), folder)
+    except (DPCoreError, OSError) as err:  # a missing or broken snapshot: the gallery can still be prepared
+        print(f"dp-rnn-lab: the gallery snapshot {folder} was not loaded: {err}", file=sys.stderr)
+        return None
+
+
+def first_start() -> None:
+    """Once per server process: load the shipped gallery; then, with ``DPCORE_DEMO_AUTOPREPARE=1``, prepare
+    what is still missing in the background."""
+    _snapshot_loaded()
+    autoprepare()
 
 
 def autoprepare() -> None:

@@ -1,5 +1,6 @@
-"""AppTest: Home shows the pinned demo gallery at once (frontier, samples side by side, exposures), its progress
-while it is prepared, and presentation mode's big picture without the technical parts."""
+"""AppTest: Home shows the pinned demo gallery at once (frontier, samples side by side, exposures): the shipped
+snapshot on a fresh server, with no training; its progress while it is prepared, and presentation mode's big
+picture without the technical parts."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import sys
 import pytest
 
 from dpcore.runs import gallery as demo
-from tests.apptest_support import SECRET_A, app_env_for, texts, write_run
+from dpcore.runs import gallery_snapshot as snap
+from tests.apptest_support import SECRET_A, app_env_for, executor_of, texts, write_run
 
 
 @pytest.fixture
@@ -61,6 +63,40 @@ def test_home_shows_the_gallery_at_once(app_env):
     # the gallery is nobody's own: it is not under "Your recent runs"
     assert not any(r.id[:6] in label for r in runs for label in links)
     assert not any(b.label == "Prepare the demo gallery" for b in at.button)
+
+
+def test_a_fresh_server_shows_the_shipped_gallery_on_its_first_visit_without_training(app_env, monkeypatch):
+    """No DPCORE_DEMO_SNAPSHOT (a plain `streamlit run app.py`): the first script run loads assets/gallery."""
+    monkeypatch.delenv(snap.ENV_SNAPSHOT)
+    assert app_env.store.list_runs() == []  # a fresh data folder
+    at = app_env.app(SECRET_A).run()
+    assert not at.exception, [e.value for e in at.exception]
+    specs = demo.gallery_specs()
+    state = demo.gallery_state(app_env.store)
+    assert state.complete and [run.config for _, run in state.entries] == [s.config.to_dict() for s in specs]
+    assert executor_of(at).submitted == []  # nothing trains: the runs are the snapshot's
+    assert not [p for p in app_env.store.list_runs() if p.status != "finished"]
+    assert any("whole trade-off" in s.value for s in at.subheader)
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2  # the frontier and the exposures
+    frontier = json.loads(charts[0].proto.spec)
+    labels = json.dumps(frontier["data"], ensure_ascii=False)
+    for spec, run in state.entries:  # every gallery run is on the frontier: a point, or the baseline's line
+        if spec.key == "none":
+            lines = [shape["y0"] for shape in frontier["layout"]["shapes"] if shape.get("line", {}).get("dash")]
+            assert lines == [run.result["val_perplexity"]]
+        else:
+            assert spec.title in labels, spec.title
+    titles = {m for m in texts(at.markdown) if m.startswith("**") and m.endswith("**")}
+    assert {f"**{spec.title}**" for spec in specs} <= titles
+    assert sum(c.value.startswith(demo.DEMO_PROMPT) for c in at.code) == len(specs)
+    exposure = json.dumps(json.loads(charts[1].proto.spec)["data"], ensure_ascii=False)
+    assert all(spec.title in exposure for spec in specs)  # every run's audit is there
+    links = {p.label: p for p in at.get("page_link")}
+    assert all(run.id in links["Compare the gallery's runs"].proto.query_string for _, run in state.entries)
+    assert not any("Preparing the demo gallery" in bar.proto.text for bar in at.get("progress"))
+    assert not any(b.label == "Prepare the demo gallery" for b in at.button)
+    assert not any("has not been prepared" in c for c in texts(at.caption))
 
 
 def test_home_shows_progress_while_the_gallery_is_prepared(app_env, monkeypatch):

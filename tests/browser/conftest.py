@@ -82,7 +82,9 @@ def serve_app(data_dir: Path, extra_env: dict[str, str] | None = None) -> Iterat
     """
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "DPCORE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+    # the shipped gallery only where a test asks for it (extra_env DPCORE_DEMO_SNAPSHOT=""): a bare store otherwise
+    env = {**os.environ, "DPCORE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", "DPCORE_DEMO_SNAPSHOT": "off",
+           **(extra_env or {})}
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
            "--server.fileWatcherType", "none", "--global.developmentMode", "false"]

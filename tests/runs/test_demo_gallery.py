@@ -35,7 +35,7 @@ def test_prepare_trains_the_gallery_once_and_keeps_it(tmp_path):
 
 def test_one_preparation_at_a_time(tmp_path):
     store = RunStore(tmp_path / "data")
-    with demo._locked(store.data_dir):
+    with demo.preparation_lock(store.data_dir):
         assert demo.is_preparing(store.data_dir)
         busy = demo.prepare(store, steps=3, train_fn=FAKE)
         assert busy.busy and busy.runs == ()
