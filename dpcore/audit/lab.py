@@ -128,7 +128,7 @@ def save_lab_canaries(run_dir: str | os.PathLike[str], texts: list[str], scores:
     path, tmp = out / LAB_FILE, out / (LAB_FILE + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
-        np.savez(fh, texts=np.array([_printable(t) for t in texts], dtype=np.str_),
+        np.savez_compressed(fh, texts=np.array([_printable(t) for t in texts], dtype=np.str_),
                  scores=np.asarray(scores, dtype=np.float64), included=np.asarray(included, dtype=bool),
                  extraction=np.array(json.dumps([asdict(t) for t in extraction], ensure_ascii=False)))
     os.replace(tmp, path)

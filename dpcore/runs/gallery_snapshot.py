@@ -12,14 +12,16 @@ fails when the snapshot no longer matches what ``demo prepare`` would train: the
 Layout: ``manifest.json`` (format, version, the runs in gallery order), and one folder per gallery key
 holding ``run.json`` (the store's row: config, info, result, device, last step), ``rows.json`` (the
 store's metrics, evals and samples) and the run folder's files as the worker left them
-(``result.json``, ``metrics.csv``, ``audit.json``, ``model.pt``).
+(``result.json``, ``metrics.csv``, ``audit.json``, ``model.pt``, ``lab_canaries.npz``).
 
 What it carries is what the store keeps on disk for any run, less the worker's log (pids and paths of
 the machine that trained it) and timestamps. No secret of the training is in it: the DP noise and the
 sampling came from the OS CSPRNG (``os.urandom``), so no seed of them exists; ``seed`` in a config is
-the data's and the model's initialisation seed, public. The audit's secret coins (which canaries were
-trained on) are never written; ``audit.json`` keeps their count and the attack's outcome. Its
-``checkpoint`` path is replaced by the file name here and by the new run's path on import.
+the data's and the model's initialisation seed, public. ``audit.json`` keeps the audit coins' count and
+the attack's outcome; its ``checkpoint`` path is replaced by the file name here and by the new run's path
+on import. The one file with the coins is the attack lab's ``lab_canaries.npz`` (which synthetic canaries
+were trained on, and the built-in corpus's synthetic PINs): they are the lab's answers, about no one's
+data, and the Attack lab says on screen that a shipped model's answers can be read in the project's source.
 
 Loading (:func:`import_snapshot`) writes each run through :class:`~dpcore.runs.store.RunStore`'s
 public methods, as a worker would, under the gallery owner and the preparation lock, and skips a run

@@ -122,7 +122,8 @@ def target_label(target: ExtractionTarget) -> str:
 
 def hint_line(target: ExtractionTarget) -> str:
     """The model's own first guesses, as the hint: what an attacker with the weights computes first."""
-    return " · ".join(f"{i}. `{g}`" for i, g in enumerate(target.guesses, start=1))
+    return "  ".join(f"{i}.\u00a0`{g.replace(target.separator, '') if target.separator else g}`"
+                     for i, g in enumerate(target.guesses, start=1))
 
 
 def extraction_sentence(target: ExtractionTarget, state: Extraction) -> str:

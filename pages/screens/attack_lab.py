@@ -10,7 +10,7 @@ import streamlit as st
 
 from dpcore.audit.lab import MAX_TRIES, ROUNDS
 from dpcore.errors import DPCoreError
-from dpcore.runs.gallery import gallery_state
+from dpcore.runs.gallery import GALLERY_OWNER, gallery_state
 from dpcore.runs.lab_games import LabGames, lab_of, pool_of
 from dpcore.views import charts
 from dpcore.views.auditview import load_audit
@@ -55,6 +55,10 @@ room = room_ui.active_room()
 room_id = room.id if room is not None else None
 privacy_badge(str(run.config.get("mechanism")))
 share_caption("attack_lab", run.id)
+if run.owner == GALLERY_OWNER:
+    st.caption("This gallery model ships trained with the project, and its answers with it: anyone who reads the "
+               "project's files could look them up. Nobody in a workshop will, but for a test nobody could have "
+               "looked up, attack a model trained on this server with **Audit privacy at the end** ticked.")
 if room is not None:
     st.caption(f"You play in room **{room.name}**: everyone's guesses there count together on the room's "
                "scoreboard, and nobody is dealt a canary someone in the room has already played. Keep the answers "

@@ -4,9 +4,8 @@ Starts ``streamlit run app.py`` on a free port with a throw-away data folder, la
 workshop presets through the real UI (they queue and train for real, a couple of minutes in all),
 then photographs each page with Debian's Chromium. Needs /usr/bin/chromium and playwright.
 Last, a quick demo gallery and a workshop room with three participants (assets/demo-home.png,
-assets/room.png); ``--rooms`` takes only those two. ``--lab DIR`` takes only the Attack lab after a game
-against the gallery's ε = 1 and no-privacy models (assets/lab-eps1.png, assets/lab-none.png), on the data
-folder DIR where ``python -m dpcore demo prepare`` has trained the whole gallery.
+assets/room.png); ``--rooms`` takes only those two. ``--lab`` takes only the Attack lab after a game
+against the shipped gallery's ε = 1 and no-privacy models (assets/lab-eps1.png, assets/lab-none.png).
 """
 
 from __future__ import annotations
@@ -116,8 +115,11 @@ def main() -> int:
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     args = sys.argv[1:]
-    lab_data = args[args.index("--lab") + 1] if "--lab" in args else None
-    data = lab_data or tempfile.mkdtemp(prefix="dprnn-shots-")
+    lab = "--lab" in args
+    data = tempfile.mkdtemp(prefix="dprnn-shots-")
+    if lab:  # the shipped gallery, as a fresh server loads it
+        subprocess.run([sys.executable, "-m", "dpcore", "demo", "import", "--data-dir", data], cwd=ROOT, check=True,
+                       stdout=subprocess.DEVNULL)
     only_rooms = "--rooms" in args  # only the workshop room and demo gallery shots
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
@@ -134,7 +136,7 @@ def main() -> int:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
             page = browser.new_context(viewport={"width": WIDTH, "height": 1000}).new_page()
-            if lab_data:
+            if lab:
                 lab_shots(browser, url, data)
                 browser.close()
                 return 0

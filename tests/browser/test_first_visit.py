@@ -38,6 +38,8 @@ def _assert_only_the_router_list(samples: sidebar_sampler.Samples) -> None:
     assert samples.with_list() > 0, "the router's page list never appeared"
     wrong = samples.lists_other_than(expected)
     assert not wrong, f"{len(wrong)} of {len(samples.rows)} samples show another page list, first: {wrong[0]}"
+    print(f"\nsidebar samples: {len(samples.rows)}, with the router's list: {samples.with_list()}, "
+          f"with another list: {len(wrong)}")
     assert not samples.with_dialog("Page not found")
 
 

@@ -1,10 +1,11 @@
 """The gallery is there on first visit (issue 22, item 2), in a real server and browser.
 
 A fresh server (its own empty data folder, the shipped snapshot on, as a plain ``streamlit run app.py``)
-draws the whole gallery on Home within 10 s of the first visit: both charts and every run's sample.
+draws the whole gallery on Home on the first visit, with nothing trained: both charts and every run's sample.
 And a Home drawn before any preparation picks one up by itself, with no reload.
 
-``pytest -s`` prints the measured times.
+The 10 s target is the benchmark's (``bench/bench_first_visit.py``), never a timed test on a shared machine;
+``pytest -s`` prints the times measured here.
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ from tests.browser.conftest import CHROMIUM, SKIP_REASON, open_page, serve_app
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=SKIP_REASON)]
 _sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need the playwright package")
 expect = _sync_api.expect
-FIRST_VISIT_BUDGET_S = 10.0
 
 
-def test_a_fresh_server_draws_the_whole_gallery_within_ten_seconds_of_the_first_visit(context, tmp_path):
+def test_a_fresh_server_draws_the_whole_gallery_on_the_first_visit_with_nothing_trained(context, tmp_path):
     from dpcore.runs import gallery as demo
     from dpcore.runs.store import RunStore
 
@@ -54,7 +54,6 @@ def test_a_fresh_server_draws_the_whole_gallery_within_ten_seconds_of_the_first_
         assert len(runs) == len(specs) and {r.status for r in runs} == {"finished"}  # loaded, nothing trained
         assert all(not (store.run_dir(r.id) / "worker.log").exists() for r in runs)
         store.close()
-    assert drawn < FIRST_VISIT_BUDGET_S, f"the gallery took {drawn:.1f} s to appear on a fresh server's first visit"
 
 
 def test_home_picks_up_a_preparation_started_after_it_was_drawn(context, fresh_app_url, tmp_path):

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from dpcore.audit.defaults import AUDIT_CANARIES
+from dpcore.audit.lab import load_lab_canaries
 from dpcore.config import TrainConfig
 from dpcore.privacy.accounting import calibrate_noise, epsilon_spent
 from dpcore.privacy.plan import accounted_units, plan
@@ -95,9 +96,12 @@ def test_the_snapshot_carries_no_secret_and_no_path_of_the_machine_that_trained_
         audit = json.loads((run.folder / "audit.json").read_text(encoding="utf-8"))
         assert audit["checkpoint"] == "model.pt"
         one_run = audit["one_run"]
-        # the secret coins (which canaries were trained on) are never written: only their count
+        # audit.json keeps the coins' count only; the coins themselves are in the attack lab's file alone,
+        # the answers of a game about synthetic canaries (the lab says a shipped model's answers are public)
         assert isinstance(one_run["num_included"], int)
         assert not any(isinstance(v, list) and len(v) >= one_run["m"] for v in one_run.values()), run.key
+        lab = load_lab_canaries(run.folder)
+        assert lab is not None and lab.m == one_run["m"] and int(lab.included.sum()) == one_run["num_included"]
 
 
 def test_importing_the_snapshot_makes_a_fresh_store_show_the_whole_gallery(tmp_path, shipped):
