@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from dpcore.audit.lab import LAB_FILE, MAX_TRIES, ROUNDS, ExtractionTarget, LabCanaries, canary_order, load_lab_canaries
 from dpcore.errors import DPCoreError
+from dpcore.runs import access
 from dpcore.runs.store import Run, RunStore
 
 _CACHE: dict[str, tuple[float, LabCanaries]] = {}
@@ -115,6 +116,16 @@ class Extraction:
         return self.found or self.gave_up or self.tries >= MAX_TRIES
 
 
+class NotYourModel(DPCoreError):
+    """A stranger asked to attack a model without a guarantee trained on someone's upload."""
+
+
+def may_play(run: Run, player: str | None) -> bool:
+    """Anyone may attack a DP or built-in model; a model without a guarantee trained on an upload is its owner's:
+    its losses, even on synthetic canaries, are statistics of weights that no ε covers."""
+    return not (access.owner_only(run) and access.is_stranger(run, player))
+
+
 def pool_of(player: str, room: str | None) -> str:
     """The pool a visitor's games count in: their room's, or their own."""
     return f"room:{room}" if room else f"solo:{player}"
@@ -131,7 +142,8 @@ class LabGames:
         """Deal a new game of ``rounds`` canaries, none dealt in this pool or seen by this visitor before."""
         if prediction is not None and not 0.0 <= prediction <= 1.0:
             raise DPCoreError(f"a predicted success rate is between 0 and 1, got {prediction!r}")
-        self.store.get_run(run_id)  # RunNotFound for an unknown run
+        if not may_play(self.store.get_run(run_id), player):  # RunNotFound for an unknown run
+            raise NotYourModel("this model has no guarantee and trained on its owner's upload: only they may attack it")
         pool = pool_of(player, room)
         with self.store.transaction() as conn:
             dealt = conn.execute("SELECT pool, player, canaries FROM lab_games WHERE run_id = ?",

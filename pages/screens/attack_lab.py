@@ -11,7 +11,7 @@ import streamlit as st
 from dpcore.audit.lab import MAX_TRIES, ROUNDS
 from dpcore.errors import DPCoreError
 from dpcore.runs.gallery import GALLERY_OWNER, gallery_state
-from dpcore.runs.lab_games import LabGames, lab_of, pool_of
+from dpcore.runs.lab_games import LabGames, lab_of, may_play, pool_of
 from dpcore.views import charts
 from dpcore.views.auditview import load_audit
 from dpcore.views.labview import (
@@ -39,8 +39,12 @@ st.caption("Play the attacker. Each model below was audited with 1,000 random ca
            "decided for each whether the model trained on it. Guess which ones it did: your score becomes a proven "
            "lower bound on ε, with the same theorem the audit uses, next to the ε the accountant promises.")
 
-candidates = [*gallery_state(store).finished, *session.my_runs()]
-labs = {run.id: (run, lab) for run in candidates if (lab := lab_of(store, run)) is not None}
+linked = session.find_run(st.query_params.get("run", "")) if st.query_params.get("run") else None
+if linked is not None:
+    session.remember(linked.id)  # a shared lab link opens that model, as every page's run link does
+candidates = [*gallery_state(store).finished, *session.my_runs(), *([linked] if linked else [])]
+labs = {run.id: (run, lab) for run in candidates
+        if may_play(run, player) and (lab := lab_of(store, run)) is not None}
 if not labs:
     st.info("No model here has an audit to attack yet. The demo gallery brings some, or train your own with "
             "**Audit privacy at the end** ticked on the New run form.")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dpcore.audit.lab import MAX_TRIES, ROUNDS, ExtractionTarget, LabCanaries, max_games, save_lab_canaries
-from dpcore.runs.lab_games import LabExhausted, LabGames, NotYourGame, lab_of, pool_of
+from dpcore.runs.lab_games import LabExhausted, LabGames, NotYourGame, NotYourModel, lab_of, may_play, pool_of
 from dpcore.runs.store import RunStore
 from tests.apptest_support import TINY, write_run
 
@@ -142,3 +142,18 @@ def test_the_extraction_game_ends_after_the_last_try(setup):
     for i in range(MAX_TRIES):
         state = games.try_secret(run.id, "browser:a", target, f"{i:04d}")
     assert state.over and not state.found and state.secret == "9 9 9 9" and state.tries == MAX_TRIES
+
+
+def test_a_model_without_a_guarantee_trained_on_an_upload_is_attacked_by_its_owner_alone(tmp_path):
+    store = RunStore(tmp_path)
+    run = write_run(store, "browser:owner", TINY.replace(audit=True, corpus="/data/uploads/x/diary.txt",
+                                                         mechanism="none"))
+    rng = np.random.default_rng(1)
+    save_lab_canaries(store.run_dir(run.id), [f"c{i}" for i in range(40)], rng.normal(size=40), rng.random(40) < 0.5)
+    lab = lab_of(store, run)
+    assert not may_play(run, "browser:stranger") and not may_play(run, None) and may_play(run, "browser:owner")
+    with pytest.raises(NotYourModel):
+        LabGames(store).start(run.id, "browser:stranger", lab)
+    assert LabGames(store).start(run.id, "browser:owner", lab).canaries
+    dp = write_run(store, "browser:owner", TINY.replace(audit=True, corpus="/data/uploads/x/diary.txt"))
+    assert may_play(dp, "browser:stranger")  # a DP model's losses are post-processing, covered by its ε
