@@ -34,6 +34,7 @@ RUN_TIMEOUT_MS = 300_000  # worker start, corpus, calibration, first steps: slow
 REPLICA_ENV = {"DPCORE_MAX_CONCURRENT": "1", "STREAMLIT_SERVER_COOKIE_SECRET": "replica-test-cookie-secret"}
 LAUNCH = "/new_run?preset=workshop-eps3&max_steps=3000"  # minutes of training: still going when cancelled
 CANCELLED = re.compile(r"^Cancelled · \d+ steps")
+OWN_TEXT = "\n".join(f"line {i}: a message of my own, number {i}, for the replica test" for i in range(200)).encode()
 
 
 def _port(url: str) -> int:
@@ -130,6 +131,26 @@ def test_two_replicas_share_runs_and_the_owner_cancels_through_either(browser, t
         assert run.status == "cancelled" and run.error is None and run.cancel_requested_at is not None
         expect(page1.get_by_test_id("stException")).to_have_count(0)
         expect(page2.get_by_test_id("stException")).to_have_count(0)
+
+        # an upload is held by the session's own process until its script stores it: the sticky cookie takes
+        # the PUT to replica B with B's websocket; once stored (the shared store), replica A offers it too
+        page2.goto(f"{proxy}/new_run")
+        wait_for_app(page2)
+        page2.get_by_text("My own text (.txt or .csv)").click()
+        wait_for_app(page2)
+        page2.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(
+            files=[{"name": "notes-b.txt", "mimeType": "text/plain", "buffer": OWN_TEXT}])
+        wait_for_app(page2)
+        expect(page2.get_by_text("Stored notes-b.txt for this browser only.")).to_be_visible()
+        uploads = [line for line in access_log(log) if "/_stcore/upload_file/" in line]
+        assert uploads and all(f"upstream={replica_b} " in line for line in uploads), uploads
+        page1.goto(f"{proxy}/new_run")
+        wait_for_app(page1)
+        page1.get_by_text("My own text (.txt or .csv)").click()
+        wait_for_app(page1)
+        picker = page1.get_by_role("combobox", name="Uploaded file")
+        expect(picker).to_be_visible()
+        assert "notes-b.txt" in picker.aria_snapshot()
 
         # every websocket went to nginx's port, and nginx upgraded and proxied them to both replicas
         stream = f"ws://127.0.0.1:{_port(proxy)}/_stcore/stream"
