@@ -24,6 +24,7 @@ $(VENV)/.ray: requirements-ray.txt $(VENV)/.runtime
 
 test: $(VENV)/.dev $(VENV)/.ray  # Ray is optional for users; the tests start a local one (2 CPUs)
 	bash .ci/ensure_chromium.sh
+	bash .ci/ensure_nginx.sh
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
