@@ -44,7 +44,7 @@ VIEWS = sorted(
 )
 TORCH_FREE = [*VIEWS, "dpcore.privacy.plan", "dpcore.privacy.accounting", "dpcore.data", "dpcore.data.dataset",
               "dpcore.data.prior", "dpcore.runs.store", "dpcore.runs.executors.local",
-              "dpcore.runs.executors.registry", "dpcore.runs.lifecycle"]
+              "dpcore.runs.executors.registry", "dpcore.runs.lifecycle", "dpcore.training.result"]
 
 
 def _run(code: str) -> subprocess.CompletedProcess:

@@ -59,11 +59,12 @@ from typing import Any
 
 from dpcore.config import TrainConfig
 from dpcore.errors import DPCoreError
-from dpcore.events import EVAL_COLUMNS, METRIC_COLUMNS
+from dpcore.events import EVAL_COLUMNS, METRIC_COLUMNS, RunInfo
 from dpcore.paths import STORE_FILENAME, resolve_data_dir
 from dpcore.privacy.registry import Guarantee, mechanism_of
 from dpcore.runs import access
 from dpcore.runs.limits import DEFAULT_STRANGER_BUDGET, ServerLimits
+from dpcore.training.result import RunResult
 
 SCHEMA_VERSION = 4
 #: The ε budget for private decoding of one model when its owner has not set one, over all texts and
@@ -259,12 +260,19 @@ class Run:
     device: str | None = None
     error: str | None = None
     last_step: int | None = None
-    info: dict[str, Any] | None = None  # the trainer's RunInfo, once it has started
-    result: dict[str, Any] | None = None  # the trainer's result dict, once it has returned
+    info: RunInfo | None = None  # the trainer's RunInfo, once it has started (or its status text before)
+    result: RunResult | None = None  # the trainer's result, once it has returned
     inference_budget: float | None = None  # the owner's ε budget for private decoding (None: the default)
     share_uncovered: bool = False  # the owner's opt-in to show uncovered statistics to link holders
     stop_reason: str | None = None  # set when the server stopped the run (wall-time cap)
     stranger_budget: float | None = None  # the owner's ε budget for everyone else's private decoding (None: default)
+
+    def __post_init__(self) -> None:
+        """Info and result given as their JSON objects (``Run(**run.to_dict())``) are read into their records."""
+        if isinstance(self.info, Mapping):
+            object.__setattr__(self, "info", RunInfo.from_dict(self.info))
+        if isinstance(self.result, Mapping):
+            object.__setattr__(self, "result", RunResult.from_dict(self.result))
 
     @property
     def effective_inference_budget(self) -> float:
@@ -282,8 +290,8 @@ class Run:
 
         The one place a stored run's guarantee is worked out; an unknown mechanism raises."""
         for source in (self.result, self.info):
-            if source and source.get("guarantee"):
-                return Guarantee(str(source["guarantee"]))
+            if source is not None and source.guarantee:
+                return Guarantee(str(source.guarantee))
         return mechanism_of(str(self.config.get("mechanism", "gaussian"))).guarantee
 
     @property
@@ -292,7 +300,7 @@ class Run:
 
     @property
     def total_steps(self) -> int | None:
-        return (self.info or {}).get("total_steps") or self.config.get("max_steps")
+        return (self.info.total_steps if self.info is not None else None) or self.config.get("max_steps")
 
     @property
     def progress(self) -> float | None:
@@ -307,7 +315,10 @@ class Run:
         return TrainConfig.from_dict(self.config)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The run as JSON: info and result as the store keeps them (their ``to_dict``)."""
+        return {**asdict(replace(self, info=None, result=None)),
+                "info": None if self.info is None else self.info.to_dict(),
+                "result": None if self.result is None else self.result.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -1183,8 +1194,8 @@ def _run_from_row(row: sqlite3.Row) -> Run:
     data = dict(row)
     data.pop("seq", None)
     data["config"] = json.loads(data["config"])
-    for key in ("info", "result"):
-        data[key] = None if data[key] is None else json.loads(data[key])
+    data["info"] = None if data["info"] is None else RunInfo.from_dict(json.loads(data["info"]))
+    data["result"] = None if data["result"] is None else RunResult.from_dict(json.loads(data["result"]))
     data["share_uncovered"] = bool(data.get("share_uncovered"))
     return Run(**data)
 
