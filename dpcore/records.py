@@ -2,9 +2,10 @@
 
 A :class:`JsonRecord` is a frozen dataclass whose fields are the keys of one JSON object (a run's
 ``result.json``, its stored RunInfo). :meth:`JsonRecord.from_dict` reads any version of that object:
-a key an older file lacks becomes None and is remembered as missing, a key this version does not know
-is kept in ``extra``; :meth:`JsonRecord.to_dict` writes back exactly what was read (same keys, same
-values), and for a record built in code, every field (those in ``OMIT_WHEN_NONE`` only when set).
+a key an older file lacks becomes None and is remembered as missing (and written back only once it is
+given a value, ``dataclasses.replace``), a key this version does not know is kept in ``extra``;
+:meth:`JsonRecord.to_dict` writes back exactly what was read (same keys, same values), and for a record
+built in code, every field (those in ``OMIT_WHEN_NONE`` only when set).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def extra_field() -> Any:
 
 
 def missing_field() -> Any:
-    """Fields the JSON object did not have (an older file): read as None, and not written back."""
+    """Fields the JSON object did not have (an older file): read as None, not written back until given a value."""
     return field(default=frozenset(), compare=False, repr=False)
 
 
@@ -69,9 +70,9 @@ class JsonRecord:
         """The JSON object: exactly the keys and values it was read from, or every field when built in code."""
         out: dict[str, Any] = {}
         for name in self.keys():
-            if name in self.missing:
-                continue
             value = getattr(self, name)
+            if name in self.missing and value is None:  # an older file's absent key stays absent
+                continue
             if value is None and name in self.OMIT_WHEN_NONE:
                 continue
             out[name] = copy.deepcopy(value)

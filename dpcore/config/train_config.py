@@ -360,8 +360,8 @@ class TrainConfig:
 
     def _check(self) -> None:
         """Raise :class:`ConfigError` with one clear sentence for the first problem found."""
-        for f in fields(self):
-            problem = field_problem(f.name, getattr(self, f.name), type(self))
+        for name, spec in field_specs(type(self)).items():  # the specs once: every config built passes here
+            problem = _spec_problem(spec, getattr(self, name))
             if problem:
                 raise ConfigError(problem)
         for rule in MECHANISM_RULES:
@@ -464,7 +464,11 @@ def field_problem(name: str, value: Any, cls: type = TrainConfig) -> str | None:
     Only the field's own metadata is used, so the message names this field and never a
     cross-field rule.
     """
-    spec = field_spec(name, cls)
+    return _spec_problem(field_spec(name, cls), value)
+
+
+def _spec_problem(spec: FieldSpec, value: Any) -> str | None:
+    """:func:`field_problem` for a field whose spec is known."""
     label = spec.label
     if value is None:
         return None if spec.optional else f"{label} must be given"

@@ -41,6 +41,7 @@ def test_a_legacy_result_with_keys_missing_loads_and_keeps_what_it_had():
     assert result.extra == {"an_old_key": {"kept": True}}
     assert result.to_dict() == legacy  # nothing added, nothing lost
     assert replace(result, epsilon=None).to_dict() == {**legacy, "epsilon": None}
+    assert replace(result, planned_steps=12).to_dict() == {**legacy, "planned_steps": 12}  # given a value: written
     assert RunResult.empty().to_dict() == {} and as_result(legacy) == result and as_result(None) is None
 
 
