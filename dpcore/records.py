@@ -64,7 +64,7 @@ class JsonRecord:
 
     def has(self, name: str) -> bool:
         """Whether the JSON object had the field ``name`` (an older file may lack it; an empty record has none)."""
-        return name not in self.missing
+        return name not in self.missing or getattr(self, name) is not None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object: exactly the keys and values it was read from, or every field when built in code."""
