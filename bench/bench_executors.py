@@ -66,7 +66,7 @@ def alone(ex, repeat: int, config: TrainConfig) -> float:
         run = ex.wait(ex.submit("bench", config), timeout=900, poll_s=0.05)
         if run.status != "finished":
             raise SystemExit(f"a run did not finish: {run.status}: {run.error}")
-        overheads.append(run.finished_at - run.created_at - run.result["wall_time_s"])
+        overheads.append(run.finished_at - run.created_at - run.result.wall_time_s)
     return statistics.median(overheads)
 
 

@@ -110,11 +110,11 @@ def main(argv: list[str] | None = None) -> None:
                 t0 = time.perf_counter()
                 result = run_training(config, Path(tmp) / f"{init}-{label}", data=data)
                 wall = time.perf_counter() - t0
-                ppl = result["val_perplexity"]
+                ppl = result.val_perplexity
                 if eps is None:
                     baselines[init] = ppl
-                sample = (result["samples"] or [""])[0][:SAMPLE_CHARS]
-                rows.append((init, label, result["epsilon"], ppl, wall, sample))
+                sample = (result.samples or [""])[0][:SAMPLE_CHARS]
+                rows.append((init, label, result.epsilon, ppl, wall, sample))
     print(_header(args, argv, data) + "\n")
     print("| start | privacy | ε spent | val perplexity | × no privacy (same start) | wall time | a sample |")
     print("|---|---|---|---|---|---|---|")

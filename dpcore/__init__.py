@@ -2,12 +2,14 @@
 
 The package map, from the bottom layer up (imports point downwards only; see docs/architecture.md):
 
-* ``errors``, ``events``, ``paths`` — one-sentence errors, what the trainer emits, where data lives.
+* ``errors``, ``events``, ``paths``, ``records`` — one-sentence errors, what the trainer emits (and
+  ``RunInfo``), where data lives, typed records that round-trip their JSON exactly.
 * ``privacy/`` — mechanisms and accountants as registered objects, ε accounting and calibration,
   the δ rules, the plan of a run, secure noise, private decoders and their composition.
 * ``config/`` — :class:`~dpcore.config.TrainConfig`, the one definition of a run, and its presets.
 * ``data/`` — corpora, tokenizers, the user-level split, public texts.
-* ``training/`` — the GRU, its engines, the loop, the public model, generation.
+* ``training/`` — the GRU, its engines, the loop and its typed result (``RunResult``), the public
+  model, generation.
 * ``runs/`` — the store (one facade over one module per job: db, schema, records, ledger,
   upload_store, quota), executors, the worker, quotas, rooms, the gallery (and its shipped snapshot),
   uploads, the preview, the attack lab's games, and the one check of who may read a model's text.

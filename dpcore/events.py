@@ -7,28 +7,38 @@ writes them to the run store, tests collect them in lists.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
+
+from dpcore.records import JsonRecord, extra_field, missing_field
 
 
 @dataclass(frozen=True)
-class RunInfo:
-    """What the trainer decided before the first step (sent once, by ``on_start``)."""
+class RunInfo(JsonRecord):
+    """What the trainer decided before the first step (sent once, by ``on_start``).
 
-    total_steps: int
-    num_train_examples: int
-    num_val_examples: int
-    vocab_size: int
-    num_parameters: int
+    Also a stored run's ``info`` (:attr:`dpcore.runs.store.Run.info`): :meth:`from_dict` reads what the
+    worker stored, which before the first step may be only ``status_text`` (the other fields None).
+    """
+
+    total_steps: int | None
+    num_train_examples: int | None
+    num_val_examples: int | None
+    vocab_size: int | None
+    num_parameters: int | None
     sample_rate: float | None
     noise_multiplier: float | None
     delta: float | None
-    device: str
-    privacy_unit: str
-    guarantee: str  # "dp" | "none" (non-private baseline) | "no-guarantee" (naive recipe)
+    device: str | None
+    privacy_unit: str | None
+    guarantee: str | None  # "dp" | "none" (non-private baseline) | "no-guarantee" (naive recipe)
+    #: work before the first step (building the public model), stored alone until on_start replaces it
+    status_text: str | None = None
+    extra: Mapping[str, Any] = extra_field()
+    missing: frozenset[str] = missing_field()
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    OMIT_WHEN_NONE: ClassVar[tuple[str, ...]] = ("status_text",)
 
 
 @dataclass(frozen=True)

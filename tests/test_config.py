@@ -68,13 +68,12 @@ def test_defaults_and_stored_json_still_load():
 @pytest.mark.parametrize("value", EXTREMES)
 def test_extreme_values_are_refused_with_a_sentence(name, value):
     spec = field_specs()[name]
-    config = TrainConfig().replace(**{name: value})
     harmless = spec.kind == "float" and spec.lo == 0 and not spec.lo_open and 0 <= value < 1e-100
     if harmless:  # dropout 1e-300 / 0: a valid dropout, nothing downstream divides by it
-        config.validate()
+        TrainConfig().replace(**{name: value}).validate()
         return
-    with pytest.raises(ConfigError) as err:
-        config.validate()
+    with pytest.raises(ConfigError) as err:  # refused as it is built
+        TrainConfig().replace(**{name: value}).validate()
     message = str(err.value)
     assert _is_sentence(message) and spec.label in message, message
     assert spec.range_text() in message or "whole number" in message
@@ -103,16 +102,18 @@ def test_messages_keep_their_style():
 
 
 def test_cross_field_rules_are_written_once():
-    laplace, repairs = TrainConfig(mechanism="laplace").consistent()
+    laplace, repairs = TrainConfig.repaired({"mechanism": "laplace"})
     assert (laplace.accountant, laplace.engine) == ("pld", "opacus")
     assert [r.field for r in repairs] == ["accountant", "engine"]
     with pytest.raises(ConfigError, match="PLD"):
-        TrainConfig(mechanism="laplace").validate()  # validate refuses; consistent() repairs
+        TrainConfig(mechanism="laplace").validate()  # building refuses; repaired() repairs
     laplace.validate()
     assert TrainConfig(mechanism="none").normalized().engine == "opacus"
-    assert TrainConfig(epochs=2.0).normalized(given={"epochs"}).max_steps is None
-    assert TrainConfig(epochs=2.0).normalized(given={"max_steps"}).epochs is None
-    assert TrainConfig(epochs=2.0).normalized() == TrainConfig(epochs=2.0)  # no side given: validate refuses
+    assert TrainConfig.repaired({"epochs": 2.0}, given={"epochs"})[0].max_steps is None
+    assert TrainConfig.repaired({"epochs": 2.0}, given={"max_steps"})[0].epochs is None
+    assert TrainConfig.repair_values({"epochs": 2.0})[0] == TrainConfig().changed(epochs=2.0)  # no side given
+    with pytest.raises(ConfigError, match="exactly one of epochs or max steps"):  # ... so building refuses
+        TrainConfig.repaired({"epochs": 2.0})
     assert allowed_choices("accountant", "laplace") == ("pld",)
     assert allowed_choices("engine", "gaussian") == ("fast", "opacus")
     assert {rule.field for rule in MECHANISM_RULES} == {"accountant", "engine"}

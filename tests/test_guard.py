@@ -45,7 +45,8 @@ VIEWS = sorted(
 TORCH_FREE = [*VIEWS, "dpcore.privacy.plan", "dpcore.privacy.accounting", "dpcore.data", "dpcore.data.dataset",
               "dpcore.data.prior", "dpcore.runs.store", "dpcore.runs.executors.local",
               "dpcore.runs.executors.registry", "dpcore.runs.lifecycle", "dpcore.audit.one_run",
-              "dpcore.audit.lab", "dpcore.runs.lab_games", "dpcore.runs.gallery", "dpcore.runs.gallery_snapshot"]
+              "dpcore.audit.lab", "dpcore.runs.lab_games", "dpcore.runs.gallery", "dpcore.runs.gallery_snapshot",
+              "dpcore.training.result"]
 
 
 def _run(code: str) -> subprocess.CompletedProcess:

@@ -15,12 +15,13 @@ from dpcore.data import Corpus, Record, build_lm_data
 from dpcore.data.prior import public_log_prior
 from dpcore.data.tokenizer import PAD_ID
 from dpcore.errors import CheckpointError
-from dpcore.events import RecordingCallbacks
+from dpcore.events import RecordingCallbacks, RunInfo
 from dpcore.paths import ENV_DATA_DIR
 from dpcore.training import pretrain
 from dpcore.training.engines import EngineSetup, build_engine
 from dpcore.training.loop import evaluate, run_training
 from dpcore.training.model import ModelConfig
+from dpcore.training.result import RunResult
 from dpcore.views.disclosure import released_quantities
 from dpcore.views.meaning import public_start_sentence
 
@@ -81,9 +82,9 @@ def test_a_public_start_changes_nothing_in_the_accounting(tiny_data, tmp_path: P
                for init in ("scratch", "public")}
     keys = ("noise_multiplier", "sample_rate", "steps", "epsilon", "delta", "accountant", "expected_batch_size",
             "epsilon_replace_one", "num_accounted_examples")
-    assert {k: results["scratch"][k] for k in keys} == {k: results["public"][k] for k in keys}
-    assert results["public"]["epsilon"] is not None
-    assert results["scratch"]["public_model"] is None and results["public"]["public_model"]["epsilon"] == 0.0
+    assert {k: getattr(results["scratch"], k) for k in keys} == {k: getattr(results["public"], k) for k in keys}
+    assert results["public"].epsilon is not None
+    assert results["scratch"].public_model is None and results["public"].public_model["epsilon"] == 0.0
 
 
 def test_a_public_start_begins_at_a_lower_validation_loss(tiny_data) -> None:
@@ -111,13 +112,13 @@ def test_a_run_that_needs_a_missing_public_model_builds_it_and_says_so(tiny_data
     result = run_training(TINY.replace(init="public"), tmp_path / "run", data=tiny_data, callbacks=callbacks)
     assert callbacks.statuses[0].startswith("Building the public model first")
     assert "Public model ready" in callbacks.statuses[-1]
-    assert result["init"] == "public" and result["public_model"]["built_for_this_run"] is True
-    assert (short_recipe / pretrain.FOLDER / result["public_model"]["key"] / "model.pt").is_file()
+    assert result.init == "public" and result.public_model["built_for_this_run"] is True
+    assert (short_recipe / pretrain.FOLDER / result.public_model["key"] / "model.pt").is_file()
     written = json.loads((tmp_path / "run" / "result.json").read_text())
     assert written["public_model"]["corpus"].startswith("4,000 other synthetic people")
     callbacks = StatusCallbacks()  # the next run finds it: nothing to announce
     again = run_training(TINY.replace(init="public"), tmp_path / "again", data=tiny_data, callbacks=callbacks)
-    assert callbacks.statuses == [] and again["public_model"]["built_for_this_run"] is False
+    assert callbacks.statuses == [] and again.public_model["built_for_this_run"] is False
 
 
 def test_a_public_model_of_another_vocabulary_is_refused_not_replaced_by_random_weights(tiny_data) -> None:
@@ -151,8 +152,8 @@ def test_the_statement_says_what_is_public_and_that_it_costs_no_epsilon() -> Non
         owner = "me"
         guarantee = "dp"
         config = {**TINY.replace(init="public").to_dict()}
-        result = {"public_model": {"corpus": "English prose from the Python Language Reference"}}
-        info: dict = {}
+        result = RunResult.from_dict({"public_model": {"corpus": "English prose from the Python Language Reference"}})
+        info = RunInfo.empty()
 
     sentence = public_start_sentence(Run.config, Run.result)
     assert "English prose from the Python Language Reference" in sentence and "costs no ε" in sentence

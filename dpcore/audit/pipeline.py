@@ -11,8 +11,8 @@ so nothing published depends on the coins.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from dpcore.audit.defaults import AUDIT_CANARIES
 from dpcore.audit.one_run import make_audit_canaries
@@ -21,13 +21,14 @@ from dpcore.config import TrainConfig
 from dpcore.data import LMData
 from dpcore.events import TrainCallbacks
 from dpcore.training.loop import load_data, run_training, write_result
+from dpcore.training.result import RunResult
 
 #: What result.json keeps of the audit (the whole report is audit.json).
 RESULT_KEYS = ("auc", "empirical_epsilon", "one_run", "exposure_by_insertions", "plain")
 
 
 def train_and_audit(config: TrainConfig, out_dir: str | Path, *, callbacks: TrainCallbacks | None = None,
-                    should_stop: Callable[[], bool] | None = None, data: LMData | None = None) -> dict[str, Any]:
+                    should_stop: Callable[[], bool] | None = None, data: LMData | None = None) -> RunResult:
     """:func:`~dpcore.training.loop.run_training`, and the audit around it when ``config.audit`` is set."""
     config = config.validate()
     if not config.audit:
@@ -36,10 +37,10 @@ def train_and_audit(config: TrainConfig, out_dir: str | Path, *, callbacks: Trai
     canaries = make_audit_canaries(data.tokenizer.vocab_size, config.seq_len, AUDIT_CANARIES)
     result = run_training(config, out_dir, callbacks=callbacks, should_stop=should_stop, data=data,
                           extra_rows=canaries.training_rows(), extra_accounted=canaries.m)
-    result["num_audit_canaries"] = canaries.m
-    if not result["stopped"]:
+    result = replace(result, num_audit_canaries=canaries.m)
+    if not result.stopped:
         report = run_audit(Path(out_dir) / "model.pt", out_dir, seed=config.seed, data=data,
-                           device=str(result["device"]), audit_canaries=canaries)
-        result["audit"] = {k: report.get(k) for k in RESULT_KEYS}
+                           device=str(result.device), audit_canaries=canaries)
+        result = replace(result, audit={k: report.get(k) for k in RESULT_KEYS})
     write_result(out_dir, result)
     return result

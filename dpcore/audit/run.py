@@ -105,7 +105,7 @@ def check_same_data(ckpt: Checkpoint, data: LMData, audit_canaries: AuditCanarie
         if int(audit_canaries.rows.max()) >= ckpt.tokenizer.vocab_size:
             raise DPCoreError("the audit canaries use token ids outside this run's vocabulary")
     extra = audit_canaries.num_included if audit_canaries is not None else 0
-    expected = ckpt.result.get("num_train_examples")
+    expected = ckpt.result.num_train_examples
     now = int(data.train.shape[0]) + extra
     if expected is not None and int(expected) != now:
         canaries = f" + {extra} included audit canaries" if audit_canaries is not None else ""
@@ -305,13 +305,13 @@ def run_audit(checkpoint_path: str | Path, out_dir: str | Path, *, seed: int = 0
     check_same_data(ckpt, data, audit_canaries)
     result = ckpt.result
     num_train = int(data.train.shape[0]) + (audit_canaries.num_included if audit_canaries is not None else 0)
-    delta = result.get("delta")
+    delta = result.delta
     delta_source = "the run's δ"
     if delta is None:
         delta, delta_source = default_delta(num_train), f"{DEFAULT_DELTA_RULE}: the run claims no δ"
-    steps = int(result.get("steps") or config.max_steps or MAX_REFERENCE_STEPS)
+    steps = int(result.steps or config.max_steps or MAX_REFERENCE_STEPS)
     ref_steps = reference_steps if reference_steps is not None else max(1, min(steps, MAX_REFERENCE_STEPS))
-    claimed = result.get("epsilon")
+    claimed = result.epsilon
     claimed = claimed if claimed is not None and math.isfinite(claimed) else None
 
     one_run, empirical, scores = _one_run_part(ckpt, audit_canaries, delta=delta, confidence=confidence,
@@ -328,9 +328,9 @@ def run_audit(checkpoint_path: str | Path, out_dir: str | Path, *, seed: int = 0
         "version": VERSION,
         "checkpoint": str(checkpoint_path),
         "seed": seed,
-        "mechanism": result.get("mechanism", config.mechanism),
-        "guarantee": result.get("guarantee"),
-        "privacy_unit": result.get("privacy_unit"),
+        "mechanism": result.mechanism if result.has("mechanism") else config.mechanism,
+        "guarantee": result.guarantee,
+        "privacy_unit": result.privacy_unit,
         "claimed_epsilon": claimed,
         "delta": delta,
         "delta_source": delta_source,

@@ -139,12 +139,12 @@ def config_from_args(args: argparse.Namespace, cls: type = TrainConfig) -> Train
     given = set(getattr(args, GIVEN, ()))
     specs = field_specs(cls)
     values = {name: getattr(args, name) for name, spec in specs.items() if spec.cli and hasattr(args, name)}
-    config, repairs = cls(**values).consistent(given=given)
+    values, repairs = cls.repair_values(values, given=given)
     for repair in repairs:
         if repair.field in given:
             flag = cli_flag(repair.field, specs[repair.field])
             raise ArgumentError(f"argument {flag}: {repair.reason}: use {flag} {repair.value} or leave it out")
-    return config.validate()
+    return cls(**values)  # validated as it is built
 
 
 def mix_weight(text: str) -> float:

@@ -48,10 +48,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     result = train_and_audit(config, args.out, callbacks=ProgressBar(quiet=args.quiet))
-    summary = {k: result[k] for k in ("mechanism", "epsilon", "delta", "accountant", "noise_multiplier",
-                                      "steps", "train_loss", "val_perplexity", "device")}
+    summary = {"mechanism": result.mechanism, "epsilon": result.epsilon, "delta": result.delta,
+               "accountant": result.accountant, "noise_multiplier": result.noise_multiplier, "steps": result.steps,
+               "train_loss": result.train_loss, "val_perplexity": result.val_perplexity, "device": result.device}
     print(json.dumps(summary))
-    for text in result["samples"]:
+    for text in result.samples or ():
         print("sample:", text)
     print(f"wrote {Path(args.out) / 'result.json'}")
     return 0

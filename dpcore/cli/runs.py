@@ -171,8 +171,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             return 130
         print("the frontier (final validation perplexity against ε spent):")
         for run in runs:
-            result = run.result or {}
-            spent, ppl = result.get("epsilon"), result.get("val_perplexity")
+            spent, ppl = (run.result.epsilon, run.result.val_perplexity) if run.result is not None else (None, None)
             print(f"  {_privacy(run):<22} {run.status:<9} ε spent {'-' if spent is None else f'{spent:.3g}':<6} "
                   f"val perplexity {'-' if ppl is None else f'{ppl:.3f}'}")
         return 0 if all(r.status == "finished" for r in runs) else 1

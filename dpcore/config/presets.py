@@ -102,7 +102,7 @@ PRESETS: tuple[Preset, ...] = (
         description="Laplace DP-SGD (L1 clipping, PLD accountant) at ε = 8: far noisier than Gaussian at the "
         "same ε. Fewer, slower steps (per-example gradients); under a minute.",
         # the mechanism's own rules pick its accountant (PLD) and engine (Opacus): dpcore.privacy.registry
-        config=WORKSHOP.replace(mechanism=LAPLACE.name, epsilon=8.0, max_steps=150, eval_every=50).normalized(),
+        config=WORKSHOP.replace_consistent(mechanism=LAPLACE.name, epsilon=8.0, max_steps=150, eval_every=50),
         group="lesson",
     ),
     Preset(

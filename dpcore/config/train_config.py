@@ -7,7 +7,8 @@ Every field carries a :class:`FieldSpec` in its ``dataclasses`` metadata: its ki
 choices, whether ``None`` is allowed, a one-line help text, its command-line flag, its URL key and
 its form group. Everything else is generated from that one place:
 
-* :meth:`TrainConfig.validate` (one lower-case sentence for the first problem found),
+* the validation every config passes when it is built (``TrainConfig.__post_init__``: a
+  :class:`ConfigError` with one lower-case sentence for the first problem found),
   :func:`field_problem` (one field on its own) and :func:`parse_field` (text to a typed value);
 * the command line (:mod:`dpcore.cli.args`), the URL query string (:mod:`dpcore.views.urlstate`)
   and the New run form's ranges and option lists (:func:`form_range`, :func:`allowed_choices`).
@@ -15,15 +16,17 @@ its form group. Everything else is generated from that one place:
 The rules that tie fields together are written once, here: :data:`MECHANISM_RULES` (Laplace is
 accounted with PLD and runs on Opacus's per-example gradients; only Gaussian DP-SGD has a choice
 of engine) and the training length (exactly one of epochs and max steps).
-:meth:`TrainConfig.consistent` applies the repairs a form or a link needs; :meth:`validate`
-refuses what must not be repaired silently. :func:`check_delta` checks δ against the number of
-training examples once it is known.
+:meth:`TrainConfig.repair_values` applies the repairs a form, a link or the command line needs to
+their values before a config is built (:meth:`~TrainConfig.repaired`,
+:meth:`~TrainConfig.replace_consistent`, :meth:`~TrainConfig.consistent`); building refuses what
+must not be repaired silently. :func:`check_delta` checks δ against the number of training
+examples once it is known.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -256,6 +259,10 @@ class TrainConfig:
         False, kind="bool", label="audit", group="monitoring",
         help="audit the model when training ends (canary exposure, membership inference)")
 
+    def __post_init__(self) -> None:
+        """Validated once, here: a config that breaks a rule cannot exist (:meth:`validate` says why)."""
+        self._check()
+
     # ------------------------------------------------------------------ helpers
     @property
     def is_private(self) -> bool:
@@ -286,41 +293,75 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown configuration field(s): {', '.join(unknown)}")
-        return cls(**{**{k: v for k, v in LEGACY_DEFAULTS.items() if k not in data}, **data}).validate()
+        return cls(**{**{k: v for k, v in LEGACY_DEFAULTS.items() if k not in data}, **data})
 
     def replace(self, **changes: Any) -> TrainConfig:
+        """This config with ``changes`` (validated: see :meth:`replace_consistent` to apply the repairs too)."""
         return replace(self, **changes)
 
-    # ----------------------------------------------------------- cross-field rules
-    def consistent(self, given: Collection[str] = ()) -> tuple[TrainConfig, list[Repair]]:
-        """This config with the cross-field rules applied, and what was changed.
+    def changed(self, **changes: Any) -> dict[str, Any]:
+        """This config's values with ``changes``, not yet checked: what a form holds before it is a config
+        (:func:`dpcore.runs.preview.check` puts each problem at its field)."""
+        return {**self.to_dict(), **changes}
 
+    # ----------------------------------------------------------- cross-field rules
+    @classmethod
+    def repair_values(cls, values: Mapping[str, Any], given: Collection[str] = ()) -> tuple[dict[str, Any],
+                                                                                             list[Repair]]:
+        """Field values (missing ones at their defaults) with the cross-field rules applied, and what was changed.
+
+        Works on plain values, so a form's, a link's or the command line's choices are repaired
+        before a config is built from them (a config that breaks a binding rule cannot exist).
         ``given``: the fields set on purpose (a link's parameters, the command line's flags); when
         epochs and max steps are both set and only one of them was given, that one wins. Callers
         decide what a repair of a given field means: a link reports it, the CLI refuses it.
         """
-        config, repairs = self, []
+        out = {**{f.name: field_default(f) for f in fields(cls)}, **values}
+        repairs = []
         for rule in MECHANISM_RULES:
-            if config.mechanism in rule.mechanisms and getattr(config, rule.field) not in rule.allowed:
+            if out["mechanism"] in rule.mechanisms and out[rule.field] not in rule.allowed:
                 repairs.append(Repair(rule.field, rule.allowed[0], rule.reason))
-                config = replace(config, **{rule.field: rule.allowed[0]})
-        if config.epochs is not None and config.max_steps is not None:
+                out[rule.field] = rule.allowed[0]
+        if out["epochs"] is not None and out["max_steps"] is not None:
             drop = ("max_steps" if "epochs" in given and "max_steps" not in given
                     else "epochs" if "max_steps" in given and "epochs" not in given else None)
             if drop is not None:
                 repairs.append(Repair(drop, None, "epochs and max steps exclude each other"))
-                config = replace(config, **{drop: None})
-        return config, repairs
+                out[drop] = None
+        return out, repairs
+
+    @classmethod
+    def repaired(cls, values: Mapping[str, Any], given: Collection[str] = ()) -> tuple[TrainConfig, list[Repair]]:
+        """A config from field values after :meth:`repair_values`, and the repairs (ConfigError if still invalid)."""
+        out, repairs = cls.repair_values(values, given)
+        return cls(**out), repairs
+
+    def consistent(self, given: Collection[str] = ()) -> tuple[TrainConfig, list[Repair]]:
+        """This config with the cross-field rules applied, and what was changed (see :meth:`repair_values`)."""
+        return type(self).repaired(self.to_dict(), given)
 
     def normalized(self, given: Collection[str] = ()) -> TrainConfig:
         """:meth:`consistent` without the list of repairs."""
         return self.consistent(given)[0]
 
+    def replace_consistent(self, given: Collection[str] = (), **changes: Any) -> TrainConfig:
+        """This config with ``changes``, the cross-field rules applied (what ``replace(...).normalized(given)``
+        meant, without an invalid config in between: ``mechanism="laplace"`` brings its PLD accountant)."""
+        return type(self).repaired({**self.to_dict(), **changes}, given)[0]
+
     # --------------------------------------------------------------- validation
     def validate(self) -> TrainConfig:
+        """This config, which is valid: every config is validated when it is built (``__post_init__``).
+
+        Kept so that callers that validate what they are given keep working; the checks and their
+        messages are :meth:`_check`'s (a :class:`ConfigError` with one sentence for the first problem).
+        """
+        return self
+
+    def _check(self) -> None:
         """Raise :class:`ConfigError` with one clear sentence for the first problem found."""
-        for f in fields(self):
-            problem = field_problem(f.name, getattr(self, f.name), type(self))
+        for name, spec in field_specs(type(self)).items():  # the specs once: every config built passes here
+            problem = _spec_problem(spec, getattr(self, name))
             if problem:
                 raise ConfigError(problem)
         for rule in MECHANISM_RULES:
@@ -330,7 +371,6 @@ class TrainConfig:
             raise ConfigError(f"{self.mechanism} training needs a target ε (--epsilon) or a noise multiplier")
         if (self.epochs is None) == (self.max_steps is None):
             raise ConfigError("give exactly one of epochs or max steps")
-        return self
 
 
 def unit_phrase(config: TrainConfig) -> str:
@@ -424,7 +464,11 @@ def field_problem(name: str, value: Any, cls: type = TrainConfig) -> str | None:
     Only the field's own metadata is used, so the message names this field and never a
     cross-field rule.
     """
-    spec = field_spec(name, cls)
+    return _spec_problem(field_spec(name, cls), value)
+
+
+def _spec_problem(spec: FieldSpec, value: Any) -> str | None:
+    """:func:`field_problem` for a field whose spec is known."""
     label = spec.label
     if value is None:
         return None if spec.optional else f"{label} must be given"

@@ -151,21 +151,41 @@ class TextGuarantee:
         return None if self.headline is None else self.headline.epsilon
 
 
-def training_statements(training_result: dict) -> list[PrivacyStatement]:
+class TrainingClaim(Protocol):
+    """What the statements read of a run's result (:class:`dpcore.training.result.RunResult`, which sits
+    above privacy)."""
+
+    @property
+    def epsilon(self) -> float | None: ...
+
+    @property
+    def delta(self) -> float | None: ...
+
+    @property
+    def privacy_unit(self) -> str | None: ...
+
+    @property
+    def neighbours(self) -> str | None: ...
+
+    @property
+    def epsilon_replace_one(self) -> float | None: ...
+
+
+def training_statements(training_result: TrainingClaim) -> list[PrivacyStatement]:
     """The model's training guarantee(s): add/remove one sequence and, where known, replace one."""
-    eps, delta = training_result.get("epsilon"), training_result.get("delta")
+    eps, delta = training_result.epsilon, training_result.delta
     if eps is None or delta is None:
         return []
-    unit = training_result.get("privacy_unit") or "one training sequence"
-    relation = training_result.get("neighbours") or f"adding or removing {unit}"
+    unit = training_result.privacy_unit or "one training sequence"
+    relation = training_result.neighbours or f"adding or removing {unit}"
     out = [PrivacyStatement("training", float(eps), float(delta), relation)]
-    if training_result.get("epsilon_replace_one") is not None:
-        out.append(PrivacyStatement("training", float(training_result["epsilon_replace_one"]), float(delta),
+    if training_result.epsilon_replace_one is not None:
+        out.append(PrivacyStatement("training", float(training_result.epsilon_replace_one), float(delta),
                                     f"replacing {unit}"))
     return out
 
 
-def text_guarantee(out: DecodedText, spec: DecoderSpec, training_result: dict) -> TextGuarantee:
+def text_guarantee(out: DecodedText, spec: DecoderSpec, training_result: TrainingClaim) -> TextGuarantee:
     """The statements that cover one generated text, side by side.
 
     A text drawn from a DP-trained model is post-processing, so the training statements hold for

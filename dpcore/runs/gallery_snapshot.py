@@ -109,7 +109,8 @@ def write_snapshot(store: RunStore, out: str | os.PathLike[str]) -> Written:
     for spec, run in chosen:
         folder = tmp / spec.key
         folder.mkdir()
-        _write_json(folder / RUN_FILE, {field: getattr(run, field) for field in _RUN_FIELDS})
+        row = run.to_dict()  # info and result as the store keeps them (JSON)
+        _write_json(folder / RUN_FILE, {field: row[field] for field in _RUN_FIELDS})
         metrics = [{k: v for k, v in row.items() if k != "ts"} for row in store.metrics(run.id)]
         evals = [{k: v for k, v in row.items() if k != "ts"} for row in store.evals(run.id)]
         samples = [{k: row[k] for k in ("step", "kind", "prompt", "text")} for row in store.samples(run.id)]

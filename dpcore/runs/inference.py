@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import os
+from dataclasses import replace
 from typing import Any
 
 from dpcore.data.tokenizer import UNK_ID
@@ -27,6 +28,7 @@ from dpcore.runs.access import StrangerBudget, TextAccess, text_access
 from dpcore.runs.store import Run, RunStore
 from dpcore.training.checkpoint import load_checkpoint
 from dpcore.training.generate import decode, sample_texts
+from dpcore.training.result import RunResult
 
 #: The longest prompt a visitor may send (characters): generation runs in the dashboard process.
 MAX_PROMPT_CHARS = 500
@@ -121,9 +123,9 @@ def decode_text(store: RunStore, run: Run, prompt: str, spec: Any, *, viewer: st
                  delta_prime=delta_prime)
     if entry is not None:
         store.settle_inference(entry.id, out.picks)
-    result = dict(run.result or {})
+    result = run.result or RunResult.empty()
     if run.guarantee != "dp":  # only a DP guarantee may be borrowed by the text
-        result["epsilon"] = None
+        result = replace(result, epsilon=None)
     return out, text_guarantee(out, spec, result)
 
 

@@ -35,6 +35,7 @@ from dpcore.errors import DPCoreError
 from dpcore.events import EvalMetrics, RunInfo, SampleEvent, StepMetrics, TrainCallbacks
 from dpcore.runs.limits import ServerLimits, check_steps
 from dpcore.runs.store import DISK_FULL_HINT, Run, RunStore, Status, disk_full, is_disk_full
+from dpcore.training.result import RunResult, as_result
 
 DIED_MESSAGE = "the worker process exited unexpectedly (killed, out of memory, or machine restart)"
 DISK_FULL_MESSAGE = f"the server's disk is full: the worker could not write its files and stopped; {DISK_FULL_HINT}"
@@ -139,12 +140,17 @@ class Ending:
 
     status: Status
     error: str | None = None
-    result: dict[str, Any] | None = None
+    result: RunResult | None = None
 
     @classmethod
     def failed(cls, error: str) -> Ending:
         """A failure with the sentence the user reads."""
         return cls(Status.FAILED, error)
+
+    @property
+    def stored_result(self) -> dict[str, Any] | None:
+        """The result as the store keeps it (``result.json``'s object), None when there is none."""
+        return None if self.result is None else self.result.to_dict()
 
 
 def conclude(ending: Ending, now: Run, *, outside: str) -> Ending:
@@ -192,7 +198,8 @@ class StoreCallbacks(TrainCallbacks):
 
     def on_status(self, text: str) -> None:
         """Work before the first step (building the public model): shown as the run's status line."""
-        self.store.set_run_info(self.run_id, {"status_text": text})  # on_start replaces it with the real info
+        # on_start replaces it with the real info
+        self.store.set_run_info(self.run_id, replace(RunInfo.empty(), status_text=text).to_dict())
 
     def on_step(self, metrics: StepMetrics) -> None:
         self._buffer.append(metrics.to_dict())
@@ -262,7 +269,7 @@ def claim(store: RunStore, run_id: str, pid: int, *, host: str | None = None, pi
         return store.get_run(run_id, conn=conn)
 
 
-def load_train_fn(spec: str) -> Callable[..., dict[str, Any]]:
+def load_train_fn(spec: str) -> Callable[..., RunResult | dict[str, Any]]:
     """``"package.module:function"`` or ``"/path/to/file.py:function"``."""
     target, _, name = spec.rpartition(":")
     if target.endswith(".py"):
@@ -285,10 +292,10 @@ def train(store: RunStore, run: Run, stop: threading.Event, train_fn: str) -> En
     try:
         config = run.train_config()
         fn = load_train_fn(train_fn)
-        result = fn(
+        result = as_result(fn(
             config, store.run_dir(run.id), callbacks=callbacks,
             should_stop=stop.is_set,
-        )
+        ))
     except DPCoreError as err:
         return Ending.failed(str(err))
     except Exception as err:  # noqa: BLE001 - any crash must end as "failed", never a hang
@@ -310,7 +317,7 @@ def train(store: RunStore, run: Run, stop: threading.Event, train_fn: str) -> En
             callbacks.flush()
         except Exception:  # noqa: BLE001 - the final status below matters more than the last few rows
             traceback.print_exc()
-    if isinstance(result, dict) and result.get("stopped"):
+    if result is not None and result.stopped:
         return Ending(Status.CANCELLED, None, result)
     return Ending(Status.FINISHED, None, result)
 

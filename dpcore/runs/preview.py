@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-from dpcore.config import TrainConfig, field_problem, field_specs
+from dpcore.config import TrainConfig, field_default, field_problem, field_specs
 from dpcore.data import load_corpus, summarize_lm_data
 from dpcore.errors import ConfigError, DPCoreError
 from dpcore.paths import file_version
@@ -282,18 +283,24 @@ class Checked:
     errors: dict[str, str]
 
 
-def check(config: TrainConfig) -> Checked:
-    """Check every field, then the combination, the corpus and δ against N, then calibrate."""
+def check(config: TrainConfig | Mapping[str, Any]) -> Checked:
+    """Check every field, then the combination, the corpus and δ against N, then calibrate.
 
+    ``config`` is a config or, from a form, its field values (missing ones at their defaults) that
+    may not make a valid config yet: each field's problem is then reported at that field.
+    """
+    cls = type(config) if isinstance(config, TrainConfig) else TrainConfig
+    values = (config.to_dict() if isinstance(config, TrainConfig)
+              else {**{f.name: field_default(f) for f in fields(cls)}, **config})
     errors: dict[str, str] = {}
     for name in FORM_FIELDS:
-        problem = field_problem(name, getattr(config, name), type(config))
+        problem = field_problem(name, values[name], cls)
         if problem:
             errors[name] = _sentence(problem)
     if errors:
         return Checked(None, errors)
     try:
-        config.validate()
+        config = config if isinstance(config, TrainConfig) else cls(**values)  # validated as it is built
     except ConfigError as err:
         return Checked(None, {"config": _sentence(str(err))})
     if config.device not in ("auto", "cpu"):  # a GPU asked for: check it is there (loads torch, rarely)

@@ -37,13 +37,14 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from dpcore.config import TrainConfig
 from dpcore.errors import DPCoreError
+from dpcore.events import RunInfo
 from dpcore.paths import STORE_FILENAME, resolve_data_dir
 from dpcore.privacy.registry import Guarantee, mechanism_of
 from dpcore.runs.db import (  # noqa: F401 - re-exported: callers import these from the store
@@ -69,6 +70,7 @@ from dpcore.runs.quota import QuotaAndQueue, QuotaExceeded, fair_order  # noqa: 
 from dpcore.runs.records import RunRecords
 from dpcore.runs.schema import MIGRATIONS, SCHEMA_VERSION  # noqa: F401 - re-exported
 from dpcore.runs.upload_store import Upload, UploadNotFound, UploadStore, _owner_folder  # noqa: F401 - re-exported
+from dpcore.training.result import RunResult
 
 #: version -> statements that bring a file from version-1 to version (the steps of :data:`MIGRATIONS`).
 _MIGRATIONS: dict[int, list[str]] = {m.version: list(m.statements) for m in MIGRATIONS}
@@ -125,12 +127,19 @@ class Run:
     device: str | None = None
     error: str | None = None
     last_step: int | None = None
-    info: dict[str, Any] | None = None  # the trainer's RunInfo, once it has started
-    result: dict[str, Any] | None = None  # the trainer's result dict, once it has returned
+    info: RunInfo | None = None  # the trainer's RunInfo, once it has started (or its status text before)
+    result: RunResult | None = None  # the trainer's result, once it has returned
     inference_budget: float | None = None  # the owner's ε budget for private decoding (None: the default)
     share_uncovered: bool = False  # the owner's opt-in to show uncovered statistics to link holders
     stop_reason: str | None = None  # set when the server stopped the run (wall-time cap)
     stranger_budget: float | None = None  # the owner's ε budget for everyone else's private decoding (None: default)
+
+    def __post_init__(self) -> None:
+        """Info and result given as their JSON objects (``Run(**run.to_dict())``) are read into their records."""
+        if isinstance(self.info, Mapping):
+            object.__setattr__(self, "info", RunInfo.from_dict(self.info))
+        if isinstance(self.result, Mapping):
+            object.__setattr__(self, "result", RunResult.from_dict(self.result))
 
     @property
     def effective_inference_budget(self) -> float:
@@ -148,8 +157,8 @@ class Run:
 
         The one place a stored run's guarantee is worked out; an unknown mechanism raises."""
         for source in (self.result, self.info):
-            if source and source.get("guarantee"):
-                return Guarantee(str(source["guarantee"]))
+            if source is not None and source.guarantee:
+                return Guarantee(str(source.guarantee))
         return mechanism_of(str(self.config.get("mechanism", "gaussian"))).guarantee
 
     @property
@@ -158,7 +167,7 @@ class Run:
 
     @property
     def total_steps(self) -> int | None:
-        return (self.info or {}).get("total_steps") or self.config.get("max_steps")
+        return (self.info.total_steps if self.info is not None else None) or self.config.get("max_steps")
 
     @property
     def progress(self) -> float | None:
@@ -173,7 +182,10 @@ class Run:
         return TrainConfig.from_dict(self.config)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The run as JSON: info and result as the store keeps them (their ``to_dict``)."""
+        return {**asdict(replace(self, info=None, result=None)),
+                "info": None if self.info is None else self.info.to_dict(),
+                "result": None if self.result is None else self.result.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -438,7 +450,7 @@ def _run_from_row(row: sqlite3.Row) -> Run:
     data = dict(row)
     data.pop("seq", None)
     data["config"] = json.loads(data["config"])
-    for key in ("info", "result"):
-        data[key] = None if data[key] is None else json.loads(data[key])
+    data["info"] = None if data["info"] is None else RunInfo.from_dict(json.loads(data["info"]))
+    data["result"] = None if data["result"] is None else RunResult.from_dict(json.loads(data["result"]))
     data["share_uncovered"] = bool(data.get("share_uncovered"))
     return Run(**data)

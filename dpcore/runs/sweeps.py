@@ -83,8 +83,7 @@ def sweep_configs(base: TrainConfig, epsilons: Sequence[float], *, with_baseline
         )
     configs = [base.replace(epsilon=float(e)).validate() for e in parse_epsilons(list(epsilons))]
     if with_baseline:
-        baseline, _repairs = base.replace(mechanism=NONE.name).consistent(given={"mechanism"})
-        configs.append(baseline.validate())
+        configs.append(base.replace_consistent(given={"mechanism"}, mechanism=NONE.name))
     return configs
 
 

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, filename in ARTIFACT_FILES.items():  # before the final status, which readers wait for
         if (run_dir / filename).exists():
             store.add_artifact(run.id, name, run_dir / filename)
-    store.finish_run(run.id, ending.status, error=ending.error, result=ending.result)
+    store.finish_run(run.id, ending.status, error=ending.error, result=ending.stored_result)
     print(f"run {run.id}: {ending.status}" + (f": {ending.error}" if ending.error else ""), file=sys.stderr)
     _hand_over(store, args)
     return 1 if ending.status is Status.FAILED else 0

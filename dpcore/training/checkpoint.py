@@ -15,6 +15,7 @@ import torch
 from dpcore.data.tokenizer import Tokenizer, tokenizer_from_dict
 from dpcore.errors import CheckpointError
 from dpcore.training.model import GRULanguageModel, ModelConfig
+from dpcore.training.result import RunResult
 
 FORMAT = "dpcore-checkpoint"
 VERSION = 1
@@ -25,7 +26,7 @@ class Checkpoint:
     model: GRULanguageModel
     tokenizer: Tokenizer
     config: dict[str, Any]
-    result: dict[str, Any]
+    result: RunResult  # the run's result less its config (RunResult.without_config)
 
 
 def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], model_config: ModelConfig,
@@ -65,4 +66,4 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
         raise CheckpointError(f"{path} is damaged: {type(err).__name__}: {err}") from err
     model.to(device).eval()
     return Checkpoint(model=model, tokenizer=tokenizer, config=payload.get("config", {}),
-                      result=payload.get("result", {}))
+                      result=RunResult.from_dict(payload.get("result", {})))

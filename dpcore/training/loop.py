@@ -49,6 +49,7 @@ from dpcore.training.engines import EngineSetup, build_engine
 from dpcore.training.generate import sample_texts
 from dpcore.training.model import GRULanguageModel, ModelConfig, sequence_losses
 from dpcore.training.pretrain import load_public_state
+from dpcore.training.result import RunResult
 
 
 def seed_everything(seed: int) -> None:
@@ -80,7 +81,7 @@ def run_training(
     data: LMData | None = None,
     extra_rows: torch.Tensor | None = None,
     extra_accounted: int = 0,
-) -> dict[str, Any]:
+) -> RunResult:
     """Train, write ``result.json``, ``metrics.csv`` and ``model.pt`` in ``out_dir``, return the result.
 
     ``should_stop`` is polled between steps; when it turns True the run finishes the current
@@ -201,61 +202,60 @@ def run_training(
                                               p.delta).epsilon
         epsilon_replace = epsilon_replace if math.isfinite(epsilon_replace) else None
     losses = [r["train_loss"] for r in rows[-20:] if r["train_loss"] is not None]
-    result: dict[str, Any] = {
-        "mechanism": config.mechanism,
-        "guarantee": engine.guarantee,
-        "epsilon": epsilon,
-        "target_epsilon": config.epsilon if config.is_private and config.noise_multiplier is None else None,
-        "delta": p.delta,
-        "accountant": accountant_used,
-        "accountant_note": note,
-        "neighbours": ((f"add or remove one user with all of their sequences; N = {units.num_accounted} users "
-                        "treated as public" if units is not None else
-                        "add or remove one training sequence; N treated as public") if curve is not None else None),
-        "unit": config.unit if config.is_private else None,
-        "user_cap": config.user_cap if units is not None else None,
-        "num_train_users": len(data.train_users),
-        "num_accounted_users": units.num_accounted if units is not None else None,
-        "expected_sequences_per_step": units.expected_rows(p.sample_rate, config.user_cap) if units else None,
-        "epsilon_replace_one": epsilon_replace,
-        "noise_multiplier": p.noise_multiplier,
-        "gradient_noise_multiplier": getattr(engine, "grad_noise_multiplier", None) if config.is_private else None,
-        "clip_count_noise": getattr(engine, "count_noise", None) if config.is_private else None,
-        "noise_source": engine.noise.description if config.is_private else None,
-        "sample_rate": info.sample_rate,
-        "expected_batch_size": p.expected_batch_size,
-        "steps": step,
-        "planned_steps": p.steps,
-        "stopped": stopped,
-        "clip": config.clip if config.is_private else None,
-        "engine": config.engine if config.mechanism == "gaussian" else "opacus" if config.is_private else "torch",
-        "privacy_unit": info.privacy_unit,
-        "num_train_examples": num_train,
-        "num_accounted_examples": num_accounted,
-        "num_val_examples": info.num_val_examples,
-        "vocabulary": data.vocabulary,
-        "vocabulary_epsilon": 0.0,
-        "num_records": data.num_train_records,
-        "num_multiwindow_records": data.num_multiwindow_records,
-        "num_parameters": info.num_parameters,
-        "vocab_size": info.vocab_size,
-        "train_loss": statistics.fmean(losses) if losses else None,
-        "val_loss": last_eval.val_loss,
-        "val_perplexity": last_eval.val_perplexity,
-        "step_time_median_s": statistics.median(step_times) if step_times else None,
-        "wall_time_s": time.perf_counter() - started,
-        "device": str(device),
-        "seed": config.seed,
-        "samples": samples,
-        "init": config.init,
-        "learning_rate": config.effective_lr,
-        "ema": config.ema,
-        "public_model": public_model,
-        "config": config.to_dict(),
-    }
+    result = RunResult(
+        mechanism=config.mechanism,
+        guarantee=engine.guarantee,
+        epsilon=epsilon,
+        target_epsilon=config.epsilon if config.is_private and config.noise_multiplier is None else None,
+        delta=p.delta,
+        accountant=accountant_used,
+        accountant_note=note,
+        neighbours=((f"add or remove one user with all of their sequences; N = {units.num_accounted} users "
+                     "treated as public" if units is not None else
+                     "add or remove one training sequence; N treated as public") if curve is not None else None),
+        unit=config.unit if config.is_private else None,
+        user_cap=config.user_cap if units is not None else None,
+        num_train_users=len(data.train_users),
+        num_accounted_users=units.num_accounted if units is not None else None,
+        expected_sequences_per_step=units.expected_rows(p.sample_rate, config.user_cap) if units else None,
+        epsilon_replace_one=epsilon_replace,
+        noise_multiplier=p.noise_multiplier,
+        gradient_noise_multiplier=getattr(engine, "grad_noise_multiplier", None) if config.is_private else None,
+        clip_count_noise=getattr(engine, "count_noise", None) if config.is_private else None,
+        noise_source=engine.noise.description if config.is_private else None,
+        sample_rate=info.sample_rate,
+        expected_batch_size=p.expected_batch_size,
+        steps=step,
+        planned_steps=p.steps,
+        stopped=stopped,
+        clip=config.clip if config.is_private else None,
+        engine=config.engine if config.mechanism == "gaussian" else "opacus" if config.is_private else "torch",
+        privacy_unit=info.privacy_unit,
+        num_train_examples=num_train,
+        num_accounted_examples=num_accounted,
+        num_val_examples=info.num_val_examples,
+        vocabulary=data.vocabulary,
+        vocabulary_epsilon=0.0,
+        num_records=data.num_train_records,
+        num_multiwindow_records=data.num_multiwindow_records,
+        num_parameters=info.num_parameters,
+        vocab_size=info.vocab_size,
+        train_loss=statistics.fmean(losses) if losses else None,
+        val_loss=last_eval.val_loss,
+        val_perplexity=last_eval.val_perplexity,
+        step_time_median_s=statistics.median(step_times) if step_times else None,
+        wall_time_s=time.perf_counter() - started,
+        device=str(device),
+        seed=config.seed,
+        samples=samples,
+        init=config.init,
+        learning_rate=config.effective_lr,
+        ema=config.ema,
+        public_model=public_model,
+        config=config.to_dict(),
+    )
     weights = ema.state_dict() if ema is not None else engine.plain_model().state_dict()
-    save_checkpoint(out / "model.pt", weights, model_cfg, data.tokenizer,
-                    config.to_dict(), {k: v for k, v in result.items() if k != "config"})
+    save_checkpoint(out / "model.pt", weights, model_cfg, data.tokenizer, config.to_dict(), result.without_config())
     write_metrics_csv(out / "metrics.csv", rows)
     write_result(out, result)
     return result
@@ -297,11 +297,11 @@ def load_data(config: TrainConfig) -> LMData:
                          val_fraction=config.val_fraction, max_vocab=config.max_vocab)
 
 
-def write_result(out_dir: str | Path, result: dict[str, Any]) -> None:
+def write_result(out_dir: str | Path, result: RunResult) -> None:
     """``result.json`` (atomic: a reader never sees half a file)."""
     path = Path(out_dir) / "result.json"
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     tmp.replace(path)
 
 

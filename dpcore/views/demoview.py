@@ -27,7 +27,7 @@ def frontier_figure(entries: Sequence[Entry], *, big: bool = False) -> go.Figure
     """Final validation perplexity against ε of the finished gallery runs, one colour per mechanism."""
     points, baselines, others = [], [], []
     for title, run in entries:
-        ppl = (run.result or {}).get("val_perplexity")
+        ppl = run.result.val_perplexity if run.result is not None else None
         if run.status != "finished" or ppl is None:
             continue
         item = {"name": MECHANISM_SHORT_LABELS.get(str(run.config.get("mechanism")), ""), "label": title,

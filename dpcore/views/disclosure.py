@@ -31,6 +31,7 @@ from typing import Any
 
 from dpcore.runs.access import STORED_SAMPLES, may_read, owner_only
 from dpcore.runs.limits import DEFAULT_STRANGER_BUDGET
+from dpcore.training.result import RunResult
 from dpcore.views.meaning import guarantee_of
 
 #: Step metrics computed from private data without noise (never covered by ε).
@@ -106,25 +107,25 @@ def visible_metrics(rows: Sequence[Mapping[str, Any]], show_uncovered: bool) -> 
 
 def released_quantities(run: Any) -> list[Released]:
     """Every quantity the run releases, covered by its guarantee or not (for the statement)."""
-    cfg, res = run.config, getattr(run, "result", None) or {}
+    cfg, res = run.config, getattr(run, "result", None) or RunResult.empty()
     dp = _is_dp(run)
     if not dp:
         return [Released("everything: weights, samples, curves and every statistic", False,
                          "this run has no differential-privacy guarantee")]
-    vocab = res.get("vocabulary") or ("the built-in generator's alphabet (public)" if is_builtin(cfg)
+    vocab = res.vocabulary or ("the built-in generator's alphabet (public)" if is_builtin(cfg)
                                       else "a vocabulary fixed independently of the data")
     out = [
         Released("the weights, every checkpoint and the final model", True, "trained with DP-SGD"),
         Released("any text sampled from the model, however much", True, "post-processing of the weights"),
         Released(f"the vocabulary ({vocab})", True, "it does not depend on the training text"),
         *([Released("the starting weights: a public model pre-trained without privacy on "
-                    + str((res.get("public_model") or {}).get("corpus") or "public text"), True,
+                    + str((res.public_model or {}).get("corpus") or "public text"), True,
                     "trained on public text only, never on this run's data: it costs no ε")]
           if cfg.get("init") == "public" else []),
         Released("the ε curve, N, the sampling rate q, σ, C, the steps and δ", True,
                  "functions of the configuration and of N, which is treated as public"),
     ]
-    if res.get("clip_count_noise") is not None:  # released only when the batch is large enough (split_noise)
+    if res.clip_count_noise is not None:  # released only when the batch is large enough (split_noise)
         out.append(Released("the private fraction of clipped examples", True,
                             "a noisy count whose noise is folded into the accounted Gaussian mechanism"))
     out += [

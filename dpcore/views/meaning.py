@@ -17,6 +17,7 @@ from dpcore.config import DEFAULT_DELTA_RULE, LEGACY_DEFAULTS, PRIVATE_MECHANISM
 from dpcore.data.public import BUILTIN_DESCRIPTION, TEXT_DESCRIPTION
 from dpcore.privacy.registry import Guarantee, accountant_of, accountants, mechanism_of, mechanisms
 from dpcore.runs.store import Run
+from dpcore.training.result import RunResult
 
 #: Each mechanism's and accountant's name in words, from the registry (dpcore.privacy.registry), where a
 #: new one brings its own labels.
@@ -82,7 +83,7 @@ def corpus_label(config: Mapping[str, Any]) -> str:
     return f"an uploaded file ({Path(corpus).name})"
 
 
-def public_start_sentence(config: Mapping[str, Any], result: Mapping[str, Any] | None = None) -> str:
+def public_start_sentence(config: Mapping[str, Any], result: RunResult | None = None) -> str:
     """What a run that started from the public model took from public text ("" for a random start).
 
     The public model is trained without privacy on public text only (dpcore.training.pretrain), so it costs
@@ -90,7 +91,7 @@ def public_start_sentence(config: Mapping[str, Any], result: Mapping[str, Any] |
     """
     if config.get("init") != "public":
         return ""
-    public = (result or {}).get("public_model") or {}
+    public = (result.public_model if result is not None else None) or {}
     what = public.get("corpus") or (BUILTIN_DESCRIPTION if str(config.get("corpus", "builtin")) == "builtin"
                                     else TEXT_DESCRIPTION)
     return (f"Training started from a public model, pre-trained without privacy on public text only: {what}. "
@@ -101,8 +102,8 @@ def run_epsilon(run: Run, latest_epsilon: float | None = None) -> float | None:
     """ε the run has spent: the result's for a finished run, else the latest metric's; None if not DP."""
     if guarantee_of(run) != "dp":
         return None
-    if run.result and run.result.get("epsilon") is not None:
-        return float(run.result["epsilon"])
+    if run.result is not None and run.result.epsilon is not None:
+        return float(run.result.epsilon)
     return latest_epsilon
 
 
@@ -118,9 +119,8 @@ def expected_batch(run: Run) -> int | None:
     The form asks for B; Poisson sampling at q = 1/ceil(N/B) then expects q·N sequences per batch,
     slightly fewer than B: that number is what the run used, so it is what every page shows.
     """
-    for source in (run.result, run.info):
-        if source and source.get("expected_batch_size") is not None:
-            return int(source["expected_batch_size"])
+    if run.result is not None and run.result.expected_batch_size is not None:  # the trainer's RunInfo has none
+        return int(run.result.expected_batch_size)
     value = run.config.get("batch_size")
     return int(value) if value is not None else None
 
@@ -130,7 +130,7 @@ def run_label(run: Run) -> str:
     cfg = run.config
     mech = cfg.get("mechanism")
     if mech in PRIVATE_MECHANISMS:
-        eps = (run.result or {}).get("target_epsilon") or cfg.get("epsilon")
+        eps = (run.result.target_epsilon if run.result is not None else None) or cfg.get("epsilon")
         head = f"ε={eps:g} {mech.capitalize()}" if eps is not None else f"σ={cfg.get('noise_multiplier')} {mech}"
         head += " per person" if unit_of(cfg) == "user" else " per sequence"
     elif mechanism_of(str(mech)).guarantee is Guarantee.NO_GUARANTEE:
@@ -175,7 +175,7 @@ def unit_phrase(seq_len: int | None = None, tokenizer: str = "char", privacy_uni
 
     Only a user-level run's promise is about a person; an example-level run's is about one snippet of
     text, and saying "one person" there would overclaim. ``privacy_unit`` is "user", "sequence", or
-    the phrase a run reported (``result["privacy_unit"]``).
+    the phrase a run reported (``RunResult.privacy_unit``).
     """
     if privacy_unit and "user" in privacy_unit and "example" not in privacy_unit:
         return "any one person, with all of their messages,"

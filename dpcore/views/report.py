@@ -25,7 +25,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dpcore.config import PRIVATE_MECHANISMS
+from dpcore.events import RunInfo
 from dpcore.runs.store import Run
+from dpcore.training.result import RunResult
 from dpcore.views import charts
 from dpcore.views.disclosure import (
     UNCOVERED_LABEL,
@@ -61,7 +63,7 @@ from dpcore.views.riskview import result_risk_sentence
 # -------------------------------------------------------------------------- the statement
 def privacy_statement(run: Run, *, latest_epsilon: float | None = None) -> list[str]:
     """Plain sentences saying what the run protects and what it does not."""
-    cfg, res, info = run.config, run.result or {}, run.info or {}
+    cfg, res, info = run.config, run.result or RunResult.empty(), run.info or RunInfo.empty()
     guarantee = guarantee_of(run)
     who_reads = [s for s in (stranger_sentence(run),) if s]
     if guarantee == "none":
@@ -77,7 +79,7 @@ def privacy_statement(run: Run, *, latest_epsilon: float | None = None) -> list[
             *who_reads,
         ]
     sentences: list[str] = []
-    unit = res.get("privacy_unit") or info.get("privacy_unit") or "one training sequence (example-level)"
+    unit = res.privacy_unit or info.privacy_unit or "one training sequence (example-level)"
     seq_len = cfg.get("seq_len")
     tok = cfg.get("tokenizer", "char")
     snippet = f"a window of {seq_len} {'characters' if tok == 'char' else 'words'}" if seq_len else "a window"
@@ -98,14 +100,14 @@ def privacy_statement(run: Run, *, latest_epsilon: float | None = None) -> list[
     if public_start:
         sentences.append(public_start)
     eps = run_epsilon(run, latest_epsilon)
-    delta = res.get("delta", info.get("delta"))
-    acct = res.get("accountant") or cfg.get("accountant")
-    steps = res.get("steps", run.last_step)
-    done = run.is_terminal and res.get("epsilon") is not None
+    delta = res.delta if res.has("delta") else info.delta
+    acct = res.accountant or cfg.get("accountant")
+    steps = res.steps if res.has("steps") else run.last_step
+    done = run.is_terminal and res.epsilon is not None
     if eps is not None and delta is not None:
         when = f"after the {steps} steps actually run" if done else f"so far (step {steps or 0})"
-        noise = res.get("noise_multiplier", info.get("noise_multiplier"))
-        q = res.get("sample_rate", info.get("sample_rate"))
+        noise = res.noise_multiplier if res.has("noise_multiplier") else info.noise_multiplier
+        q = res.sample_rate if res.has("sample_rate") else info.sample_rate
         mech = "λ" if cfg.get("mechanism") == "laplace" else "σ"
         params = []
         if noise is not None:
@@ -115,11 +117,11 @@ def privacy_statement(run: Run, *, latest_epsilon: float | None = None) -> list[
         if cfg.get("clip") is not None:
             norm = "L1" if cfg.get("mechanism") == "laplace" else "L2"
             params.append(f"{norm} clipping norm C = {cfg['clip']:g}")
-        target = res.get("target_epsilon")
+        target = res.target_epsilon
         sentences.append(
             f"ε = {eps:.3g} and δ = {delta:.2g} {when}, computed by the "
             f"{ACCOUNTANT_LABELS.get(str(acct), str(acct))} ({', '.join(params)})."
-            + (f" {res['accountant_note']}." if res.get("accountant_note") else "")
+            + (f" {res.accountant_note}." if res.accountant_note else "")
             + (f" The noise was calibrated so that ε is at most the target {target:g}." if target else "")
         )
         sentences.append(epsilon_sentence(eps, seq_len=seq_len, tokenizer=tok, privacy_unit=unit)
@@ -137,10 +139,10 @@ def privacy_statement(run: Run, *, latest_epsilon: float | None = None) -> list[
         f"Neighbouring datasets differ by adding or removing {what}; the number of training "
         f"{many} N (and so the sampling rate q) is treated as public."
         + (f" Without that assumption — replacing one sequence by another — the bound is ε = "
-           f"{res['epsilon_replace_one']:.3g} at the same δ (PLD accountant)." if res.get("epsilon_replace_one")
+           f"{res.epsilon_replace_one:.3g} at the same δ (PLD accountant)." if res.epsilon_replace_one
            else "")
     )
-    multi = res.get("num_multiwindow_records")
+    multi = res.num_multiwindow_records
     if not user_level:
         sentences.append(
             "Windows are cut per record, so adding, removing or editing one record changes only that record's "
@@ -154,14 +156,15 @@ def privacy_statement(run: Run, *, latest_epsilon: float | None = None) -> list[
         f"The accountant assumes Poisson sampling: {sampled}. That is how this run drew its batches (so batch "
         "sizes vary from step to step)."
     )
-    if res.get("stopped") or run.status == "cancelled":
+    if res.stopped or run.status == "cancelled":
+        planned = res.planned_steps if res.has("planned_steps") else run.total_steps
         sentences.append(
-            f"The run was stopped after {steps} of {res.get('planned_steps', run.total_steps)} planned steps; "
+            f"The run was stopped after {steps} of {planned} planned steps; "
             "its ε covers the steps it ran."
         )
-    if res.get("num_audit_canaries"):
+    if res.num_audit_canaries:
         sentences.append(
-            f"For the privacy audit, each of {res['num_audit_canaries']:,} synthetic canary sequences (random tokens) "
+            f"For the privacy audit, each of {res.num_audit_canaries:,} synthetic canary sequences (random tokens) "
             "was added to training by a secret fair coin; q and δ were set from N plus all of them, so they do not "
             "depend on the coins, and ε covers the canaries like any other sequence."
         )
@@ -194,7 +197,8 @@ def summary_rows(run: Run, *, show_uncovered: bool = True, viewer: str | None = 
     ``viewer`` (None: an export) sees server paths in an error message only if it is the owner.
     """
     error = visible_error(run, viewer=viewer)
-    cfg, res, info = run.config, run.result or {}, run.info or {}
+    cfg, res, info = run.config, run.result or RunResult.empty(), run.info or RunInfo.empty()
+    steps = res.steps if res.has("steps") else run.last_step
 
     def num(value: Any, fmt: str = ".3g") -> str:
         if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -209,29 +213,29 @@ def summary_rows(run: Run, *, show_uncovered: bool = True, viewer: str | None = 
         ("Corpus", corpus_label(cfg)),
         ("Target ε", num(cfg.get("epsilon")) if cfg.get("mechanism") in PRIVATE_MECHANISMS else "—"),
         ("ε spent", num(run_epsilon(run))),
-        ("δ", num(res.get("delta", info.get("delta")), ".2g")),
+        ("δ", num(res.delta if res.has("delta") else info.delta, ".2g")),
         ("Privacy unit", unit_label(unit_of(cfg) or "") if guarantee_of(run) == "dp" else "—"),
         ("Neighbours", ("add or remove one user with all of their sequences (N public)" if unit_of(cfg) == "user"
                         else "add or remove one training sequence (N public)") if guarantee_of(run) == "dp" else "—"),
-        ("ε, replace one sequence (PLD)", num(res.get("epsilon_replace_one")) if guarantee_of(run) == "dp" else "—"),
-        ("Accountant", str(res.get("accountant") or (cfg.get("accountant") if guarantee_of(run) == "dp" else "—"))),
-        ("Noise multiplier", num(res.get("noise_multiplier", info.get("noise_multiplier")))),
+        ("ε, replace one sequence (PLD)", num(res.epsilon_replace_one) if guarantee_of(run) == "dp" else "—"),
+        ("Accountant", str(res.accountant or (cfg.get("accountant") if guarantee_of(run) == "dp" else "—"))),
+        ("Noise multiplier", num(res.noise_multiplier if res.has("noise_multiplier") else info.noise_multiplier)),
         ("Clipping norm C", num(cfg.get("clip")) if guarantee_of(run) == "dp" else "—"),
         ("Training length", length),
-        ("Steps run", num(res.get("steps", run.last_step), "d") if res.get("steps", run.last_step) is not None
-         else "—"),
+        ("Steps run", num(steps, "d") if steps is not None else "—"),
         ("Expected batch size", num(expected_batch(run), "d")),
         ("Learning rate", num(cfg.get("lr"))),
         ("Model", f"GRU, {cfg.get('num_layers')} layer(s), {cfg.get('hidden_size')} hidden, "
                   f"{cfg.get('embed_dim')} embedding, {cfg.get('tokenizer')} tokens, window {cfg.get('seq_len')}"),
         ("Seed", f"{cfg.get('seed')} (initialisation, split, dropout"
                  + ("; the DP noise is secret)" if guarantee_of(run) == "dp" else ")")),
-        ("Device", str(run.device or res.get("device") or cfg.get("device"))),
-        ("Training sequences N", num(res.get("num_train_examples", info.get("num_train_examples")), ",")),
-        ("Validation perplexity", num(res.get("val_perplexity")) if show_uncovered
+        ("Device", str(run.device or res.device or cfg.get("device"))),
+        ("Training sequences N", num(res.num_train_examples if res.has("num_train_examples")
+                                     else info.num_train_examples, ",")),
+        ("Validation perplexity", num(res.val_perplexity) if show_uncovered
          else f"not shared ({UNCOVERED_LABEL})"),
         ("Training time (the loop, without start-up)",
-         f"{res['wall_time_s']:.0f} s" if res.get("wall_time_s") is not None else "—"),
+         f"{res.wall_time_s:.0f} s" if res.wall_time_s is not None else "—"),
         ("Total time (start to end, with start-up)", format_duration(total_seconds(run))),
     ]
     return rows

@@ -17,6 +17,7 @@ from typing import Any
 from dpcore.errors import DPCoreError
 from dpcore.privacy.registry import PRIVATE_MECHANISMS
 from dpcore.privacy.tradeoff import DEFAULT_FPR, RiskPoint, noise_for_tpr, risk_at
+from dpcore.training.result import RunResult
 
 #: Who the attacker tries to tell apart, per privacy unit.
 UNIT_WORDS = {"user": "people", "sequence": "sequences"}
@@ -51,11 +52,10 @@ def risk_sentence_for(mechanism: str | None, noise: float | None, sample_rate: f
     return text
 
 
-def result_risk_sentence(result: Mapping[str, Any], fpr: float = DEFAULT_FPR) -> str | None:
-    """The sentence for a finished run's ``result.json`` (its own mechanism, σ, q, steps, δ and ε)."""
-    return risk_sentence_for(result.get("mechanism"), result.get("noise_multiplier"), result.get("sample_rate"),
-                             result.get("steps"), result.get("delta"), result.get("epsilon"), fpr,
-                             result.get("privacy_unit"))
+def result_risk_sentence(result: RunResult, fpr: float = DEFAULT_FPR) -> str | None:
+    """The sentence for a finished run's result (its own mechanism, σ, q, steps, δ and ε)."""
+    return risk_sentence_for(result.mechanism, result.noise_multiplier, result.sample_rate, result.steps,
+                             result.delta, result.epsilon, fpr, result.privacy_unit)
 
 
 def plan_risk_sentence(mechanism: str, plan: Any, epsilon: float | None,

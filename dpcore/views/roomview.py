@@ -68,7 +68,7 @@ def short_label(run: Run) -> str:
     cfg = run.config
     mech = str(cfg.get("mechanism"))
     if guarantee_of(run) == "dp":
-        eps = (run.result or {}).get("target_epsilon") or cfg.get("epsilon")
+        eps = (run.result.target_epsilon if run.result is not None else None) or cfg.get("epsilon")
         head = f"ε={eps:g} {mech.capitalize()}" if eps is not None else f"{mech.capitalize()} (fixed noise)"
     elif mech == "naive":
         head = "naive (no guarantee)"
@@ -103,7 +103,7 @@ def room_rows(entries: Sequence[RoomRun], runs: Mapping[str, Run], *, viewer: st
         mine = viewer is not None and viewer == run.owner
         visible = numbers_visible(entry, run, viewer=viewer)
         finished = run.status == "finished"
-        ppl = (run.result or {}).get("val_perplexity") if finished else None
+        ppl = run.result.val_perplexity if finished and run.result is not None else None
         rows.append(RoomRow(
             name=entry.display_name,
             label=short_label(run) if visible else HIDDEN_LABEL,

@@ -19,6 +19,7 @@ import pandas as pd
 from dpcore.privacy.registry import Guarantee, mechanism_names, mechanism_of
 from dpcore.runs.preview import preview
 from dpcore.runs.store import Run, RunStore
+from dpcore.training.result import RunResult
 from dpcore.views.disclosure import UNCOVERED_METRICS, may_show_uncovered
 from dpcore.views.meaning import (
     corpus_name,
@@ -65,12 +66,12 @@ def progress(run: Run, recent: Sequence[Mapping[str, Any]], queue_position: int 
         where = f" (number {queue_position} in the queue)" if queue_position else ""
         return Progress(0.0, 0, total, None, f"Waiting for a free slot{where}.")
     if run.is_terminal:
-        loop = (run.result or {}).get("wall_time_s")
+        loop = run.result.wall_time_s if run.result is not None else None
         text = f"{step} steps in {format_duration(total_seconds(run, now))} with start-up"
         text += f" (training itself {format_duration(loop)})" if loop is not None else ""
         return Progress(frac, step, total, 0.0, text)
     if step == 0:
-        status = (run.info or {}).get("status_text")  # e.g. building the public model
+        status = run.info.status_text if run.info is not None else None  # e.g. building the public model
         return Progress(0.0, 0, total, None, status or "Starting: loading the corpus and calibrating the noise…")
     times = [r["step_time_s"] for r in recent[-50:] if r.get("step_time_s")]
     left = None
@@ -91,37 +92,37 @@ def results_table(runs: Sequence[Run], *, viewer: str | None = None) -> pd.DataF
     """
     rows = []
     for run in runs:
-        cfg, res = run.config, run.result or {}
+        cfg, res = run.config, run.result or RunResult.empty()
         private = guarantee_of(run) == "dp"
         show = may_show_uncovered(run, viewer=viewer)
         rows.append({  # what people compare first: privacy spent and quality, then how
             "label": run_label(run),
             "ε spent": run_epsilon(run),
             "protects": {"user": "a person", "sequence": "a sequence"}.get(unit_of(cfg) or "", "—"),
-            "val perplexity": res.get("val_perplexity") if show else None,
+            "val perplexity": res.val_perplexity if show else None,
             "k = 30 canary exposure (bits)": canary_exposure(res, 30) if show else None,
             "privacy": mechanism_label(str(cfg.get("mechanism"))),
             "corpus": corpus_name(cfg),
             "status": run.status,
             "target ε": cfg.get("epsilon") if private and cfg.get("noise_multiplier") is None else None,
-            "δ": res.get("delta") if private else None,
-            "accountant": res.get("accountant") if private else None,
-            "noise multiplier": res.get("noise_multiplier") if private else None,
+            "δ": res.delta if private else None,
+            "accountant": res.accountant if private else None,
+            "noise multiplier": res.noise_multiplier if private else None,
             "C": cfg.get("clip") if private else None,
-            "steps": res.get("steps", run.last_step),
+            "steps": res.steps if res.has("steps") else run.last_step,
             "expected batch": expected_batch(run),
             "lr": cfg.get("lr"),
             "hidden": cfg.get("hidden_size"),
             "seed": cfg.get("seed"),
-            "training time (s)": round(res["wall_time_s"], 1) if res.get("wall_time_s") is not None else None,
+            "training time (s)": round(res.wall_time_s, 1) if res.wall_time_s is not None else None,
             "run": run.id,
         })
     return pd.DataFrame(rows)
 
 
-def canary_exposure(result: Mapping[str, Any], insertions: int) -> float | None:
+def canary_exposure(result: RunResult, insertions: int) -> float | None:
     """Mean exposure of the canaries planted ``insertions`` times, from an audited run's result (else None)."""
-    for group in ((result.get("audit") or {}).get("exposure_by_insertions") or []):
+    for group in ((result.audit or {}).get("exposure_by_insertions") or []):
         if group.get("insertions") == insertions:
             return round(float(group["mean_exposure"]), 2)
     return None
@@ -145,10 +146,10 @@ def unit_comparison(run: Run, others: Sequence[Run], *, viewer: str | None = Non
         return []
     rows = []
     for r in [run, *peers]:
-        res, show = r.result or {}, may_show_uncovered(r, viewer=viewer)
+        res, show = r.result or RunResult.empty(), may_show_uncovered(r, viewer=viewer)
         row: dict[str, Any] = {"run": run_label(r), "protects": "a person" if unit_of(r.config) == "user" else
                                "a sequence", "ε spent": run_epsilon(r),
-                               "val perplexity": res.get("val_perplexity") if show else None}
+                               "val perplexity": res.val_perplexity if show else None}
         for k in (1, 10, 30):
             row[f"k = {k} canary exposure (bits)"] = canary_exposure(res, k) if show else None
         rows.append(row)
@@ -192,7 +193,7 @@ def frontier(runs: Sequence[Run], *, viewer: str | None = None) -> tuple[list[di
     """
     points, baselines = [], []
     for run in runs:
-        ppl = (run.result or {}).get("val_perplexity")
+        ppl = run.result.val_perplexity if run.result is not None else None
         if run.status != "finished" or ppl is None or not may_show_uncovered(run, viewer=viewer):
             continue
         g = guarantee_of(run)
@@ -210,7 +211,7 @@ def baseline_perplexity(runs: Sequence[Run], config: Mapping[str, Any]) -> float
         if (run.status == "finished"
                 and mechanism_of(str(run.config.get("mechanism"))).guarantee is Guarantee.NONE
                 and all(run.config.get(k) == config.get(k) for k in keys)):
-            return (run.result or {}).get("val_perplexity")
+            return run.result.val_perplexity if run.result is not None else None
     return None
 
 

@@ -157,19 +157,18 @@ def _parse_field(name: str, text: str, cls: type = TrainConfig) -> Any:
 
 
 def _combine(base: TrainConfig, changes: dict[str, Any], messages: list[str]) -> TrainConfig:
-    """Apply parsed fields to the base, repairing the cross-field rules (TrainConfig.consistent)."""
-    config, repairs = base.replace(**changes).consistent(given=changes)
+    """Apply parsed fields to the base, repairing the cross-field rules (TrainConfig.repair_values)."""
+    values, repairs = type(base).repair_values({**base.to_dict(), **changes}, given=changes)
     specs = field_specs(type(base))
     for repair in repairs:
         if repair.field in changes:
             reason = repair.reason[0].upper() + repair.reason[1:]
             messages.append(f"{reason}, so the {specs[repair.field].label} was set to {format_value(repair.value)}.")
-    if (config.epochs is None) == (config.max_steps is None):
+    if (values["epochs"] is None) == (values["max_steps"] is None):
         messages.append("A link must give either epochs or steps; the preset's training length is used.")
-        config = config.replace(epochs=base.epochs, max_steps=base.max_steps)
+        values.update(epochs=base.epochs, max_steps=base.max_steps)
     try:
-        config.validate()
+        return type(base)(**values)  # validated as it is built
     except ConfigError as err:
         messages.append(f"The link's settings do not fit together ({err}); the defaults are used instead.")
         return base
-    return config

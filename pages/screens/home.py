@@ -158,7 +158,7 @@ if not runs:
     st.caption("None yet: pick a preset above. Your runs are kept for this browser.")
 for run in runs:
     eps = run_epsilon(run)
-    ppl = (run.result or {}).get("val_perplexity")
+    ppl = run.result.val_perplexity if run.result is not None else None
     bits = [status_text(run)]
     if eps is not None:
         bits.append(f"ε spent {eps:.2f}")

@@ -67,11 +67,11 @@ elif str(cfg.get("corpus", "builtin")) != "builtin":
 
 
 def _predicted(r: Run) -> list[tuple[int, float]] | None:
-    info = r.info or {}
-    if not dp or not info.get("noise_multiplier") or not info.get("sample_rate") or not info.get("delta"):
+    info = r.info
+    if not dp or info is None or not info.noise_multiplier or not info.sample_rate or not info.delta:
         return None
-    return predicted_curve(str(cfg["mechanism"]), float(info["noise_multiplier"]), float(info["sample_rate"]),
-                           float(info["delta"]), str(cfg.get("accountant")), int(info["total_steps"]))
+    return predicted_curve(str(cfg["mechanism"]), float(info.noise_multiplier), float(info.sample_rate),
+                           float(info.delta), str(cfg.get("accountant")), int(info.total_steps))
 
 
 def _read(cache: dict) -> RunSnapshot:

@@ -52,15 +52,17 @@ with left:
         with st.expander("Advanced: engine, tokens, sequence length, samples"):
             slots.update(run_form.advanced_widgets())
 
-config = run_form.current_config()
+values = run_form.current_values()  # checked below, each problem at its control
+config = run_form.current_config(values)  # always valid: a refused value keeps the form's base value
 run_form.write_url(config)
 
 # The check needs the real file behind an upload reference; the URL keeps the reference only.
-resolved, corpus_problem = config, None
+resolved, resolved_values, corpus_problem = config, values, None
 upload_id = upload_id_of(config.corpus)
 if upload_id is not None:
     try:
-        resolved = config.replace(corpus=store.get_upload(owner, upload_id).path)
+        path = store.get_upload(owner, upload_id).path
+        resolved, resolved_values = config.replace(corpus=path), {**values, "corpus": path}
     except DPCoreError:
         corpus_problem = "That uploaded file is gone; upload it again or choose the built-in corpus."
 elif st.session_state.get("nr_source") == "upload":
@@ -69,7 +71,7 @@ if corpus_problem:
     checked, errors = None, {"corpus": corpus_problem}
 else:
     with right, st.spinner("Calibrating the noise to your ε…"):
-        checked = check(resolved)
+        checked = check(resolved_values)
     errors = dict(checked.errors)
 if (problem := run_form.delta_text_problem()) is not None:
     errors["delta"] = problem

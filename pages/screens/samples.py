@@ -216,7 +216,8 @@ for start in range(0, len(chosen), MAX_COLUMNS):
             st.markdown(f"**{run_label(run)}**")
             privacy_badge(str(run.config.get("mechanism")))
             eps = run_epsilon(run)
-            ppl = (run.result or {}).get("val_perplexity") if may_show_uncovered(run, viewer=viewer) else None
+            ppl = (run.result.val_perplexity if run.result is not None and may_show_uncovered(run, viewer=viewer)
+                   else None)
             st.caption(" · ".join(
                 ([f"ε = {eps:.2f}"] if eps is not None else ["no ε" if guarantee_of(run) != "dp" else "ε pending"])
                 + ([f"perplexity {ppl:.2f}"] if ppl is not None else [])))

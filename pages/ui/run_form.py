@@ -19,8 +19,9 @@ from typing import Any
 
 import streamlit as st
 
-from dpcore.config import DEFAULT_DELTA_RULE, TrainConfig, allowed_choices, field_spec, form_range
+from dpcore.config import DEFAULT_DELTA_RULE, TrainConfig, allowed_choices, field_problem, field_spec, form_range
 from dpcore.config.presets import INIT_LABELS, MODEL_SIZES, epsilon_choices, get_preset, model_size_name
+from dpcore.errors import ConfigError
 from dpcore.privacy.registry import mechanism_of
 from dpcore.runs.store import RunStore, UploadNotFound
 from dpcore.views.meaning import UNIT_SENTENCES, USER_CAP_HELP, accountant_choice_label, mechanism_label, unit_label
@@ -133,8 +134,25 @@ def locked(key: str) -> bool:
     return key in st.session_state.get(_LOCKED_KEY, ())
 
 
-def current_config() -> TrainConfig:
-    """The config the widgets describe; the corpus is ``builtin`` or ``upload:<id>``."""
+def current_config(values: dict[str, Any] | None = None) -> TrainConfig:
+    """The config the widgets describe (``values``: :func:`current_values`); the corpus is ``builtin`` or
+    ``upload:<id>``.
+
+    Always a valid config: a field whose value is refused keeps the form's base value, and values that do
+    not fit together give the base (:func:`dpcore.runs.preview.check` of :func:`current_values` says why).
+    """
+    base: TrainConfig = st.session_state.get(_BASE_KEY, TrainConfig())
+    values = current_values() if values is None else values
+    kept = {k: (getattr(base, k) if field_problem(k, v, type(base)) else v) for k, v in values.items()}
+    try:
+        return type(base)(**kept)
+    except ConfigError:
+        return base
+
+
+def current_values() -> dict[str, Any]:
+    """The field values the widgets describe, the config's cross-field rules applied (Laplace: PLD and Opacus);
+    not yet checked, so a refused value can be reported at its control."""
     s = st.session_state
     base: TrainConfig = s.get(_BASE_KEY, TrainConfig())
     upload = s.get("nr_upload") if s.get("nr_source") == "upload" else None
@@ -142,7 +160,7 @@ def current_config() -> TrainConfig:
     delta = _parse_delta(s["nr_delta"]) if s["nr_delta_custom"] and mechanism != "none" else None
     embed, hidden = s["nr_model"]
     user_col = s.get("nr_user_col")
-    return base.replace(
+    return type(base).repair_values(base.changed(
         corpus=upload_ref(upload) if upload else "builtin",
         text_column=s.get("nr_text_col") if upload else None,
         user_column=user_col if upload and user_col and user_col != NO_USER_COLUMN else None,
@@ -172,7 +190,7 @@ def current_config() -> TrainConfig:
         num_samples=int(s["nr_num_samples"]),
         sample_prompt=s["nr_prompt"],
         audit=bool(s.get("nr_audit", False)),
-    ).normalized()  # the config's own cross-field rules (Laplace: PLD and Opacus)
+    ))[0]
 
 
 def _parse_delta(text: str) -> float | str:
@@ -243,8 +261,8 @@ def write_url(config: TrainConfig) -> None:
 def _on_mechanism_change() -> None:
     """Show what the config's rules make of the new mechanism (Laplace: the PLD accountant, Opacus)."""
     s = st.session_state
-    config = TrainConfig(mechanism=s["nr_mechanism"], accountant=s["nr_accountant"],
-                         engine=s["nr_engine"]).normalized()
+    config = TrainConfig().replace_consistent(mechanism=s["nr_mechanism"], accountant=s["nr_accountant"],
+                                              engine=s["nr_engine"])
     s["nr_accountant"], s["nr_engine"] = config.accountant, config.engine
 
 

@@ -84,7 +84,7 @@ def test_a_fresh_server_shows_the_shipped_gallery_on_its_first_visit_without_tra
     for spec, run in state.entries:  # every gallery run is on the frontier: a point, or the baseline's line
         if spec.key == "none":
             lines = [shape["y0"] for shape in frontier["layout"]["shapes"] if shape.get("line", {}).get("dash")]
-            assert lines == [run.result["val_perplexity"]]
+            assert lines == [run.result.val_perplexity]
         else:
             assert spec.title in labels, spec.title
     titles = {m for m in texts(at.markdown) if m.startswith("**") and m.endswith("**")}

@@ -390,14 +390,14 @@ def test_dp_run_bound_stays_below_its_claimed_epsilon(tmp_path):
                          unit="sequence")  # the canaries are appended as bare rows, with no user
     trained_on = dataclasses.replace(data, train=torch.cat([data.train, canaries.training_rows()]))
     result = run_training(config, tmp_path / "run", data=trained_on)
-    assert result["num_train_examples"] == len(data.train) + canaries.num_included
+    assert result.num_train_examples == len(data.train) + canaries.num_included
     audit = run_audit(tmp_path / "run" / "model.pt", tmp_path, data=data, reference="none", max_examples=100,
                       audit_canaries=canaries)
-    assert audit["claimed_epsilon"] == pytest.approx(result["epsilon"]) and audit["delta"] == result["delta"]
-    assert audit["one_run"]["delta"] == result["delta"]
+    assert audit["claimed_epsilon"] == pytest.approx(result.epsilon) and audit["delta"] == result.delta
+    assert audit["one_run"]["delta"] == result.delta
     assert audit["empirical_epsilon"]["value"] <= audit["claimed_epsilon"]
     assert audit["empirical_epsilon"]["value_fdp"] <= audit["claimed_epsilon"] and audit["bug_alarm"] is None
-    assert f"the run claims ε = {result['epsilon']:.2f}" in audit["plain"][0]
+    assert f"the run claims ε = {result.epsilon:.2f}" in audit["plain"][0]
 
 
 def test_run_audit_refuses_a_changed_corpus(tiny_run, tmp_path):

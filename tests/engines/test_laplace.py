@@ -68,6 +68,6 @@ def test_laplace_epsilon_equals_dp_accounting(q, lam, steps):
 
 def test_tiny_laplace_run(tiny_data, tiny_config, tmp_path):
     result = run_training(tiny_config.replace(mechanism="laplace", accountant="pld"), tmp_path, data=tiny_data)
-    assert result["guarantee"] == "dp" and result["accountant"] == "pld"
-    assert 0 < result["epsilon"] <= tiny_config.epsilon
-    assert result["engine"] == "opacus"
+    assert result.guarantee == "dp" and result.accountant == "pld"
+    assert 0 < result.epsilon <= tiny_config.epsilon
+    assert result.engine == "opacus"

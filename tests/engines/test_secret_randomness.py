@@ -135,7 +135,7 @@ def test_noisy_fraction_clipped_is_unbiased_with_the_stated_noise(tiny_data):
 def test_laplace_runs_release_no_noisy_count(tiny_data, tiny_config, tmp_path):
     cfg = tiny_config.replace(mechanism="laplace", accountant="pld", engine="opacus", num_samples=0, max_steps=2)
     result = run_training(cfg, tmp_path, data=tiny_data)
-    assert result["clip_count_noise"] is None
+    assert result.clip_count_noise is None
     rows = (tmp_path / "metrics.csv").read_text().splitlines()
     header = rows[0].split(",")
     assert all(r.split(",")[header.index("noisy_frac_clipped")] == "" for r in rows[1:])
@@ -164,11 +164,11 @@ def test_replace_one_for_laplace_is_group_privacy_of_two():
 def test_result_reports_both_neighbour_relations(tiny_data, tiny_config, tmp_path):
     result = run_training(tiny_config.replace(num_samples=0, max_steps=3), tmp_path, data=tiny_data)
     on_disk = json.loads((tmp_path / "result.json").read_text())
-    assert on_disk["epsilon"] == result["epsilon"]
-    pld_add_remove = accounting.compute_epsilon("gaussian", result["noise_multiplier"], result["sample_rate"],
-                                                result["steps"], result["delta"], "pld")
+    assert on_disk["epsilon"] == result.epsilon
+    pld_add_remove = accounting.compute_epsilon("gaussian", result.noise_multiplier, result.sample_rate,
+                                                result.steps, result.delta, "pld")
     assert on_disk["epsilon_replace_one"] > pld_add_remove  # same accountant (PLD), the wider relation
     assert "add or remove one" in on_disk["neighbours"]
     baseline = run_training(TrainConfig(**{**tiny_config.to_dict(), "mechanism": "none", "num_samples": 0,
                                            "max_steps": 2}), tmp_path / "none", data=tiny_data)
-    assert baseline["epsilon_replace_one"] is None
+    assert baseline.epsilon_replace_one is None

@@ -196,9 +196,9 @@ def test_two_secure_runs_differ_and_say_where_their_noise_came_from(tiny_data, t
     assert result["noise_source"] == SecureNoise.description and "CSPRNG" in result["noise_source"]
     plain = run_training(tiny_config.replace(secure_noise=False, num_samples=0, max_steps=1), tmp_path / "c",
                          data=tiny_data)
-    assert plain["noise_source"] == TorchNoise.description
+    assert plain.noise_source == TorchNoise.description
     assert run_training(tiny_config.replace(mechanism="none", num_samples=0, max_steps=1), tmp_path / "d",
-                        data=tiny_data)["noise_source"] is None
+                        data=tiny_data).noise_source is None
 
 
 def test_secure_noise_is_a_config_field_on_every_surface():

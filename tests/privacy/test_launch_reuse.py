@@ -37,8 +37,8 @@ def test_the_trainer_uses_the_stored_sigma_and_recalibrates_other_keys(tiny_data
 
     monkeypatch.setattr(calcache, "calibrate_noise", counted)
     again = run_training(config, tmp_path / "b", data=tiny_data)
-    assert again["noise_multiplier"] == first["noise_multiplier"] and not calls
-    assert again["epsilon"] <= config.epsilon
+    assert again.noise_multiplier == first.noise_multiplier and not calls
+    assert again.epsilon <= config.epsilon
 
     with pytest.raises(AssertionError, match="calibrated a key"):  # another ε: another key, calibrated
         run_training(config.replace(epsilon=5.0), tmp_path / "c", data=tiny_data)

@@ -71,12 +71,12 @@ def test_a_mechanism_without_an_event_raises_instead_of_falling_through(throwawa
 def test_config_and_engines_pick_the_new_mechanism_up(throwaway):
     assert "doubled" in MECHANISMS and "doubled" in PRIVATE_MECHANISMS
     assert field_problem("mechanism", "doubled") is None and field_problem("mechanism", "nope") is not None
-    config, repairs = TrainConfig(mechanism="doubled").consistent()
+    config, repairs = TrainConfig.repaired({"mechanism": "doubled"})
     assert (config.accountant, config.engine) == ("pld", "opacus") and {r.field for r in repairs} == {
         "accountant", "engine"}
     assert config.validate().is_private
     with pytest.raises(ConfigError, match="PLD"):
-        TrainConfig(mechanism="doubled").validate()
+        TrainConfig(mechanism="doubled").validate()  # refused as it is built
     assert allowed_choices("accountant", "doubled") == ("pld",)
     assert engine_class("doubled", "fast").__name__ == "OpacusGaussianEngine"  # its one engine
 

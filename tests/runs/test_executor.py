@@ -71,7 +71,7 @@ def test_run_finishes_with_everything_recorded(make_executor) -> None:
     run = wait_done(ex, run_id)
     assert run.status == "finished", _log(ex, run_id)
     assert run.error is None and run.pid and run.device == "cpu" and run.last_step == 5
-    assert run.result["stopped"] is False and run.info["total_steps"] == 5 and run.progress == 1.0
+    assert run.result.stopped is False and run.info.total_steps == 5 and run.progress == 1.0
     assert [m["step"] for m in ex.store.metrics(run_id)] == [1, 2, 3, 4, 5]
     assert ex.store.evals(run_id)[0]["val_perplexity"] == 4.48
     assert [s["text"] for s in ex.store.samples(run_id)] == ["hello", "world"]
@@ -122,7 +122,7 @@ def test_cancel_running_stops_gracefully(make_executor, store: RunStore) -> None
     assert ex.cancel(run_id).cancel_requested_at is not None
     run = wait_done(ex, run_id)
     assert run.status == "cancelled" and run.error is None
-    assert run.result["stopped"] is True and "checkpoint" in store.artifacts(run_id)
+    assert run.result.stopped is True and "checkpoint" in store.artifacts(run_id)
     assert store.metric_count(run_id) >= 2
     assert not process_alive(run.pid, run.pid_ident)
 
@@ -204,7 +204,7 @@ def test_one_run_per_gpu(store: RunStore) -> None:
     assert sorted(store.get_run(i).gpu for i in ids[:2]) == ["0", "1"]
     assert store.get_run(ids[2]).status == "queued"
     runs = [wait_done(ex, i) for i in ids]
-    assert all(r.result["cuda_visible_devices"] == r.gpu for r in runs)
+    assert all(r.result.extra["cuda_visible_devices"] == r.gpu for r in runs)
     assert runs[2].gpu in ("0", "1")
 
 

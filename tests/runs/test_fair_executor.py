@@ -81,7 +81,7 @@ def test_wall_time_cap_fails_the_run_and_keeps_metrics(make_executor, store: Run
     run = wait_done(ex, run_id)
     assert run.status == "failed"
     assert run.error.startswith("the run reached this server's limit of 1.5 s of wall time per run")
-    assert store.metric_count(run_id) >= 1 and run.result["stopped"] is True  # stopped gracefully
+    assert store.metric_count(run_id) >= 1 and run.result.stopped is True  # stopped gracefully
     assert not process_alive(run.pid, run.pid_ident)
 
 

@@ -85,7 +85,7 @@ def test_a_cancelled_run_stops_on_its_node_and_keeps_its_metrics(ray_executor) -
     ex.cancel(run_id, "alice")
     run = done(ex, run_id)
     assert run.status == "cancelled" and run.error is None, _log(ex.store, run_id)
-    assert run.result["stopped"] is True
+    assert run.result.stopped is True
     assert ex.store.metric_count(run_id) >= 3
     until(lambda: run_id not in ex._live_runs(), "the run's actor to end")
 
@@ -156,8 +156,8 @@ def test_a_finished_run_matches_the_local_executor_step_for_step(ray_executor, t
     assert [e["step"] for e in evals["ray"]] == [e["step"] for e in evals["local"]] == [4, 8]
     assert [e["val_loss"] for e in evals["ray"]] == pytest.approx([e["val_loss"] for e in evals["local"]], rel=1e-6)
     timing = {"wall_time_s", "step_time_median_s"}  # the clock, not the model
-    result_local = {k: v for k, v in runs["local"].result.items() if k not in timing}
-    result_ray = {k: v for k, v in runs["ray"].result.items() if k not in timing}
+    result_local = {k: v for k, v in runs["local"].result.to_dict().items() if k not in timing}
+    result_ray = {k: v for k, v in runs["ray"].result.to_dict().items() if k not in timing}
     assert result_ray.keys() == result_local.keys()
     for key, value in result_local.items():
         if isinstance(value, float):
@@ -202,8 +202,8 @@ def test_a_remote_worker_trains_on_a_private_copy_of_the_owners_upload(ray_execu
     run_id = ex.submit("alice", LONG.replace(corpus=upload.path, mechanism="none"))
     run = done(ex, run_id)
     assert run.status == "finished", _log(ex.store, run_id)
-    used = run.result["corpus"]
-    assert used != upload.path and Path(used).name == "diary.txt" and run.result["corpus_bytes"] == len(text)
+    used = run.result.extra["corpus"]
+    assert used != upload.path and Path(used).name == "diary.txt" and run.result.extra["corpus_bytes"] == len(text)
     assert not Path(used).exists()  # the worker's copy went with its folder
     assert run.config["corpus"] == upload.path  # the stored run still names the upload
 

@@ -93,7 +93,7 @@ def test_the_owner_cancels_through_the_other_replica(store: RunStore) -> None:
         run = b.cancel(run_id, "alice")  # same machine: B signals the worker A started (its process group)
         assert run.cancel_requested_at is not None
         run = wait_done(b, run_id)
-        assert run.status == "cancelled" and run.error is None and run.result["stopped"] is True
+        assert run.status == "cancelled" and run.error is None and run.result.stopped is True
         assert not process_alive(run.pid, run.pid_ident)
         assert time.monotonic() - started < 30
     finally:
@@ -107,7 +107,7 @@ def test_a_replica_that_cannot_signal_still_cancels_through_the_heartbeat(store:
         until(lambda: store.metric_count(run_id) >= 2, what="2 metric rows")
         b.cancel(run_id, "alice")  # only the store's flag: the worker's heartbeat (0.5 s here) sees it
         run = wait_done(b, run_id)
-        assert run.status == "cancelled" and run.error is None and run.result["stopped"] is True
+        assert run.status == "cancelled" and run.error is None and run.result.stopped is True
     finally:
         other.close()
 

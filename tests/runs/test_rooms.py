@@ -117,7 +117,7 @@ def test_locked_controls_are_enforced_at_launch_not_only_in_the_form(env):
     rooms.launch(created.room.id, "browser:a", EPS3.replace(epsilon=0.5), executor)  # ε is unlocked
     for changed, label in ((EPS3.replace(clip=5.0), "Clipping norm C"), (EPS3.replace(lr=0.1), "Learning rate"),
                            (EPS3.replace(hidden_size=128), "Model size"), (EPS3.replace(seq_len=64), "seq len"),
-                           (EPS3.replace(mechanism="laplace").normalized(), "Mechanism"),
+                           (EPS3.replace_consistent(mechanism="laplace"), "Mechanism"),
                            (EPS3.replace(unit="sequence"), "Privacy unit")):
         with pytest.raises(RoomError, match=label):
             rooms.launch(created.room.id, "browser:a", changed, executor)

@@ -58,7 +58,7 @@ def test_a_sweep_runs_to_the_end_and_is_recorded(executor: LocalExecutor) -> Non
     assert len(sweep.run_ids) == 4 and sweep.epsilons == (1.0, 2.0, 4.0) and sweep.baseline
     runs = [executor.wait(i, timeout=90, poll_s=0.1) for i in sweep.run_ids]
     assert [r.status for r in runs] == ["finished"] * 4, [r.error for r in runs]
-    assert [r.result["val_perplexity"] for r in runs] == pytest.approx([15.0, 10.0, 7.5, 4.0])
+    assert [r.result.val_perplexity for r in runs] == pytest.approx([15.0, 10.0, 7.5, 4.0])
     store = executor.store
     record = store.data_dir / "sweeps" / f"{sweep.id}.json"
     assert oct(os.stat(record).st_mode & 0o777) == "0o600"

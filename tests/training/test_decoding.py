@@ -15,6 +15,7 @@ from dpcore.privacy.composition import advanced_composition, ledger_statements, 
 from dpcore.privacy.decoders import DecoderSpec
 from dpcore.training.generate import decode
 from dpcore.training.model import ModelConfig, build_model
+from dpcore.training.result import RunResult
 
 
 def _max_log_ratio(p: np.ndarray, q: np.ndarray) -> float:
@@ -124,13 +125,13 @@ def test_text_guarantee_lists_statements_and_never_takes_a_min(tiny_data):
     spec = DecoderSpec("exponential", logit_bound=0.5, temperature=1.0)
     out = decode(model, tiny_data.tokenizer, "my ", spec, max_tokens=20)
     # non-private model: only the decoder's statements hold
-    g = text_guarantee(out, spec, {"epsilon": None})
+    g = text_guarantee(out, spec, RunResult.from_dict({"epsilon": None}))
     assert [(s.epsilon, s.delta) for s in g.statements] == [(out.epsilon_basic[-1], 0.0),
                                                             (out.epsilon_advanced_total, 1e-6)]
     assert g.epsilon == out.epsilon_basic[-1]  # the headline: the decoder's basic composition
     # DP-trained model: the training pair is shown beside the decoder's, none replaces another
-    dp = {"epsilon": 1.5, "delta": 1e-5, "epsilon_replace_one": 2.9,
-          "neighbours": "add or remove one training sequence; N treated as public"}
+    dp = RunResult.from_dict({"epsilon": 1.5, "delta": 1e-5, "epsilon_replace_one": 2.9,
+                              "neighbours": "add or remove one training sequence; N treated as public"})
     g = text_guarantee(out, spec, dp)
     pairs = [(s.label, s.epsilon, s.delta) for s in g.statements]
     assert pairs[:2] == [(s.label, s.epsilon, s.delta) for s in out.statements()]
@@ -140,10 +141,10 @@ def test_text_guarantee_lists_statements_and_never_takes_a_min(tiny_data):
     assert all("any change to the model" in s.relation for s in g.statements[:2])
     assert "none is combined" in g.explanation
     plain = DecoderSpec("plain")
-    assert text_guarantee(out, plain, {"epsilon": None}).epsilon is None
-    assert text_guarantee(out, plain, {"epsilon": None}).statements == ()
-    assert text_guarantee(out, plain, {"epsilon": 3.0, "delta": 1e-5}).epsilon == 3.0
-    naive = text_guarantee(out, DecoderSpec("naive-logits"), {"epsilon": 3.0, "delta": 1e-5})
+    assert text_guarantee(out, plain, RunResult.from_dict({"epsilon": None})).epsilon is None
+    assert text_guarantee(out, plain, RunResult.from_dict({"epsilon": None})).statements == ()
+    assert text_guarantee(out, plain, RunResult.from_dict({"epsilon": 3.0, "delta": 1e-5})).epsilon == 3.0
+    naive = text_guarantee(out, DecoderSpec("naive-logits"), RunResult.from_dict({"epsilon": 3.0, "delta": 1e-5}))
     assert naive.epsilon is None and naive.statements == () and "NO privacy guarantee" in naive.explanation
 
 
@@ -195,7 +196,7 @@ def test_a_text_that_ends_early_reports_advanced_composition_at_the_charged_leng
     assert advanced.epsilon == pytest.approx(advanced_composition(80.0, 30, 1e-6))
     assert advanced.epsilon > advanced_composition(80.0, 1, 1e-6) * 10  # not the figure for one choice
     assert "30 charged choices" in advanced.label
-    line = text_guarantee(out, spec, {"epsilon": None}).lines[0]
+    line = text_guarantee(out, spec, RunResult.from_dict({"epsilon": None})).lines[0]
     assert f"({advanced.epsilon:.3g}, 1e-06)-DP by advanced composition of the 30 choices charged" in line
 
 

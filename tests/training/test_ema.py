@@ -65,7 +65,7 @@ def test_the_saved_weights_are_the_average_of_the_step_weights(tiny_data, tiny_c
     config = tiny_config.replace(mechanism=mechanism, engine=engine, ema=DECAY, max_steps=8)
     result = run_training(config, tmp_path, data=tiny_data)
     (weights,) = runs
-    assert len(weights) == 9 and result["ema"] == DECAY
+    assert len(weights) == 9 and result.ema == DECAY
     saved = _saved(tmp_path / "model.pt")
     assert set(saved) == set(GRULanguageModel(ModelConfig(2, 1, 1)).state_dict())  # the plain model's names
     expected = _expected_average(weights, DECAY, saved)
@@ -89,13 +89,13 @@ def test_the_average_is_what_is_evaluated_and_sampled(tiny_data, tiny_config, tm
                           callbacks=rec)
     model = load_checkpoint(tmp_path / "model.pt").model
     val_loss = evaluate(model, tiny_data.val, torch.device("cpu"))
-    assert result["val_loss"] == pytest.approx(val_loss, rel=1e-6)
+    assert result.val_loss == pytest.approx(val_loss, rel=1e-6)
     assert rec.evals[-1].val_loss == pytest.approx(val_loss, rel=1e-6)
-    assert result["val_perplexity"] == pytest.approx(math.exp(val_loss), rel=1e-6)
+    assert result.val_perplexity == pytest.approx(math.exp(val_loss), rel=1e-6)
     config = tiny_config.replace(ema=DECAY, num_samples=3, sample_tokens=30)
     texts = sample_texts(model, tiny_data.tokenizer, config.sample_prompt, n=config.num_samples,
                          max_tokens=config.sample_tokens, temperature=config.sample_temperature, seed=config.seed)
-    assert result["samples"] == texts == rec.samples[-1].texts
+    assert result.samples == texts == rec.samples[-1].texts
 
 
 def test_the_accounting_is_the_same_with_and_without_ema(tiny_data, tiny_config, tmp_path):
@@ -106,8 +106,8 @@ def test_the_accounting_is_the_same_with_and_without_ema(tiny_data, tiny_config,
         rec = RecordingCallbacks()
         results.append(run_training(tiny_config.replace(ema=ema), tmp_path / str(i), data=tiny_data, callbacks=rec))
         curves.append([s.epsilon for s in rec.steps])
-    assert results[0]["epsilon"] is not None
-    assert {k: results[0][k] for k in keys} == {k: results[1][k] for k in keys}
+    assert results[0].epsilon is not None
+    assert {k: getattr(results[0], k) for k in keys} == {k: getattr(results[1], k) for k in keys}
     assert curves[0] == curves[1]
 
 
@@ -141,8 +141,8 @@ def test_runs_from_the_public_model_train_at_the_scaled_learning_rate(tiny_data,
     r_one = run_training(config.replace(init="public", public_lr_scale=1.0), tmp_path / "c", data=tiny_data)
     assert seen == pytest.approx([0.01, 0.01 * TrainConfig().public_lr_scale, 0.01])
     assert TrainConfig().public_lr_scale < 1  # a smaller step from the public model is the default
-    assert [r["learning_rate"] for r in (r_scratch, r_public, r_one)] == pytest.approx(seen)
-    assert r_scratch["noise_multiplier"] == r_public["noise_multiplier"]  # the rule does not touch privacy
+    assert [r.learning_rate for r in (r_scratch, r_public, r_one)] == pytest.approx(seen)
+    assert r_scratch.noise_multiplier == r_public.noise_multiplier  # the rule does not touch privacy
 
 
 def test_configs_stored_before_the_rule_keep_their_learning_rate():

@@ -32,27 +32,27 @@ def test_tiny_end_to_end_run(tiny_data, tiny_config, tmp_path, mechanism):
     rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
     assert [int(r["step"]) for r in rows] == list(range(1, 7))
     assert rows[-1]["val_perplexity"] != ""
-    assert math.isfinite(result["val_perplexity"]) and result["val_perplexity"] > 1
-    assert len(result["samples"]) == 1 and rec.samples[-1].kind == "final"
+    assert math.isfinite(result.val_perplexity) and result.val_perplexity > 1
+    assert len(result.samples) == 1 and rec.samples[-1].kind == "final"
     assert [e.step for e in rec.evals] == [3, 6]
     if mechanism == "gaussian":
         assert rec.info.guarantee == "dp"
-        assert 0 < result["epsilon"] <= tiny_config.epsilon
+        assert 0 < result.epsilon <= tiny_config.epsilon
         users = len(tiny_data.train_users)  # user-level by default: N counts users
-        assert result["unit"] == "user" and result["num_accounted_users"] == users
-        assert result["delta"] == pytest.approx(default_delta(users))
-        assert result["sample_rate"] == pytest.approx(1 / math.ceil(users / 32))
-        assert "one user with all of their sequences" in result["neighbours"]
+        assert result.unit == "user" and result.num_accounted_users == users
+        assert result.delta == pytest.approx(default_delta(users))
+        assert result.sample_rate == pytest.approx(1 / math.ceil(users / 32))
+        assert "one user with all of their sequences" in result.neighbours
         eps = [s.epsilon for s in rec.steps]
-        assert eps == sorted(eps) and eps[-1] == pytest.approx(result["epsilon"], rel=1e-6)
+        assert eps == sorted(eps) and eps[-1] == pytest.approx(result.epsilon, rel=1e-6)
         assert all(s.frac_clipped is not None for s in rec.steps if s.batch_size)
     else:
-        assert result["epsilon"] is None  # no guarantee: no ε, ever
+        assert result.epsilon is None  # no guarantee: no ε, ever
         assert all(s.epsilon is None for s in rec.steps)
         assert rec.info.guarantee == ("none" if mechanism == "none" else "no-guarantee")
     ckpt = load_checkpoint(tmp_path / "model.pt")
     assert isinstance(ckpt.model.gru, torch.nn.GRU)
-    assert ckpt.result["mechanism"] == mechanism
+    assert ckpt.result.mechanism == mechanism
 
 
 def test_same_config_and_seed_give_the_same_curve_without_privacy(tiny_data, tiny_config, tmp_path):
@@ -72,9 +72,9 @@ def test_stop_request_saves_a_checkpoint_with_the_steps_run(tiny_data, tiny_conf
     rec = RecordingCallbacks()
     result = run_training(tiny_config.replace(max_steps=100), tmp_path, callbacks=rec, data=tiny_data,
                           should_stop=lambda: len(rec.steps) >= 2)
-    assert result["stopped"] and result["steps"] == 2 and result["planned_steps"] == 100
-    assert result["epsilon"] < tiny_config.epsilon  # ε of the two steps run, not of the plan
-    assert load_checkpoint(tmp_path / "model.pt").result["steps"] == 2
+    assert result.stopped and result.steps == 2 and result.planned_steps == 100
+    assert result.epsilon < tiny_config.epsilon  # ε of the two steps run, not of the plan
+    assert load_checkpoint(tmp_path / "model.pt").result.steps == 2
 
 
 def test_empty_poisson_batches_do_not_crash(tiny_data, tiny_config, tmp_path):

@@ -17,12 +17,12 @@ def test_tiny_user_level_run_per_engine(tiny_data, tiny_config, tmp_path, mechan
                                  user_cap=2, batch_size=8, max_steps=3, num_samples=0)
     result = run_training(config, tmp_path, data=tiny_data)
     users = len(tiny_data.train_users)
-    assert result["unit"] == "user" and result["user_cap"] == 2
-    assert result["num_accounted_users"] == users
-    assert result["sample_rate"] == pytest.approx(1 / -(-users // 8))  # q over users: 1/ceil(N_users/B)
-    assert result["expected_batch_size"] == int(users * result["sample_rate"])
-    assert 0 < result["epsilon"] <= config.epsilon
-    assert "user" in result["privacy_unit"] and "one user" in result["neighbours"]
+    assert result.unit == "user" and result.user_cap == 2
+    assert result.num_accounted_users == users
+    assert result.sample_rate == pytest.approx(1 / -(-users // 8))  # q over users: 1/ceil(N_users/B)
+    assert result.expected_batch_size == int(users * result.sample_rate)
+    assert 0 < result.epsilon <= config.epsilon
+    assert "user" in result.privacy_unit and "one user" in result.neighbours
 
 
 def test_a_txt_upload_trains_user_level_with_one_user_per_line(tmp_path):
@@ -35,8 +35,8 @@ def test_a_txt_upload_trains_user_level_with_one_user_per_line(tmp_path):
     config = TrainConfig(seq_len=16, embed_dim=8, hidden_size=16, batch_size=16, max_steps=2, num_samples=0,
                          eval_every=2, unit="user")
     result = run_training(config, tmp_path, data=data)
-    assert result["num_accounted_users"] == len(data.train_users) == result["num_train_users"]
-    assert result["sample_rate"] == pytest.approx(1 / -(-len(data.train_users) // 16))
+    assert result.num_accounted_users == len(data.train_users) == result.num_train_users
+    assert result.sample_rate == pytest.approx(1 / -(-len(data.train_users) // 16))
 
 
 def test_a_user_level_runs_epsilon_is_dp_accountings_at_the_user_sampling_rate(tiny_data, tiny_config, tmp_path):
@@ -49,9 +49,9 @@ def test_a_user_level_runs_epsilon_is_dp_accountings_at_the_user_sampling_rate(t
     result = run_training(config, tmp_path, data=tiny_data)
     users = len(tiny_data.train_users)
     q = 1 / -(-users // 8)
-    assert result["sample_rate"] == pytest.approx(q)
-    event = dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(q, dpa.GaussianDpEvent(result["noise_multiplier"])),
-                                    result["steps"])
-    assert result["epsilon"] == pytest.approx(pld.PLDAccountant().compose(event).get_epsilon(result["delta"]),
+    assert result.sample_rate == pytest.approx(q)
+    event = dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(q, dpa.GaussianDpEvent(result.noise_multiplier)),
+                                    result.steps)
+    assert result.epsilon == pytest.approx(pld.PLDAccountant().compose(event).get_epsilon(result.delta),
                                               rel=1e-6)
-    assert result["delta"] < 1 / users
+    assert result.delta < 1 / users

@@ -131,12 +131,12 @@ def test_preview_of_runs_without_a_guarantee_has_no_epsilon():
 
 def test_check_puts_each_problem_at_its_field():
     assert check(FAST).errors == {} and check(FAST).preview is not None
-    assert set(check(FAST.replace(lr=-1.0, clip=0.0)).errors) == {"lr", "clip"}
+    assert set(check(FAST.changed(lr=-1.0, clip=0.0)).errors) == {"lr", "clip"}
     bad_delta = check(FAST.replace(delta=0.01))
     assert set(bad_delta.errors) == {"delta"} and "is not below 1/N" in bad_delta.errors["delta"]
     assert bad_delta.errors["delta"].startswith("δ = 0.01 is not below") and bad_delta.errors["delta"].endswith(".")
-    assert check(FAST.replace(lr=-1.0)).errors["lr"].startswith("Learning rate must be")
-    assert set(check(FAST.replace(mechanism="laplace", accountant="rdp")).errors) == {"config"}
+    assert check(FAST.changed(lr=-1.0)).errors["lr"].startswith("Learning rate must be")
+    assert set(check(FAST.changed(mechanism="laplace", accountant="rdp")).errors) == {"config"}
     missing = check(FAST.replace(corpus="/no/such/file.txt"))
     assert set(missing.errors) == {"corpus"}
 

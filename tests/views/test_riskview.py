@@ -5,19 +5,20 @@ from __future__ import annotations
 import pytest
 
 from dpcore.privacy.tradeoff import mechanism_tpr
+from dpcore.training.result import RunResult
 from dpcore.views import auditview, riskview
 
 
 def test_result_sentence_uses_the_runs_own_mechanism():
     result = {"mechanism": "gaussian", "noise_multiplier": 1.2, "sample_rate": 0.05, "steps": 100, "delta": 1e-5,
               "epsilon": 3.0, "privacy_unit": "user"}
-    text = riskview.result_risk_sentence(result)
+    text = riskview.result_risk_sentence(RunResult.from_dict(result))
     tpr = mechanism_tpr("gaussian", 1.2, 0.05, 100, 0.01)
     assert text.startswith("At ε = 3, an attacker who wrongly accuses 1 in 100 non-members (the people")
     assert "catches at most" in text and "in 100 members" in text
     assert riskview.risk_point("gaussian", 1.2, 0.05, 100, 1e-5).tpr == pytest.approx(tpr)
-    assert riskview.result_risk_sentence({**result, "mechanism": "none"}) is None
-    assert riskview.result_risk_sentence({**result, "noise_multiplier": None}) is None
+    assert riskview.result_risk_sentence(RunResult.from_dict({**result, "mechanism": "none"})) is None
+    assert riskview.result_risk_sentence(RunResult.from_dict({**result, "noise_multiplier": None})) is None
 
 
 def test_plan_sentence_reads_a_plan_or_a_dict():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dpcore.runs.store import RunStore
+from dpcore.training.result import RunResult
 from dpcore.views.runview import canary_exposure, results_table, unit_comparison
 from tests.apptest_support import TINY, write_run
 
@@ -15,10 +16,10 @@ def store(tmp_path):
 
 
 def test_canary_exposure_reads_the_audited_group():
-    result = {"audit": {"exposure_by_insertions": [{"insertions": 1, "mean_exposure": 1.234},
-                                                   {"insertions": 30, "mean_exposure": 9.876}]}}
+    result = RunResult.from_dict({"audit": {"exposure_by_insertions": [{"insertions": 1, "mean_exposure": 1.234},
+                                                                       {"insertions": 30, "mean_exposure": 9.876}]}})
     assert canary_exposure(result, 30) == 9.88 and canary_exposure(result, 1) == 1.23
-    assert canary_exposure(result, 10) is None and canary_exposure({}, 30) is None
+    assert canary_exposure(result, 10) is None and canary_exposure(RunResult.empty(), 30) is None
 
 
 def test_runs_at_the_same_epsilon_with_the_other_unit_are_put_side_by_side(store):

@@ -353,7 +353,7 @@ def train_on_ray(spec: dict[str, Any]) -> Status | None:
                 if ending.status is Status.FINISHED:
                     ending = dataclasses.replace(ending, status=Status.FAILED, error=(
                         f"the run's files could not be stored on the app's server: {err}"))
-            remote.finish_run(run_id, ending.status, error=ending.error, result=ending.result)
+            remote.finish_run(run_id, ending.status, error=ending.error, result=ending.stored_result)
             status = ending.status
     finally:
         if not in_place:
