@@ -108,13 +108,12 @@ def test_importing_the_snapshot_makes_a_fresh_store_show_the_whole_gallery(tmp_p
     store = RunStore(tmp_path / "data")
     done = snap.import_snapshot(store)
     assert set(done.loaded) == {r.key for r in shipped} and not done.stale and not done.busy
-    assert done.seconds < 5
     state = demo.gallery_state(store)
     assert state.complete and not state.preparing
     assert demo.start_background(store) is None  # nothing left to train
     for (spec, run), shot in zip(state.entries, shipped):
         assert spec.key == shot.key and run.owner == demo.GALLERY_OWNER and run.config == shot.config
-        assert run.result == shot.result and run.pid is not None
+        assert run.result.to_dict() == shot.result and run.pid is not None
         assert [e["val_perplexity"] for e in store.evals(run.id)] == [e["val_perplexity"] for e in shot.rows()["evals"]]
         assert [s["text"] for s in store.samples(run.id)] == [s["text"] for s in shot.rows()["samples"]]
         assert store.metric_count(run.id) == len(shot.rows()["metrics"])
