@@ -12,8 +12,8 @@ sees its pid gone), and the limits and quotas are checked where they always were
 The pool is a folder of the data folder, ``warm/``, private to the server's user, one entry per
 standby (its pid):
 
-* ``<pid>.json``: written by the executor that started it (its *keeper*): pid, process identity and
-  profile (the Python, project and trainer it runs: an executor only hands runs to a standby of its
+* ``<pid>.json``: written by the executor that started it (its *keeper*): pid, process identity, the
+  keeper's pid and profile (the Python, project and trainer it runs: an executor only hands runs to a standby of its
   own profile);
 * ``<pid>.fifo``: the standby reads its run from this named pipe (one JSON line);
 * ``<pid>.claimed``: created (``O_EXCL``) by whoever gets the standby first: an executor taking it
@@ -53,6 +53,7 @@ DEFAULT_IDLE_S = 3600.0
 FOLDER = "warm"
 WAIT_S = 1.0  # how often a waiting standby looks at its keeper and its entry
 TAKEN_WAIT_S = 30.0  # a standby claimed by an executor waits this long for its run, then leaves
+HOLD_S = 120.0  # a standby started beside a starting run holds its warm-up at most this long for it
 
 Alive = Callable[[int, "str | None"], bool]
 
@@ -88,6 +89,7 @@ class Entry:
     ident: str | None
     profile: dict[str, Any]
     claimed: bool
+    keeper: int | None = None
 
 
 class Pool:
@@ -114,9 +116,9 @@ class Pool:
             os.close(fd)
 
     def register(self, pid: int, ident: str | None, profile: dict[str, Any]) -> None:
-        """The keeper's record of a standby it just started."""
+        """The keeper's record of a standby it just started (the keeper: this process)."""
         _write_atomic(self.file(pid, ".json"), {"pid": pid, "ident": ident, "profile": profile,
-                                                 "started_at": time.time()})
+                                                 "keeper": os.getpid(), "started_at": time.time()})
 
     def entries(self) -> list[Entry]:
         """Every registered standby, oldest first (the furthest in its warm-up)."""
@@ -129,8 +131,10 @@ class Pool:
                 except (OSError, ValueError, KeyError, TypeError):
                     continue
                 claimed = self.file(pid, ".claimed").exists()
-                found.append((float(info.get("started_at") or 0), Entry(pid, info.get("ident"),
-                                                                          dict(info.get("profile") or {}), claimed)))
+                keeper = info.get("keeper")
+                entry = Entry(pid, info.get("ident"), dict(info.get("profile") or {}), claimed,
+                              keeper if isinstance(keeper, int) else None)
+                found.append((float(info.get("started_at") or 0), entry))
         return [entry for _, entry in sorted(found, key=lambda item: item[0])]
 
     def sweep(self, alive: Alive) -> list[Entry]:
@@ -316,14 +320,26 @@ def prepare(train_fn: str, default_train_fn: str, configs: tuple[TrainConfig, ..
         # slow imports, paid here rather than at a run's start: torch (with the trainer) and Opacus,
         # which the engines import when they build their loader
         import opacus.data_loader  # noqa: F401
+        import torch
 
+        from dpcore.data.prior import public_log_prior
+        from dpcore.data.tokenizer import PAD_ID
         from dpcore.training.loop import load_data
+        from dpcore.training.model import GRULanguageModel, ModelConfig, sequence_losses
         from dpcore.training.pretrain import public_data
 
+        # the optimizers import torch._dynamo on first use (~1 s), the GRU's kernels load on first use
+        model = GRULanguageModel(ModelConfig(vocab_size=8, embed_dim=4, hidden_size=4))
+        for optimizer in (torch.optim.Adam(model.parameters()), torch.optim.SGD(model.parameters(), lr=0.1)):
+            batch = torch.ones(2, 5, dtype=torch.long)
+            logits, _ = model(batch[:, :-1])
+            sequence_losses(logits, batch[:, 1:], PAD_ID).mean().backward()
+            optimizer.step()
         for config in (TrainConfig(), *configs):
             key = data_key(config)
             if key is not None and key not in prepared.data:
                 prepared.data[key] = load_data(config)
                 public_data(config)  # cached in this process: a run from the public model needs it
+                public_log_prior(prepared.data[key].tokenizer)  # the output layer's public prior, cached too
     prepared.seconds = time.monotonic() - started
     return prepared

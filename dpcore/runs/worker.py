@@ -31,6 +31,7 @@ import resource
 import signal
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grace", type=float, default=None)
     parser.add_argument("--standby", action="store_true", help="warm up, then wait for a run (dpcore.runs.warm)")
     parser.add_argument("--keeper", default=None, help="PID:IDENT of the process that keeps this standby")
+    parser.add_argument("--after-run", default=None, help="a standby warms up once this run has its first step")
     args = parser.parse_args(argv)
     if not args.standby and not args.run_id:
         parser.error("--run-id is required (or --standby)")
@@ -161,6 +163,8 @@ def _standby(args: argparse.Namespace, stop: threading.Event, signals: list[int]
     listener = threading.Thread(target=listen, name="dpcore-standby", daemon=True)
     listener.start()
     try:
+        if args.after_run:
+            _hold_warm_up(data_dir, args.after_run, handed, stop)
         try:
             prepared = warm.prepare(args.train_fn, DEFAULT_TRAIN_FN)
             print(f"standby worker {os.getpid()}: warmed up in {prepared.seconds:.2f} s", file=sys.stderr)
@@ -179,6 +183,24 @@ def _standby(args: argparse.Namespace, stop: threading.Event, signals: list[int]
     with contextlib.suppress(DPCoreError):  # a bad config: the trainer says why
         data = prepared.data_for(run.train_config())
     return _serve(got["store"], run, got["beat"], stop, signals, args, prepared.fn or args.train_fn, data)
+
+
+def _hold_warm_up(data_dir: str, run_id: str, handed: threading.Event, stop: threading.Event) -> None:
+    """Wait, reading the store 5 times a second, until ``run_id`` has its first step or ended (at most
+    :data:`~dpcore.runs.warm.HOLD_S`): its start-up should not share the CPU with this warm-up. A run
+    handed to this standby meanwhile ends the wait at once.
+    """
+    deadline = time.monotonic() + warm.HOLD_S
+    try:
+        store = RunStore(data_dir)
+        while time.monotonic() < deadline and not handed.is_set() and not stop.is_set():
+            run = store.get_run(run_id)
+            if run.is_terminal or (run.last_step or 0) >= 1:
+                break
+            handed.wait(0.2)
+        store.close()
+    except Exception:  # noqa: BLE001 - a run gone or a busy store: warm up now
+        traceback.print_exc()
 
 
 def _take(pool: warm.Pool, standby: warm.Standby, args: argparse.Namespace, message: dict[str, Any],

@@ -20,7 +20,8 @@ queue is the ``queued`` rows of the store, and every ``poll()`` (called by ``sub
   ``max_active_per_owner`` of one owner, while fewer than ``max_concurrent`` run;
 * retention - a few runs that ended more than ``retention_days`` ago are deleted (once a minute);
 * keep warm - a keeper (``warm_workers`` > 0: the dashboard's executor) keeps that many standby
-  workers waiting (:mod:`dpcore.runs.warm`), started while no run is starting; dispatch hands a
+  workers waiting (:mod:`dpcore.runs.warm`), replacing each one taken or dead at once (its warm-up
+  waits for a run still before its first step to have one); dispatch hands a
   run to a waiting standby of its profile when there is one (any executor does), else starts a
   worker for it as before. A standby is no run: it counts toward ``max_concurrent`` only once it
   trains one, and is claimed, supervised and reaped as any worker.
@@ -69,7 +70,6 @@ _DISK_FULL_LOG_MARKERS = (b"No space left on device", b"database or disk is full
 ENV_MAX_CONCURRENT = "DPCORE_MAX_CONCURRENT"
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[3])  # the folder holding dpcore/
 WARM_CHECK_S = 1.0  # a keeper looks at its standbys at most this often
-STARTING_S = 120.0  # a run without a first step this young is starting: no standby is started beside it
 
 
 class LocalExecutor:
@@ -182,19 +182,24 @@ class LocalExecutor:
             self._keep_warm()
 
     def close(self) -> None:
-        """Send away the standby workers this process started that wait for a run (runs go on)."""
+        """Keep no standbys any more, and send away those this process started that wait for a run.
+
+        Runs go on, standbys training one included; a waiting standby leaves within a second.
+        """
         self.warm_workers = 0
-        leaving = [p for p in self._standbys if p.poll() is None and self._pool.send_away(p.pid)]
-        for proc in leaving:
+        mine = {p.pid: p for p in self._standbys}
+        leaving = [e for e in self._pool.entries() if e.keeper == os.getpid() and not e.claimed
+                   and process_alive(e.pid, e.ident) and self._pool.send_away(e.pid)]
+        for entry in leaving:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(proc.pid, signal.SIGTERM)
-        for proc in leaving:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            self._pool.discard(proc.pid)
+                os.kill(entry.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for entry in leaving:
+            while process_alive(entry.pid, entry.ident) and time.monotonic() < deadline:
+                if entry.pid in mine and mine[entry.pid].poll() is not None:
+                    break
+                time.sleep(0.05)
+            self._pool.discard(entry.pid)
         self._reap_children()
 
     def _supervise(self) -> None:
@@ -326,7 +331,11 @@ class LocalExecutor:
         return None
 
     def _keep_warm(self) -> None:
-        """Keep ``warm_workers`` standbys of this profile waiting; a dead one is replaced (looked at once a second)."""
+        """Keep ``warm_workers`` standbys of this profile waiting; a dead one is replaced (looked at once a second).
+
+        One started beside a run that has no first step yet holds its warm-up until that run has one
+        (``--after-run``), so a launch never shares the CPU with the next launch's warm-up.
+        """
         if self.warm_workers <= 0 or time.monotonic() < self._next_warm_check:
             return
         self._next_warm_check = time.monotonic() + WARM_CHECK_S
@@ -334,19 +343,20 @@ class LocalExecutor:
             with self._pool.lock():
                 live = self._pool.sweep(process_alive)
                 waiting = [e for e in live if not e.claimed and e.profile == self._profile]
-                if len(waiting) >= self.warm_workers or self._run_starting():
-                    return
-                self._start_standby()
+                for _ in range(self.warm_workers - len(waiting)):
+                    self._start_standby(after_run=self._starting_run())
         except OSError as err:  # a full or read-only disk: runs start cold, as before
             print(f"dp-rnn-lab: no standby worker ({err})", file=sys.stderr)
 
-    def _run_starting(self) -> bool:
-        """A run of this host still before its first step: a standby's warm-up would slow it down."""
+    def _starting_run(self) -> str | None:
+        """The newest run of this host still before its first step, if any (young enough to wait for)."""
         now = time.time()
-        return any(self._is_local(r) and not r.last_step and r.started_at and now - r.started_at < STARTING_S
-                   for r in self.store.list_runs(status=Status.RUNNING))
+        for r in self.store.list_runs(status=Status.RUNNING):
+            if self._is_local(r) and not r.last_step and r.started_at and now - r.started_at < warm.HOLD_S:
+                return r.id
+        return None
 
-    def _start_standby(self) -> None:
+    def _start_standby(self, after_run: str | None = None) -> None:
         pool_dir = self._pool.ensure()
         tmp_log = pool_dir / f".spawn-{os.getpid()}-{time.monotonic_ns()}.log"
         me = f"{os.getpid()}:{process_identity(os.getpid()) or ''}"
@@ -354,6 +364,8 @@ class LocalExecutor:
                "--keeper", me]
         if self.train_fn:
             cmd += ["--train-fn", self.train_fn]
+        if after_run:
+            cmd += ["--after-run", after_run]
         fd = os.open(tmp_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "ab") as log:
             proc = subprocess.Popen(
