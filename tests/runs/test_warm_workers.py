@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -207,3 +208,28 @@ def test_windows_made_ahead_are_the_ones_the_run_would_make() -> None:
     prepared = warm.Prepared(data={warm.data_key(small): a})
     assert prepared.data_for(small.replace(seq_len=24)) is None
     assert prepared.data_for(other) is a and prepared.data_for(other) is None  # handed over once
+
+
+def test_a_standby_started_beside_a_starting_run_warms_up_after_its_first_step(store: RunStore) -> None:
+    run_id = store.create_run("alice", config().to_dict())
+    with store.transaction() as conn:
+        store.claim_run(conn, run_id, host="elsewhere", pid=os.getpid(), pid_ident=None)
+    pool = warm.Pool(store.data_dir)
+    pool.ensure()
+    log = pool.file(0, ".log")  # named for the pid below once it is known
+    cmd = [sys.executable, "-m", "dpcore.runs.worker", "--data-dir", str(store.data_dir), "--standby",
+           "--keeper", f"{os.getpid()}:", "--train-fn", FAKE, "--after-run", run_id]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=Path(__file__).parents[2], stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    pool.register(proc.pid, None, {"python": sys.executable})
+    try:
+        time.sleep(3.0)
+        assert "warmed up" not in log.read_text()  # the run has no step yet: it holds
+        store.add_metrics(run_id, [{"step": 1, "train_loss": 1.0}])
+        until(lambda: "warmed up" in log.read_text(), what="the warm-up after the first step")
+    finally:
+        store.finish_run(run_id, "cancelled")  # its pid is this test's: no worker to reap
+        if pool.send_away(proc.pid):
+            os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(TIMEOUT) == 0
