@@ -113,10 +113,17 @@ def _standby_waiting(data_dir: Path, executor=None, timeout: float = 180.0) -> f
 
 def _build_public_model(data_dir: Path) -> None:
     """The public model the preset starts from, built once ahead (untimed)."""
+    import torch
+
     from dpcore.training.pretrain import ensure_public_model
 
     t0 = time.perf_counter()
-    ensure_public_model(_config("rdp"), data_dir=data_dir)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a worker: two spin-waiting threads on a busy 2-core machine are far slower
+    try:
+        ensure_public_model(_config("rdp"), data_dir=data_dir)
+    finally:
+        torch.set_num_threads(threads)
     print(f"public model ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
 
 

@@ -20,6 +20,11 @@ The executor starts this in a new process group with stdout/stderr going to the 
    word is :func:`dpcore.runs.lifecycle.conclude`, shared with the Ray worker). Metrics
    written so far are kept in every case;
 5. hands its slot to the next queued run (``LocalExecutor.poll``), so queues drain without a daemon.
+
+With ``--standby`` (no ``--run-id``) it is a standby worker (:mod:`dpcore.runs.warm`): it warms up
+(imports, the built-in corpus's windows) while a thread waits on its pipe in the pool, and the run
+handed to it goes through the same steps 1-5 (the claim only as the dispatcher made it, never a
+queued row of its own choosing), its output then going to the run's ``worker.log``.
 """
 
 from __future__ import annotations

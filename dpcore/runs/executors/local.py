@@ -367,11 +367,15 @@ class LocalExecutor:
         if after_run:
             cmd += ["--after-run", after_run]
         fd = os.open(tmp_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "ab") as log:
-            proc = subprocess.Popen(
-                cmd, cwd=pool_dir, env=self._child_env(None), stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
+        try:
+            with os.fdopen(fd, "ab") as log:
+                proc = subprocess.Popen(
+                    cmd, cwd=pool_dir, env=self._child_env(None), stdin=subprocess.DEVNULL,
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                )
+        except OSError:
+            tmp_log.unlink(missing_ok=True)
+            raise
         os.replace(tmp_log, self._pool.file(proc.pid, ".log"))
         self._pool.register(proc.pid, process_identity(proc.pid), self._profile)
         self._standbys.append(proc)
