@@ -139,6 +139,8 @@ def _standby(args: argparse.Namespace, stop: threading.Event, signals: list[int]
     standby = warm.Standby(pool)
     standby.open()
     keeper_pid, _, keeper_ident = (args.keeper or "").partition(":")
+    handed = threading.Event()  # set once the listener is done: a run claimed (in ``got``) or none
+    got: dict[str, Any] = {}
 
     def on_term(signum: int, _frame: Any) -> None:
         signals.append(signum)
@@ -151,9 +153,6 @@ def _standby(args: argparse.Namespace, stop: threading.Event, signals: list[int]
 
     def keeper_alive() -> bool:
         return not keeper_pid or process_alive(int(keeper_pid), keeper_ident or None)
-
-    handed = threading.Event()
-    got: dict[str, Any] = {}
 
     def listen() -> None:
         try:

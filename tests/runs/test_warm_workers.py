@@ -233,3 +233,30 @@ def test_a_standby_started_beside_a_starting_run_warms_up_after_its_first_step(s
         if pool.send_away(proc.pid):
             os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(TIMEOUT) == 0
+
+
+def test_a_run_handed_to_a_standby_still_holding_trains_at_once(store: RunStore) -> None:
+    """Handed over before its warm-up (here: held for a starting run), it claims, beats and trains."""
+    starting = store.create_run("bob", config().to_dict())
+    with store.transaction() as conn:
+        store.claim_run(conn, starting, host="elsewhere", pid=os.getpid(), pid_ident=None)
+    ex = LocalExecutor(store, 2, gpus=[], train_fn=FAKE, warm_workers=0)
+    pool = ex._pool
+    pool.ensure()
+    cmd = [sys.executable, "-m", "dpcore.runs.worker", "--data-dir", str(store.data_dir), "--standby",
+           "--keeper", f"{os.getpid()}:", "--train-fn", FAKE, "--after-run", starting]
+    proc = subprocess.Popen(cmd, cwd=Path(__file__).parents[2], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    pool.register(proc.pid, None, ex._profile)
+    try:
+        until(lambda: pool.file(proc.pid, ".fifo").exists(), what="the standby's pipe")
+        t0 = time.monotonic()
+        run_id = ex.submit("alice", config(steps=3))
+        assert store.get_run(run_id).pid == proc.pid
+        run = wait_done(ex, run_id)
+        assert run.status == "finished" and time.monotonic() - t0 < warm.HOLD_S
+        assert proc.wait(TIMEOUT) == 0 and not pool.file(proc.pid, ".json").exists()
+    finally:
+        store.finish_run(starting, "cancelled")  # its pid is this test's: no worker to reap
+        if proc.poll() is None:
+            proc.kill()
