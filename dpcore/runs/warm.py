@@ -13,11 +13,13 @@ The pool is a folder of the data folder, ``warm/``, private to the server's user
 standby (its pid):
 
 * ``<pid>.json``: written by the executor that started it (its *keeper*): pid, process identity, the
-  keeper's pid and profile (the Python, project and trainer it runs: an executor only hands runs to a standby of its
-  own profile);
-* ``<pid>.fifo``: the standby reads its run from this named pipe (one JSON line);
+  keeper's pid and profile (the Python, project and trainer it runs: an executor only hands runs to
+  a standby of its own profile);
+* ``<pid>.fifo``: the standby reads its run from this named pipe (one JSON line: the run id, and the
+  handing executor's limits, which the standby takes on before it claims and caps its memory);
 * ``<pid>.claimed``: created (``O_EXCL``) by whoever gets the standby first: an executor taking it
-  for a run, or the standby itself leaving (idle too long, keeper gone, SIGTERM);
+  for a run ("taken"), or the standby or its keeper sending it away ("leaving": idle too long,
+  keeper gone, SIGTERM, :meth:`~dpcore.runs.executors.local.LocalExecutor.close`);
 * ``<pid>.log``: its output until it takes a run (then copied to the run's ``worker.log``); the log
   of one that died unused is kept as ``last-died.log``.
 
