@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,9 @@ if str(ROOT) not in sys.path:
 
 # Tiny test models run fastest on one thread, and leave the other core to subprocesses.
 torch.set_num_threads(1)
+# Executors start one worker per run in tests (what they assert on); standby workers, which would
+# linger beside every test's data folder, are tested on their own (tests/runs/test_warm_workers.py).
+os.environ.setdefault("DPCORE_WARM_WORKERS", "0")
 
 
 @pytest.fixture(scope="session")

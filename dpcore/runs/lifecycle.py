@@ -174,8 +174,16 @@ ARTIFACT_FILES = {"checkpoint": "model.pt", "result": "result.json", "metrics_cs
                   "log": "worker.log", "audit": "audit.json", "lab": "lab_canaries.npz"}
 
 
-#: When this module was imported: the worker's start-up times in its log count from here.
+#: When this module was imported: the worker's start-up times in its log count from here (a standby
+#: worker restarts the clock when it is handed its run: :func:`restart_clock`).
 _STARTED = time.monotonic()
+_SINCE = "the worker started"
+
+
+def restart_clock(since: str) -> None:
+    """Count the start-up times in the log from now, "after ``since``" (a standby worker taking a run)."""
+    global _STARTED, _SINCE
+    _STARTED, _SINCE = time.monotonic(), since
 
 
 class StoreCallbacks(TrainCallbacks):
@@ -207,7 +215,7 @@ class StoreCallbacks(TrainCallbacks):
             self.flush()
         if metrics.step == 1 and self._ready_s is not None:  # where start-up time goes (bench/bench_launch.py)
             print(f"start-up: trainer ready {self._ready_s:.2f} s, first step stored "
-                  f"{time.monotonic() - _STARTED:.2f} s after the worker started", file=sys.stderr)
+                  f"{time.monotonic() - _STARTED:.2f} s after {_SINCE}", file=sys.stderr)
 
     def on_eval(self, metrics: EvalMetrics) -> None:
         self.flush()
@@ -248,20 +256,22 @@ class Heartbeat(threading.Thread):
 
 
 def claim(store: RunStore, run_id: str, pid: int, *, host: str | None = None, pid_ident: str | None = None,
-          gpu: str | None = None) -> Run | None:
+          gpu: str | None = None, adopt: bool = True) -> Run | None:
     """The run if this process should train it; None if it belongs to another process or ended.
 
-    Runs in a write transaction, so it sees the dispatcher's committed claim (pid) or none.
+    Runs in a write transaction, so it sees the dispatcher's committed claim (pid) or none. A queued
+    row is claimed here only with ``adopt`` (a worker started by hand); a standby worker
+    (:mod:`dpcore.runs.warm`) passes False, so it trains only a run the dispatcher gave it.
     ``pid_ident`` is the local process's identity (:func:`~dpcore.runs.executors.local.process_identity`);
     a Ray worker on another machine, claimed through the store writer, has none: its pid is not this
     machine's.
     """
     with store.transaction() as conn:
         run = store.get_run(run_id, conn=conn)
-        if run.status == Status.QUEUED:  # started by hand or by another executor: claim it ourselves
+        if run.status == Status.QUEUED and adopt:  # started by hand or by another executor: claim it ourselves
             store.claim_run(conn, run_id, host=host or socket.gethostname(), pid=pid,
                             pid_ident=pid_ident, gpu=gpu)
-        elif run.status != Status.RUNNING or run.pid not in (None, pid):
+        elif run.status != Status.RUNNING or run.pid not in ((pid,) if not adopt else (None, pid)):
             return None
         if run.cancel_requested_at is not None:
             store.finish_run(run_id, Status.CANCELLED, conn=conn)
@@ -283,18 +293,23 @@ def load_train_fn(spec: str) -> Callable[..., RunResult | dict[str, Any]]:
     return getattr(module, name)
 
 
-def train(store: RunStore, run: Run, stop: threading.Event, train_fn: str) -> Ending:
+def train(store: RunStore, run: Run, stop: threading.Event, train_fn: str | Callable[..., dict[str, Any]],
+          *, data: Any = None) -> Ending:
     """Run the trainer; returns how it ended (status, the user's sentence for a failure, the result).
 
+    ``train_fn`` is a spec (``"module:function"``) or the function itself (a standby worker loaded it
+    ahead); ``data``, when given, is the run's corpus already cut into windows (a standby worker's,
+    built for exactly this config's corpus settings), passed on as the trainer's ``data=``.
     Every exception becomes a failure with a sentence the user can act on, never a hang.
     """
     callbacks = StoreCallbacks(store, run.id)
     try:
         config = run.train_config()
-        fn = load_train_fn(train_fn)
+        fn = load_train_fn(train_fn) if isinstance(train_fn, str) else train_fn
+        extra = {} if data is None else {"data": data}
         result = as_result(fn(
             config, store.run_dir(run.id), callbacks=callbacks,
-            should_stop=stop.is_set,
+            should_stop=stop.is_set, **extra,
         ))
     except DPCoreError as err:
         return Ending.failed(str(err))

@@ -27,7 +27,8 @@ class ExecutorOptions:
     ``max_concurrent`` caps a local executor (on Ray, the cluster's resources decide); ``train_fn``
     ("module:function", for tests and other trainers, never user input) replaces ``train_and_audit``;
     ``start_cluster``: an executor that needs a cluster may start one of its own on this machine when
-    none answers (the dashboard does; a terminal does not, since its runs would end with it).
+    none answers (the dashboard does; a terminal does not, since its runs would end with it); the local
+    executor keeps standby workers (:mod:`dpcore.runs.warm`) only with it, for the same reason.
     """
 
     max_concurrent: int | None = None

@@ -18,7 +18,13 @@ queue is the ``queued`` rows of the store, and every ``poll()`` (called by ``sub
 * dispatch - queued runs start in the fair order of :meth:`RunStore.fair_queue` (the owner with
   the fewest running runs first, oldest first among equals), never more than
   ``max_active_per_owner`` of one owner, while fewer than ``max_concurrent`` run;
-* retention - a few runs that ended more than ``retention_days`` ago are deleted (once a minute).
+* retention - a few runs that ended more than ``retention_days`` ago are deleted (once a minute);
+* keep warm - a keeper (``warm_workers`` > 0: the dashboard's executor) keeps that many standby
+  workers waiting (:mod:`dpcore.runs.warm`), replacing each one taken or dead at once (its warm-up
+  waits for a run still before its first step to have one); dispatch hands a
+  run to a waiting standby of its profile when there is one (any executor does), else starts a
+  worker for it as before. A standby is no run: it counts toward ``max_concurrent`` only once it
+  trains one, and is claimed, supervised and reaped as any worker.
 
 Limits come from :class:`~dpcore.runs.limits.ServerLimits` (environment variables), and travel to
 the workers in their environment.
@@ -46,14 +52,24 @@ from typing import Any
 
 from dpcore.config import TrainConfig
 from dpcore.errors import DPCoreError
+from dpcore.runs import warm
 from dpcore.runs.executors.base import DEFAULT_GRACE_S, PURGE_EVERY_S, ExecutorOptions, check_submission, wait_for
-from dpcore.runs.lifecycle import DIED_MESSAGE, DISK_FULL_MESSAGE, Verdict, live_verdict, settle
+from dpcore.runs.lifecycle import (
+    DEFAULT_TRAIN_FN,
+    DIED_MESSAGE,
+    DISK_FULL_MESSAGE,
+    ENV_HEARTBEAT_S,
+    Verdict,
+    live_verdict,
+    settle,
+)
 from dpcore.runs.limits import ServerLimits
 from dpcore.runs.store import Run, RunStore, Status
 
 _DISK_FULL_LOG_MARKERS = (b"No space left on device", b"database or disk is full", b"the server's disk is full")
 ENV_MAX_CONCURRENT = "DPCORE_MAX_CONCURRENT"
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[3])  # the folder holding dpcore/
+WARM_CHECK_S = 1.0  # a keeper looks at its standbys at most this often
 
 
 class LocalExecutor:
@@ -64,6 +80,9 @@ class LocalExecutor:
     ``train_fn`` ("module:function" or "file.py:function") replaces ``train_and_audit`` in the
     worker; it is for tests and other trainers, never taken from user input. ``limits`` default
     to the store's (:meth:`ServerLimits.from_env`); ``stale_after_s`` overrides their staleness limit.
+    ``warm_workers`` standby workers are kept waiting for the next run (default ``$DPCORE_WARM_WORKERS``,
+    else 1; none on a GPU server): only long-lived callers should keep them (the registry gives a
+    terminal's executor none); :meth:`close` sends this process's away.
     """
 
     def __init__(
@@ -77,6 +96,7 @@ class LocalExecutor:
         train_fn: str | None = None,
         python: str | None = None,
         limits: ServerLimits | None = None,
+        warm_workers: int | None = None,
     ) -> None:
         if os.name != "posix":  # pragma: no cover
             raise DPCoreError("the local executor needs Linux or macOS (process groups and signals)")
@@ -92,11 +112,22 @@ class LocalExecutor:
         self.host = socket.gethostname()
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._children_lock = threading.Lock()
+        self.warm_workers = 0 if self.gpus else warm.resolve_warm_workers(warm_workers)
+        self._pool = warm.Pool(store.data_dir)
+        self._profile = {"python": self.python, "root": _PROJECT_ROOT, "train_fn": train_fn or DEFAULT_TRAIN_FN}
+        self._standbys: list[subprocess.Popen[bytes]] = []
+        self._next_warm_check = 0.0
 
     @classmethod
     def from_options(cls, store: RunStore, options: ExecutorOptions) -> LocalExecutor:
-        """The registry's way in (:func:`dpcore.runs.executors.registry.make_executor`)."""
-        return cls(store, options.max_concurrent, train_fn=options.train_fn)
+        """The registry's way in (:func:`dpcore.runs.executors.registry.make_executor`).
+
+        A caller that may start helpers of its own (``start_cluster``: the dashboard) keeps standby
+        workers; a terminal's executor keeps none (they would outlive it for nothing) but uses the
+        dashboard's.
+        """
+        return cls(store, options.max_concurrent, train_fn=options.train_fn,
+                   warm_workers=None if options.start_cluster else 0)
 
     # ------------------------------------------------------------------ contract
     def submit(
@@ -144,7 +175,34 @@ class LocalExecutor:
 
     # ------------------------------------------------------------------ supervision
     def poll(self) -> None:
-        """Reap dead or stuck workers, stop overdue runs, start queued runs fairly. Cheap when idle."""
+        """Reap dead or stuck workers, stop overdue runs, start queued runs fairly, keep standbys. Cheap when idle."""
+        try:
+            self._supervise()
+        finally:
+            self._keep_warm()
+
+    def close(self) -> None:
+        """Keep no standbys any more, and send away those this process started that wait for a run.
+
+        Runs go on, standbys training one included; a waiting standby leaves within a second.
+        """
+        self.warm_workers = 0
+        mine = {p.pid: p for p in self._standbys}
+        leaving = [e for e in self._pool.entries() if e.keeper == os.getpid() and not e.claimed
+                   and process_alive(e.pid, e.ident) and self._pool.send_away(e.pid)]
+        for entry in leaving:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(entry.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for entry in leaving:
+            while process_alive(entry.pid, entry.ident) and time.monotonic() < deadline:
+                if entry.pid in mine and mine[entry.pid].poll() is not None:
+                    break
+                time.sleep(0.05)
+            self._pool.discard(entry.pid)
+        self._reap_children()
+
+    def _supervise(self) -> None:
         self._reap_children()
         self._purge()
         now = time.time()
@@ -225,6 +283,10 @@ class LocalExecutor:
 
     def _launch(self, conn: sqlite3.Connection, run: Run, gpu: str | None) -> bool:
         out_dir = self.store.run_dir(run.id)
+        if gpu is None and not self.gpus:
+            handed = self._hand_to_standby(conn, run)
+            if handed is not None:
+                return handed
         cmd = [
             self.python, "-m", "dpcore.runs.worker", "--data-dir", str(self.store.data_dir),
             "--run-id", run.id, "--max-concurrent", str(self.max_concurrent),
@@ -253,6 +315,78 @@ class LocalExecutor:
             conn, run.id, host=self.host, pid=proc.pid, pid_ident=process_identity(proc.pid), gpu=gpu
         )
 
+    def _hand_to_standby(self, conn: sqlite3.Connection, run: Run) -> bool | None:
+        """Give ``run`` to a waiting standby of this profile (claimed in ``conn``); None if none took it."""
+        try:
+            self.store.runs_dir.mkdir(mode=0o700, exist_ok=True)
+            self.store.run_dir(run.id).mkdir(mode=0o700, exist_ok=True)
+        except OSError:
+            return None  # the cold path below says why
+        message = {"run_id": run.id, "max_concurrent": self.max_concurrent, "gpus": ",".join(self.gpus),
+                   "grace": self.grace_s, "env": self._run_env()}
+        while (entry := self._pool.take(self._profile, process_alive)) is not None:
+            if self._pool.hand(entry, message):
+                return self.store.claim_run(conn, run.id, host=self.host, pid=entry.pid, pid_ident=entry.ident)
+            self._pool.discard(entry.pid)  # it died or left as it was taken: try the next, else start one
+        return None
+
+    def _keep_warm(self) -> None:
+        """Keep ``warm_workers`` standbys of this profile waiting; a dead one is replaced (looked at once a second).
+
+        One started beside a run that has no first step yet holds its warm-up until that run has one
+        (``--after-run``), so a launch never shares the CPU with the next launch's warm-up.
+        """
+        if self.warm_workers <= 0 or time.monotonic() < self._next_warm_check:
+            return
+        self._next_warm_check = time.monotonic() + WARM_CHECK_S
+        try:
+            with self._pool.lock():
+                live = self._pool.sweep(process_alive)
+                waiting = [e for e in live if not e.claimed and e.profile == self._profile]
+                for _ in range(self.warm_workers - len(waiting)):
+                    self._start_standby(after_run=self._starting_run())
+        except OSError as err:  # a full or read-only disk: runs start cold, as before
+            print(f"dp-rnn-lab: no standby worker ({err})", file=sys.stderr)
+
+    def _starting_run(self) -> str | None:
+        """The newest run of this host still before its first step, if any (young enough to wait for)."""
+        now = time.time()
+        for r in self.store.list_runs(status=Status.RUNNING):
+            if self._is_local(r) and not r.last_step and r.started_at and now - r.started_at < warm.HOLD_S:
+                return r.id
+        return None
+
+    def _start_standby(self, after_run: str | None = None) -> None:
+        pool_dir = self._pool.ensure()
+        tmp_log = pool_dir / f".spawn-{os.getpid()}-{time.monotonic_ns()}.log"
+        me = f"{os.getpid()}:{process_identity(os.getpid()) or ''}"
+        cmd = [self.python, "-m", "dpcore.runs.worker", "--data-dir", str(self.store.data_dir), "--standby",
+               "--keeper", me]
+        if self.train_fn:
+            cmd += ["--train-fn", self.train_fn]
+        if after_run:
+            cmd += ["--after-run", after_run]
+        fd = os.open(tmp_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            with os.fdopen(fd, "ab") as log:
+                proc = subprocess.Popen(
+                    cmd, cwd=pool_dir, env=self._child_env(None), stdin=subprocess.DEVNULL,
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                )
+        except OSError:
+            tmp_log.unlink(missing_ok=True)
+            raise
+        os.replace(tmp_log, self._pool.file(proc.pid, ".log"))
+        self._pool.register(proc.pid, process_identity(proc.pid), self._profile)
+        self._standbys.append(proc)
+
+    def _run_env(self) -> dict[str, str]:
+        """What a standby takes on from the executor that hands it a run: its limits, its heartbeat."""
+        env = dict(self.limits.to_env())
+        if os.environ.get(ENV_HEARTBEAT_S):
+            env[ENV_HEARTBEAT_S] = os.environ[ENV_HEARTBEAT_S]
+        return env
+
     def _child_env(self, gpu: str | None) -> dict[str, str]:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PROJECT_ROOT, env.get("PYTHONPATH")) if p)
@@ -276,6 +410,7 @@ class LocalExecutor:
             for run_id, proc in list(self._children.items()):
                 if proc.poll() is not None:
                     del self._children[run_id]
+            self._standbys = [p for p in self._standbys if p.poll() is None]
 
 
 # -------------------------------------------------------------------------- helpers
