@@ -10,8 +10,8 @@ The package map, from the bottom layer up (imports point downwards only; see doc
 * ``data/`` — corpora, tokenizers, the user-level split, public texts.
 * ``training/`` — the GRU, its engines, the loop and its typed result (``RunResult``), the public
   model, generation.
-* ``runs/`` — the store (one facade over one module per job: db, schema, records, ledger,
-  upload_store, quota), executors, the worker, quotas, rooms, the gallery (and its shipped snapshot),
+* ``runs/`` — a run's record (run), the store (one facade over one module per job: db, schema,
+  records, ledger, upload_store, quota), executors, the worker, quotas, rooms, the gallery (and its shipped snapshot),
   uploads, the preview, the attack lab's games, and the one check of who may read a model's text.
 * ``audit/`` — canaries, membership and one-run lower bounds on ε.
 * ``views/`` — what pages and reports draw: sentences, tables, charts (no torch, no streamlit).

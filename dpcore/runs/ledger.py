@@ -17,22 +17,13 @@ from typing import TYPE_CHECKING
 
 from dpcore.errors import DPCoreError
 from dpcore.runs import access
-from dpcore.runs.limits import DEFAULT_STRANGER_BUDGET
+from dpcore.runs.limits import DEFAULT_INFERENCE_BUDGET, DEFAULT_STRANGER_BUDGET  # noqa: F401 - re-exported
 from dpcore.runs.owners import check_owner
 
-if TYPE_CHECKING:  # the store's module imports this one
-    from dpcore.runs.store import Run
+if TYPE_CHECKING:
+    from dpcore.runs.run import Run
 
 
-#: The ε budget for private decoding of one model when its owner has not set one, over all texts and
-#: viewers together. It was 20, which cannot buy one readable text: private prediction pays for every
-#: token, and readable text needs ε ≈ 8 per character (measured, ``bench/decoding_points.py``), so the
-#: Samples page's "readable" point (``dpcore.privacy.decoders.READABLE``: 16 characters) costs up to 128 for
-#: ONE text. 160 affords exactly one such text (a newcomer sees the trade-off at its true price, and
-#: that ε = 128 is a promise in name only), then 32 texts at the "private" point (ε ≤ 1 each), and
-#: never a second readable one: more is a choice the owner makes and sees (``set_inference_budget``);
-#: an owner who wants private decoding to mean something sets it low (e.g. 8, the training ε).
-DEFAULT_INFERENCE_BUDGET = 160.0
 
 
 class InferenceBudgetExceeded(DPCoreError):

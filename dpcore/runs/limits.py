@@ -38,6 +38,17 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from dpcore.errors import DPCoreError
+from dpcore.privacy.registry import Guarantee, mechanism_of
+
+#: The ε budget for private decoding of one model when its owner has not set one, over all texts and
+#: viewers together. It was 20, which cannot buy one readable text: private prediction pays for every
+#: token, and readable text needs ε ≈ 8 per character (measured, ``bench/decoding_points.py``), so the
+#: Samples page's "readable" point (``dpcore.privacy.decoders.READABLE``: 16 characters) costs up to 128 for
+#: ONE text. 160 affords exactly one such text (a newcomer sees the trade-off at its true price, and
+#: that ε = 128 is a promise in name only), then 32 texts at the "private" point (ε ≤ 1 each), and
+#: never a second readable one: more is a choice the owner makes and sees (``set_inference_budget``);
+#: an owner who wants private decoding to mean something sets it low (e.g. 8, the training ε).
+DEFAULT_INFERENCE_BUDGET = 160.0
 
 MiB = 2**20
 GiB = 2**30
@@ -175,11 +186,13 @@ def estimate_run_memory(
     params = num_parameters(vocab_size=v, embed_dim=e, hidden_size=h, num_layers=layers)
     total = BASE_BYTES + 6 * 4 * params
     total += 4 * b * t * (2 * e + 12 * h * layers + 4 * v)
-    per_example = mechanism == "laplace" or (mechanism == "gaussian" and engine == "opacus")
-    if per_example:
+    mech = mechanism_of(mechanism)
+    chosen = engine if engine in mech.engines else next(iter(mech.engines))  # the engine that will train it
+    private = mech.guarantee is Guarantee.DP
+    if private and chosen == "opacus":  # Opacus's per-sample gradients (Gaussian on Opacus, Laplace)
         total += 6 * b * params  # the per-example gradients, plus half again for clipping them in chunks
         total += 4 * b * t * (e + 20 * h * layers)  # DPGRU's per-step hooks: each step's gate inputs and outputs
-    elif mechanism == "gaussian":  # the fast engine
+    elif private and chosen == "fast":  # the fast engine
         maps = 2 + 2 * layers  # embedding, head, and the input and recurrent maps of each layer
         total += 2 * maps * 4 * units * (k * t) ** 2 + 8 * MiB
         if k > 1:  # the per-user copies of every map's inputs and output gradients

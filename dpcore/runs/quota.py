@@ -16,15 +16,12 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dpcore.errors import DPCoreError
 from dpcore.runs import db
 from dpcore.runs.limits import ServerLimits
 from dpcore.runs.owners import PINNED_OWNER_PREFIX
-
-if TYPE_CHECKING:  # the store's module imports this one
-    from dpcore.runs.store import Run
+from dpcore.runs.run import Run, RunNotFound
 
 
 class QuotaExceeded(DPCoreError):
@@ -95,7 +92,6 @@ class QuotaAndQueue:
                 "ORDER BY finished_at LIMIT ?",
                 (cutoff, len(PINNED_OWNER_PREFIX), PINNED_OWNER_PREFIX, int(limit)),
             )]
-        from dpcore.runs.store import RunNotFound  # the store's module imports this one
 
         for run_id in ids:
             with contextlib.suppress(RunNotFound):

@@ -23,8 +23,8 @@ from dpcore.errors import DPCoreError
 from dpcore.runs.db import disk_full, is_disk_full
 from dpcore.runs.owners import check_owner
 
-if TYPE_CHECKING:  # the store's module imports this one
-    from dpcore.runs.store import Run
+if TYPE_CHECKING:
+    from dpcore.runs.run import Run
 
 
 class UploadNotFound(DPCoreError):

@@ -26,6 +26,7 @@ from typing import Any
 
 from dpcore.config import PRIVATE_MECHANISMS
 from dpcore.events import RunInfo
+from dpcore.privacy.registry import ClipNorm, mechanism_of
 from dpcore.runs.store import Run
 from dpcore.training.result import RunResult
 from dpcore.views import charts
@@ -108,14 +109,15 @@ def privacy_statement(run: Run, *, latest_epsilon: float | None = None) -> list[
         when = f"after the {steps} steps actually run" if done else f"so far (step {steps or 0})"
         noise = res.noise_multiplier if res.has("noise_multiplier") else info.noise_multiplier
         q = res.sample_rate if res.has("sample_rate") else info.sample_rate
-        mech = "λ" if cfg.get("mechanism") == "laplace" else "σ"
+        mechanism = mechanism_of(str(cfg.get("mechanism")))
+        mech = mechanism.noise_symbol or "σ"
         params = []
         if noise is not None:
             params.append(f"noise multiplier {mech} = {noise:.3g}")
         if q is not None:
             params.append(f"sampling rate q = {q:.3g}")
         if cfg.get("clip") is not None:
-            norm = "L1" if cfg.get("mechanism") == "laplace" else "L2"
+            norm = (mechanism.clip_norm or ClipNorm.L2).value
             params.append(f"{norm} clipping norm C = {cfg['clip']:g}")
         target = res.target_epsilon
         sentences.append(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from dpcore.privacy.registry import Guarantee
 from dpcore.runs.access import StrangerBudget
 from dpcore.runs.store import Run
 
@@ -132,7 +133,7 @@ def side_by_side_first(runs: Sequence[Run]) -> list[Run]:
     def first(match) -> Run | None:
         return next((r for r in runs if match(r)), None)
 
-    eight = first(lambda r: r.config.get("mechanism") in ("gaussian", "laplace")
+    eight = first(lambda r: r.guarantee is Guarantee.DP
                   and r.config.get("epsilon") == SIDE_BY_SIDE_EPSILON)
     baseline = first(lambda r: r.config.get("mechanism") == "none")
     front = [r for r in (eight, baseline) if r is not None]
