@@ -42,6 +42,15 @@ _start_phase = _phase(_state)
 _poll_s = {"preparing": GALLERY_POLL_S, "incomplete": GALLERY_IDLE_POLL_S}.get(_start_phase)
 
 
+def _gallery_views(entries: list) -> tuple:
+    """The gallery's frontier, its final samples and its exposure chart (None without audits)."""
+    store = session.store()
+    samples = {run.id: store.samples(run.id) for _, run in entries}
+    audits = {run.id: load_audit(store, run) for _, run in entries}
+    exposure = demoview.exposure_figure(entries, audits, big=big) if any(audits.values()) else None
+    return demoview.frontier_figure(entries, big=big), demoview.final_samples(entries, samples), exposure
+
+
 @st.fragment(run_every=session.live_interval(_poll_s) if _poll_s else None)
 def gallery() -> None:
     """The instant demo: the pinned gallery's whole story on one screen, updating itself until it is complete.
@@ -74,9 +83,10 @@ def gallery() -> None:
     st.subheader("The whole trade-off at a glance")
     st.caption("The same small model trained on the same synthetic chat messages, once per privacy level: what each "
                "ε costs in quality, what the models write, and what they give away about planted secrets.")
-    st.plotly_chart(demoview.frontier_figure(entries, big=big), key="home_demo_frontier", config=CHART_CONFIG)
-    samples = {run.id: session.store().samples(run.id) for _, run in entries}
-    shown = demoview.final_samples(entries, samples)
+    frontier, shown, exposure = session.ticker().shared(
+        ("home-gallery", big, tuple((run.id, run.status, run.finished_at) for _, run in entries)),
+        lambda: _gallery_views(entries))  # the same for every visitor: built once per finished gallery
+    st.plotly_chart(frontier, key="home_demo_frontier", config=CHART_CONFIG)
     if shown:
         st.markdown(f"**What each model writes after “{shown[0][1]}”**")
         per_row = 3 if big else 5
@@ -86,10 +96,8 @@ def gallery() -> None:
                 with col, st.container(border=True):
                     st.markdown(f"**{title}**")
                     st.code(texts[0] or "(empty)", language=None, wrap_lines=True)
-    audits = {run.id: load_audit(session.store(), run) for _, run in entries}
-    if any(audits.values()):
-        st.plotly_chart(demoview.exposure_figure(entries, audits, big=big), key="home_demo_exposure",
-                        config=CHART_CONFIG)
+    if exposure is not None:
+        st.plotly_chart(exposure, key="home_demo_exposure", config=CHART_CONFIG)
         st.caption("Each planted secret is a 4-digit PIN after a known prefix. Exposure counts the bits a model gives "
                    "away: 0 means an attacker does no better than guessing; at the dashed line the model recites it.")
     links = st.columns(3)

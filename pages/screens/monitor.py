@@ -1,15 +1,16 @@
 """Run monitor: live curves, progress, clipping, samples and cancel for one run (``?run=<id>``).
 
-While the run is active a fragment re-reads the store every second (one consistent snapshot of
-the new steps) and redraws only itself: everything that changes while the run trains is drawn
-inside it, from that one snapshot; when the run ends it reruns the page once, which stops the
-polling. Nothing is trained here: the worker process writes, this page reads.
+While the run is active a fragment reads the run every second (one consistent snapshot of the new
+steps, shared with every other tab watching it: :mod:`pages.ui.live`) and redraws only itself:
+everything that changes while the run trains is drawn inside it, from that one snapshot; when the run
+ends it reruns the page once, which stops the polling. Nothing is trained here: the worker process
+writes, this page reads.
 """
 
 import streamlit as st
 
 from dpcore.runs.preview import predicted_curve
-from dpcore.runs.store import Run, RunSnapshot
+from dpcore.runs.store import Run
 from dpcore.views import charts
 from dpcore.views.disclosure import (
     UNCOVERED_LABEL,
@@ -21,6 +22,7 @@ from dpcore.views.disclosure import (
 from dpcore.views.meaning import epsilon_sentence, guarantee_of, run_epsilon, run_label, unit_of
 from dpcore.views.runview import baseline_perplexity, progress
 from pages.ui import session
+from pages.ui.live import Tick
 from pages.ui.widgets import (
     CHART_CONFIG,
     COMPARE_PAGE,
@@ -34,7 +36,7 @@ from pages.ui.widgets import (
 )
 
 POLL_S = 1.0
-store, executor = session.store(), session.executor()
+store, executor, ticker = session.store(), session.executor(), session.ticker()
 
 st.title("Run monitor")
 run = run_from_link(session, key="mon_pick")
@@ -74,73 +76,25 @@ def _predicted(r: Run) -> list[tuple[int, float]] | None:
                            float(info.delta), str(cfg.get("accountant")), int(info.total_steps))
 
 
-def _read(cache: dict) -> RunSnapshot:
-    """The store's state now: ONE snapshot (run, new metrics, evals), added to this tab's cache.
-
-    Samples are read just before it (the store keeps them outside the snapshot), so they are never
-    newer than the steps drawn with them.
-    """
-    fresh = store.samples(run_id, since_id=cache["sample_id"])
-    snap = store.snapshot(run_id, since_step=cache["last"])
-    if snap.metric_count < len(cache["metrics"]):  # the store was rebuilt under us: start again
-        cache.update(last=-1, metrics=[], sample_id=0, samples=[])
-        fresh = store.samples(run_id)
-        snap = store.snapshot(run_id)
-    if snap.metrics:
-        cache["metrics"].extend(snap.metrics)
-        cache["last"] = snap.metrics[-1]["step"]
-    if fresh:
-        cache["samples"].extend(fresh)
-        cache["sample_id"] = fresh[-1]["id"]
-    return snap
-
-
-@st.fragment(run_every=session.live_interval(POLL_S) if active_at_start else None)
-def live() -> None:
-    """Everything that changes while the run trains, from one snapshot, computed first, then drawn.
-
-    The layout is the same on every poll (the same elements in the same order), and nothing is
-    drawn until every number and figure is ready: Streamlit greys out the previous poll's elements
-    until they are redrawn, so drawing them all in one quick burst keeps the page from greying out,
-    and no element can show a value from a different read than its neighbours (the ε metric and
-    the ε sentence, say).
-    """
-    session.live_interval(POLL_S)  # counts this session as watching (pages loaded later poll slower)
-    executor.poll()  # reap a dead worker, start a queued run: the store must match reality
-    cache = st.session_state.setdefault("_mon_cache", {}).setdefault(
-        run_id, {"last": -1, "metrics": [], "sample_id": 0, "samples": []})
-    snap = _read(cache)
-    r = snap.run
-    if r.is_terminal and active_at_start:
-        st.rerun()  # once: redraw the whole page without polling and with the results below
-
-    # ---- compute (no drawing yet)
-    metrics = visible_metrics(cache["metrics"], show_uncovered)
-    evals = snap.evals if show_uncovered else []
-    queue = store.queue_position(run_id) if r.status == "queued" else None
-    prog = progress(r, metrics, queue)
+def _view(tick: Tick) -> dict:
+    """Everything the live view shows of one tick, for one kind of viewer: built once per tick by
+    :meth:`pages.ui.live.RunTicker.derived` and shared by every tab that may see the same thing."""
+    r = tick.run
+    metrics = visible_metrics(tick.metrics, show_uncovered)
+    evals = list(tick.evals) if show_uncovered else []
     last = metrics[-1] if metrics else {}
-    not_shared = "not shared"
-    loss = next((m["train_loss"] for m in reversed(metrics) if m.get("train_loss") is not None), None)
-    ppl = evals[-1]["val_perplexity"] if evals else None
     eps = run_epsilon(r, last.get("epsilon"))
     eps = round(eps, 3) if eps is not None else None  # as the metric shows it: the sentence says the same number
-    step_text = f"{r.last_step or 0:,}" + (f" / {r.total_steps:,}" if r.total_steps else "")
-    eps_text = f"{eps:.3f}" if eps is not None else "none" if not dp else "—"
-    eps_words = (epsilon_sentence(eps, seq_len=cfg.get("seq_len"), tokenizer=cfg.get("tokenizer", "char"),
-                                  privacy_unit=unit_of(cfg))
-                 if eps is not None else "ε is counted from the first training step.")
     total = r.total_steps
     figures: dict[str, object] = {}
     if show_uncovered:
-        baseline = baseline_perplexity(session.my_runs(), cfg) if cfg.get("mechanism") != "none" else None
         figures["mon_loss"] = charts.loss_figure(metrics, total_steps=total)
         figures["mon_ppl"] = charts.perplexity_figure(evals, total_steps=total, baseline=baseline)
     if dp:
         target = cfg.get("epsilon") if cfg.get("noise_multiplier") is None else None
         figures["mon_eps"] = charts.epsilon_figure(metrics, predicted=_predicted(r), target=target, total_steps=total)
         figures["mon_clip"] = charts.clipping_figure(metrics, clip=cfg.get("clip"), total_steps=total)
-    samples = cache["samples"] if show_samples else []
+    samples = list(tick.samples) if show_samples else []
     if not show_samples:
         samples_note, shown = ("Samples of a model without a privacy guarantee, trained on someone's own text, are "
                                "shown to its owner only: they can quote that text."), []
@@ -150,6 +104,51 @@ def live() -> None:
         latest = max(s["step"] for s in samples)
         shown = [s for s in samples if s["step"] == latest]
         samples_note = f"At step {latest}" + (" (final model)" if any(s["kind"] == "final" for s in shown) else "")
+    return {
+        "metrics": metrics,
+        "loss": next((m["train_loss"] for m in reversed(metrics) if m.get("train_loss") is not None), None),
+        "ppl": evals[-1]["val_perplexity"] if evals else None,
+        "eps_text": f"{eps:.3f}" if eps is not None else "none" if not dp else "—",
+        "eps_words": (epsilon_sentence(eps, seq_len=cfg.get("seq_len"), tokenizer=cfg.get("tokenizer", "char"),
+                                       privacy_unit=unit_of(cfg))
+                      if eps is not None else "ε is counted from the first training step."),
+        "step_text": f"{r.last_step or 0:,}" + (f" / {r.total_steps:,}" if r.total_steps else ""),
+        "figures": figures, "samples_note": samples_note, "shown": shown,
+    }
+
+
+# a page run (opening, reloading, a click) reads the store at once; the fragment's own polls share the ticker's reads
+_page_run = {"fresh": True}
+# per viewer, once per page run (their own runs are the baseline's candidates), not on every poll
+baseline = (baseline_perplexity(session.my_runs(), cfg)
+            if show_uncovered and cfg.get("mechanism") != "none" else None)
+
+
+@st.fragment(run_every=session.live_interval(POLL_S) if active_at_start else None)
+def live() -> None:
+    """Everything that changes while the run trains, from one tick, computed first, then drawn.
+
+    The layout is the same on every poll (the same elements in the same order), and nothing is
+    drawn until every number and figure is ready: Streamlit greys out the previous poll's elements
+    until they are redrawn, so drawing them all in one quick burst keeps the page from greying out,
+    and no element can show a value from a different read than its neighbours (the ε metric and
+    the ε sentence, say). The tick and what is drawn from it are shared by every tab that watches
+    this run and may see the same (:mod:`pages.ui.live`): a room of thirty reads the store once a tick.
+    """
+    session.live_interval(POLL_S)  # counts this session as watching (pages loaded later poll slower)
+    ticker.throttled("executor.poll", POLL_S / 2, executor.poll)  # reap a dead worker, start a queued run
+    tick = ticker.read(run_id, max_age_s=0.0 if _page_run.pop("fresh", False) else None)
+    r = tick.run
+    if r.is_terminal and active_at_start:
+        st.rerun()  # once: redraw the whole page without polling and with the results below
+
+    # ---- compute (no drawing yet)
+    view = ticker.derived(tick, (show_uncovered, show_samples, dp, baseline), lambda: _view(tick))
+    queue = store.queue_position(run_id) if r.status == "queued" else None
+    prog = progress(r, view["metrics"], queue)
+    not_shared = "not shared"
+    loss, ppl, eps_text, eps_words = view["loss"], view["ppl"], view["eps_text"], view["eps_words"]
+    step_text, figures, samples_note, shown = view["step_text"], view["figures"], view["samples_note"], view["shown"]
 
     # ---- draw, in one burst, always the same elements in the same order
     st.progress(prog.fraction, text=f"{status_text(r)} · {prog.text}")

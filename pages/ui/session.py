@@ -37,6 +37,7 @@ import streamlit as st
 from dpcore.runs.executors.base import Executor
 from dpcore.runs.executors.registry import make_executor
 from dpcore.runs.store import Run, RunNotFound, RunStore
+from pages.ui.live import RunTicker
 
 COOKIE = "dprnn_owner"
 COOKIE_MAX_AGE_S = 365 * 24 * 3600
@@ -65,8 +66,17 @@ def _executor() -> Executor:
     return build_executor(_store())  # apart from the store: an unreachable Ray is not an unreadable store
 
 
+@st.cache_resource(show_spinner=False)
+def _ticker() -> RunTicker:
+    return RunTicker(_store())  # one per process: every tab watching a run shares its reads
+
+
 def store() -> RunStore:
     return _store()
+
+
+def ticker() -> RunTicker:
+    return _ticker()
 
 
 def executor() -> Executor:
