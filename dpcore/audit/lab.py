@@ -16,7 +16,8 @@ visitor a canary whose coin they have already seen.
 are within e^±ε (each fair coin's likelihood ratio is an average of ratios within e^±ε), so each guess is
 right with probability at most e^ε/(1+e^ε) whatever came before: the count of right guesses is dominated
 by Binomial(r, e^ε/(1+e^ε)), exactly the bound :func:`dpcore.audit.one_run.epsilon_lower_bound` inverts.
-For δ > 0 the proof of Steinke, Nasr and Jagielski (2023) runs guess by guess in the same way. Skipped
+For δ > 0 the page relies on the theorem of Steinke, Nasr and Jagielski (2023), whose proof bounds the
+guesses one at a time given what came before (our reading of it; with δ = 0 the argument above stands alone). Skipped
 rounds count as guesses not made, which can only lower the count. The number of games a pool plays is
 not fixed in advance (visitors decide to play on after seeing how they did), so the pooled bound pays for
 every possible pool size: with G games it is tested at α/2 for one game and at α / (2·(M − 1)) for more,
