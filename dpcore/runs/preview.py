@@ -33,12 +33,11 @@ from dpcore.privacy.accounting import EpsilonCurve
 from dpcore.privacy.background import QUICK, SLOW, start_once
 from dpcore.privacy.calcache import calibrated_noise, folder_in, hand_over
 from dpcore.privacy.delta import check_delta, default_delta
-from dpcore.privacy.plan import accounted_units, calibration_key, plan
+from dpcore.privacy.plan import Plan, accounted_units, calibration_key, plan
 from dpcore.privacy.registry import Guarantee, accountant_of, accountants, looser_instant_accountant, mechanism_of
 from dpcore.runs.limits import check_launch
 from dpcore.runs.uploads import accept_upload as accept_upload  # re-exported: checks live in uploads
 from dpcore.runs.uploads import upload_columns as upload_columns
-from dpcore.views.meaning import delta_sentence, epsilon_sentence
 
 #: Points on the predicted-ε chart per accountant (``Accountant.curve_points``): a full computation per
 #: point for PRV and PLD, almost nothing for RDP.
@@ -60,8 +59,9 @@ class Preview:
     noise_multiplier: float | None
     curve: list[tuple[int, float]] = field(default_factory=list)  # predicted (step, ε); empty if not DP
     guarantee: Guarantee = Guarantee.DP
-    epsilon_sentence: str = ""
-    delta_sentence: str = ""
+    #: The ε the form's sentence states (the predicted final ε, or the target while σ is computed); None: no
+    #: sentence (:func:`dpcore.views.meaning.preview_epsilon_sentence` words it).
+    said_epsilon: float | None = None
     unit: str = "sequence"  # the privacy unit N counts: "user" or "sequence"
     #: True while the exact σ and ε curve of a PRV or PLD run are computed in the background (seconds):
     #: the curve is empty and ``noise_multiplier`` is ``noise_bound``'s bound, or None.
@@ -105,24 +105,22 @@ def _preview_cached(config: TrainConfig, summary_items: tuple[tuple[str, Any], .
     summary = dict(summary_items)
     n = accounted_units(config, summary)  # users (user-level) or sequences
     p = plan(config, n)
-    common = dict(num_train=n, unit="user" if config.user_level else "sequence", data=summary,
-                  sample_rate=p.sample_rate, steps=p.steps, epochs=p.epochs,
-                  expected_batch_size=p.expected_batch_size, default_delta=default_delta(n),
-                  delta=p.delta, noise_multiplier=p.noise_multiplier)
+    common = _common(config, n, p, summary)
     if not config.is_private:
         return Preview(**common, guarantee=mechanism_of(config.mechanism).guarantee)
     # the monitor draws the same prediction for the launched run (same σ: dpcore.privacy.calcache), so
     # computing it through the shared cache here spares the monitor seconds with PRV and PLD
     curve = predicted_curve(config.mechanism, p.noise_multiplier, p.sample_rate, p.delta, config.accountant,
                             p.steps)
-    final = curve[-1][1]
-    return Preview(
-        **common, curve=curve, guarantee=Guarantee.DP,
-        epsilon_sentence=epsilon_sentence(final, seq_len=config.seq_len, tokenizer=config.tokenizer,
-                                          privacy_unit=config.unit),
-        delta_sentence=delta_sentence(p.delta, n, is_default=config.delta is None,
-                                      units="users" if config.user_level else "training sequences"),
-    )
+    return Preview(**common, curve=curve, guarantee=Guarantee.DP, said_epsilon=curve[-1][1])
+
+
+def _common(config: TrainConfig, n: int, p: Plan, summary: dict[str, Any]) -> dict[str, Any]:
+    """The fields every preview of ``config`` on N = ``n`` units has, from its plan."""
+    return dict(num_train=n, unit="user" if config.user_level else "sequence", data=summary,
+                sample_rate=p.sample_rate, steps=p.steps, epochs=p.epochs,
+                expected_batch_size=p.expected_batch_size, default_delta=default_delta(n),
+                delta=p.delta, noise_multiplier=p.noise_multiplier)
 
 
 def _provisional(config: TrainConfig, summary_items: tuple[tuple[str, Any], ...]) -> Preview:
@@ -147,16 +145,8 @@ def _provisional(config: TrainConfig, summary_items: tuple[tuple[str, Any], ...]
         except ConfigError:  # out of the quick accountant's reach; the tight one may still reach it
             noise = None
     calibrated = config.noise_multiplier is None
-    return Preview(
-        num_train=n, unit="user" if config.user_level else "sequence", data=summary,
-        sample_rate=p.sample_rate, steps=p.steps, epochs=p.epochs,
-        expected_batch_size=p.expected_batch_size, default_delta=default_delta(n), delta=p.delta,
-        noise_multiplier=noise, guarantee=Guarantee.DP, pending=True, noise_bound=bound,
-        epsilon_sentence=(epsilon_sentence(config.epsilon, seq_len=config.seq_len, tokenizer=config.tokenizer,
-                                           privacy_unit=config.unit) if calibrated else ""),
-        delta_sentence=delta_sentence(p.delta, n, is_default=config.delta is None,
-                                      units="users" if config.user_level else "training sequences"),
-    )
+    return Preview(**{**_common(config, n, p, summary), "noise_multiplier": noise}, guarantee=Guarantee.DP,
+                   pending=True, noise_bound=bound, said_epsilon=config.epsilon if calibrated else None)
 
 
 def _in_background(config: TrainConfig) -> bool:

@@ -194,6 +194,22 @@ def epsilon_sentence(epsilon: float, *, seq_len: int | None = None, tokenizer: s
     )
 
 
+def preview_epsilon_sentence(preview: Any, config: Any) -> str:
+    """The New run form's ε sentence for a :class:`~dpcore.runs.preview.Preview` of ``config`` ("" if none)."""
+    if preview.said_epsilon is None:
+        return ""
+    return epsilon_sentence(preview.said_epsilon, seq_len=config.seq_len, tokenizer=config.tokenizer,
+                            privacy_unit=config.unit)
+
+
+def preview_delta_sentence(preview: Any, config: Any) -> str:
+    """The form's δ sentence for that preview ("" for a run without δ)."""
+    if preview.delta is None:
+        return ""
+    return delta_sentence(preview.delta, preview.num_train, is_default=config.delta is None,
+                          units="users" if preview.unit == "user" else "training sequences")
+
+
 def delta_sentence(delta: float, num_train: int | None = None, *, is_default: bool = False,
                    units: str = "training sequences") -> str:
     """δ as the small chance that the promise fails, set against 1/N (N counted in ``units``)."""

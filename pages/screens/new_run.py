@@ -7,7 +7,7 @@ from dpcore.errors import DPCoreError
 from dpcore.privacy.registry import mechanism_of
 from dpcore.runs.preview import check, exact_ready, prepare_launch
 from dpcore.views.charts import predicted_epsilon_figure
-from dpcore.views.meaning import CENSUS_SENTENCE
+from dpcore.views.meaning import CENSUS_SENTENCE, preview_delta_sentence, preview_epsilon_sentence
 from dpcore.views.urlstate import upload_id_of
 from pages.ui import corpus_form, room_ui, run_form, session, sweep_form
 from pages.ui.widgets import CHART_CONFIG, MONITOR_PAGE, not_dp_notice
@@ -92,8 +92,8 @@ with right:
         st.warning("Fix the highlighted settings to see what this run means and to launch it.")
     elif pv is not None:
         not_dp_notice(config.mechanism)
-        if pv.epsilon_sentence:
-            st.markdown(f"**ε** — {pv.epsilon_sentence}")
+        if said := preview_epsilon_sentence(pv, resolved):
+            st.markdown(f"**ε** — {said}")
         cols = st.columns(3)
         mechanism = mechanism_of(config.mechanism)
         symbol = mechanism.noise_symbol or "σ"
@@ -126,7 +126,7 @@ with right:
                        "calibrated with that accountant either way.")
             _await_exact(resolved)
         if pv.curve or pv.pending:
-            st.markdown(f"**δ** — {pv.delta_sentence}")
+            st.markdown(f"**δ** — {preview_delta_sentence(pv, resolved)}")
             st.caption(CENSUS_SENTENCE)
     st.caption("Training runs in a background process on the server: you can leave this page or close the tab.")
     sweep_form.sweep_controls(owner, resolved, disabled=bool(errors) or pv is None, allowed=room is None)

@@ -23,7 +23,13 @@ from dpcore.privacy.delta import default_delta
 from dpcore.privacy.plan import plan
 from dpcore.runs.preview import accept_upload, check, predicted_curve, preview, upload_columns
 from dpcore.runs.store import RunStore
-from dpcore.views.meaning import delta_sentence, epsilon_sentence, odds_multiplier
+from dpcore.views.meaning import (
+    delta_sentence,
+    epsilon_sentence,
+    odds_multiplier,
+    preview_delta_sentence,
+    preview_epsilon_sentence,
+)
 
 FAST = WORKSHOP.replace(max_steps=40)  # small enough for RDP calibration in well under a second
 
@@ -61,8 +67,9 @@ def test_preview_agrees_with_the_trainers_plan_and_accountant():
     assert pv.final_epsilon == pytest.approx(
         compute_epsilon("gaussian", pv.noise_multiplier, pv.sample_rate, pv.steps, pv.delta, "rdp"))
     assert pv.final_epsilon <= FAST.epsilon
-    assert "can change the odds" in pv.epsilon_sentence and "any one person" in pv.epsilon_sentence
-    assert "users" in pv.delta_sentence
+    said = preview_epsilon_sentence(pv, FAST)
+    assert "can change the odds" in said and "any one person" in said
+    assert "users" in preview_delta_sentence(pv, FAST)
 
 
 def _upload_like_corpus():
@@ -126,7 +133,7 @@ def test_preview_of_runs_without_a_guarantee_has_no_epsilon():
     for mechanism, guarantee in (("none", "none"), ("naive", "no-guarantee")):
         pv = preview(FAST.replace(mechanism=mechanism))
         assert pv.guarantee == guarantee and pv.curve == [] and pv.final_epsilon is None
-        assert pv.noise_multiplier is None and pv.epsilon_sentence == ""
+        assert pv.noise_multiplier is None and preview_epsilon_sentence(pv, FAST) == ""
 
 
 def test_check_puts_each_problem_at_its_field():

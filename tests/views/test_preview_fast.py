@@ -11,6 +11,7 @@ from dpcore.privacy import calcache
 from dpcore.privacy.accounting import EpsilonCurve, compute_epsilon
 from dpcore.privacy.plan import calibration_key, plan
 from dpcore.runs import preview as pv
+from dpcore.views.meaning import preview_delta_sentence, preview_epsilon_sentence
 
 BASE = TrainConfig(mechanism="gaussian", epsilon=3.0, max_steps=60, batch_size=256, seq_len=32)
 
@@ -52,7 +53,7 @@ def test_a_prv_preview_answers_at_once_with_a_bound_then_the_exact_one(monkeypat
     assert not first.errors
     early = first.preview
     assert early.pending and early.curve == [] and early.noise_bound == "rdp"
-    assert "ε = 2.5" in early.epsilon_sentence and early.delta_sentence
+    assert "ε = 2.5" in preview_epsilon_sentence(early, config) and preview_delta_sentence(early, config)
     assert not pv.exact_ready(config)
     release.set()
     pv._exact_job(config, tuple(sorted(pv.data_summary(config).items()))).result(timeout=120)
