@@ -30,7 +30,6 @@ RESULT_KEYS = ("auc", "empirical_epsilon", "one_run", "exposure_by_insertions", 
 def train_and_audit(config: TrainConfig, out_dir: str | Path, *, callbacks: TrainCallbacks | None = None,
                     should_stop: Callable[[], bool] | None = None, data: LMData | None = None) -> RunResult:
     """:func:`~dpcore.training.loop.run_training`, and the audit around it when ``config.audit`` is set."""
-    config = config.validate()
     if not config.audit:
         return run_training(config, out_dir, callbacks=callbacks, should_stop=should_stop, data=data)
     data = data if data is not None else load_data(config)

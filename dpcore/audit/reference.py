@@ -51,7 +51,7 @@ def reference_data(data: LMData, exclude_rows: Sequence[int]) -> LMData:
 def reference_config(config: TrainConfig, steps: int, device: str) -> TrainConfig:
     """The target's config made non-private and quiet: same model, optimiser, learning rate and seed."""
     return config.replace(mechanism="none", max_steps=steps, epochs=None, num_samples=0, eval_every=steps,
-                          device=device, noise_multiplier=None).validate()
+                          device=device, noise_multiplier=None)
 
 
 @contextmanager

@@ -51,9 +51,6 @@ class Preset:
     config: TrainConfig
     group: str = "workshop"
 
-    def __post_init__(self) -> None:
-        self.config.validate()
-
 
 def _workshop(eps: float) -> Preset:
     return Preset(

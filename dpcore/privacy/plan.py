@@ -63,7 +63,6 @@ def plan(config: ConfigLike, num_train: int, *, calibrate: bool = True) -> Plan:
     accountant so that ε over the planned steps is at most the target. ``calibrate=False`` leaves
     a σ still to calibrate as None (the preview, while the exact σ is computed in the background).
     """
-    config.validate()
     q = sample_rate_for(num_train, config.batch_size)
     steps = config.max_steps if config.max_steps is not None else steps_for_epochs(config.epochs, q)
     out = Plan(sample_rate=q, steps=int(steps), delta=None, noise_multiplier=None,

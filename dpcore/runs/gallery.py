@@ -79,7 +79,7 @@ def gallery_specs(steps: int | None = None) -> list[GallerySpec]:
         if steps is not None:
             config = config.replace(max_steps=int(steps), epochs=None, eval_every=max(1, min(config.eval_every,
                                                                                             int(steps))))
-        return config.validate()
+        return config
 
     baseline = get_preset("workshop-none").config
     specs = [GallerySpec(gallery_key(baseline), "No privacy", finish(baseline))]

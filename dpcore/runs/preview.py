@@ -170,7 +170,6 @@ def exact_ready(config: TrainConfig) -> bool:
     Restarts a computation that was dropped, so a page waiting on it always gets an answer.
     """
     try:
-        config = config.validate()
         items = tuple(sorted(data_summary(config).items()))
     except DPCoreError:
         return True  # nothing to wait for: the next rerun shows the problem
@@ -188,7 +187,6 @@ def prepare_launch(config: TrainConfig, data_dir: str | os.PathLike[str]) -> Non
     if not config.is_private or config.noise_multiplier is not None:
         return
     try:
-        config = config.validate()
         summary = data_summary(config)
         p = plan(config, accounted_units(config, summary), calibrate=False)
     except DPCoreError:
@@ -240,7 +238,6 @@ def preview(config: TrainConfig) -> Preview:
     ``config.corpus`` must be ``"builtin"`` or a readable file path (the dashboard resolves the
     visitor's upload id to its path first).
     """
-    config = config.validate()
     summary = data_summary(config)
     return _preview_cached(config, tuple(sorted(summary.items())))
 

@@ -486,7 +486,6 @@ class RoomStore:
         The quota count, the submit and the room row are one write transaction of the rooms file, so two
         launches racing from one participant cannot both pass the last free slot.
         """
-        config = config.validate()
         with self._conn() as conn:
             self._check(conn, room_id, owner, config)
             run_id = executor.submit(owner, config)

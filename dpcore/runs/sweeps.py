@@ -81,7 +81,7 @@ def sweep_configs(base: TrainConfig, epsilons: Sequence[float], *, with_baseline
             f"a sweep over ε needs a private mechanism ({', '.join(sorted(PRIVATE_MECHANISMS))}), "
             f"not {base.mechanism!r}: choose one, or tick the baseline to include a run without privacy"
         )
-    configs = [base.replace(epsilon=float(e)).validate() for e in parse_epsilons(list(epsilons))]
+    configs = [base.replace(epsilon=float(e)) for e in parse_epsilons(list(epsilons))]
     if with_baseline:
         configs.append(base.replace_consistent(given={"mechanism"}, mechanism=NONE.name))
     return configs

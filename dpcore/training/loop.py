@@ -91,7 +91,6 @@ def run_training(
     see :mod:`dpcore.audit.pipeline`); ``extra_accounted`` is how many such rows N counts for q and
     δ *whether or not they were included*, so that neither depends on the audit's secret coins.
     """
-    config = config.validate()
     callbacks = callbacks or TrainCallbacks()
     should_stop = should_stop or (lambda: False)
     out = Path(out_dir)

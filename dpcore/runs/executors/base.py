@@ -86,7 +86,6 @@ def check_submission(
     """
     if isinstance(config, dict):
         config = TrainConfig.from_dict(config)
-    config = config.validate()
     if config.corpus != "builtin" and not allow_local_paths and store.find_upload_by_path(owner, config.corpus) is None:
         raise DPCoreError("the corpus must be the built-in corpus or one of your uploaded files")
     check_launch(config, limits=limits)
